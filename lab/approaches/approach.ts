@@ -1,0 +1,65 @@
+/**
+ * Every way of running the trio on an interface implements this one interface, so the bench
+ * treats "manual", "dispatcher", "patched", "fused" and "none" alike. State lives in the kernel
+ * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
+ */
+import type { Target } from '../target.ts';
+
+export type ApproachName = 'none' | 'fused' | 'manual' | 'dispatcher' | 'patched';
+export const APPROACH_NAMES: readonly ApproachName[] = ['none', 'fused', 'manual', 'dispatcher', 'patched'];
+
+/** The three jobs, in chain order. */
+export type Stage = 'filter' | 'metrics' | 'logger';
+export const STAGES: readonly Stage[] = ['filter', 'metrics', 'logger'];
+
+export interface ApproachContext {
+  target: Target;
+  /** Interface the programs attach to (native XDP), inside `netns`. */
+  ifname: string;
+  /** Network namespace name (under /run/netns) holding `ifname`; commands enter it with nsenter --net=. */
+  netns: string;
+  /** bpffs directory owned by this approach instance, e.g. /sys/fs/bpf/xdp-chain-lab/<netns>-<ifname>. */
+  pinDir: string;
+  /** Directory on the target holding the built BPF objects (build/bpf/*.o copied there). */
+  objectDir: string;
+}
+
+export type Support = { supported: true; notes?: string[] } | { supported: false; reason: string };
+
+export interface LoadedProgram {
+  /** Stage it runs, or a role such as "dispatcher", "preamble", "head". */
+  role: string;
+  name: string;
+  id: number;
+  tag?: string;
+}
+
+export interface Description {
+  approach: ApproachName;
+  attached: boolean;
+  /** XDP mode actually in effect on the interface. */
+  xdpMode: 'native' | 'generic' | 'none';
+  /** Programs in the order a packet meets them. */
+  programs: LoadedProgram[];
+  maps: { name: string; id: number }[];
+  /** How the next program is reached: direct jump (constant tail-call index), indirect, freplace, inline... */
+  hop: 'none' | 'tail-call-constant' | 'tail-call-indirect' | 'freplace' | 'inline';
+  notes: string[];
+}
+
+export interface Approach {
+  readonly name: ApproachName;
+  /** One sentence for --help and reports. */
+  readonly summary: string;
+  /** Whether this kernel can run the approach, with the kernel's or tool's own words when not. */
+  supports(target: Target): Promise<Support>;
+  /** Loads programs and maps (pinned under ctx.pinDir), attaching nothing. */
+  load(ctx: ApproachContext): Promise<void>;
+  /** Attaches in native mode. */
+  attach(ctx: ApproachContext): Promise<void>;
+  /** Swaps one stage's program for another object while attached, if the approach can. */
+  replace(ctx: ApproachContext, stage: Stage, objectPath: string): Promise<void>;
+  /** Always leaves ctx.ifname with no XDP program and ctx.pinDir removed, also after a partial load. */
+  detach(ctx: ApproachContext): Promise<void>;
+  describe(ctx: ApproachContext): Promise<Description>;
+}

@@ -1,0 +1,132 @@
+/**
+ * The raw results: one JSON object per line in results/<run-id>/raw.jsonl, appended run by run.
+ * This schema is the contract between the bench (which writes) and the report (which reads).
+ * A line that does not parse against it is reported with file and line, never silently used.
+ */
+import { z } from 'zod';
+
+export const SCHEMA_VERSION = 1;
+
+const approach = z.enum(['none', 'fused', 'manual', 'dispatcher', 'patched']);
+const accelerator = z.enum(['host', 'kvm', 'tcg']);
+
+/** A value that may be missing for a stated reason (no PMU, no probe data...) — never a fake zero. */
+export const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullable();
+
+export const ProbeTotals = z.object({
+  /** veth_poll invocations seen by the kprobe/kretprobe pair during the run. */
+  calls: z.number().int().nonnegative(),
+  /** Packets processed: sum of veth_poll's return values. */
+  packets: z.number().int().nonnegative(),
+  /** Nanoseconds spent inside veth_poll (bpf_ktime_get_ns deltas). */
+  ns: z.number().nonnegative(),
+  /** CPU cycles inside veth_poll (perf hardware counter), null without a PMU. */
+  cycles: z.number().nonnegative().nullable(),
+  cyclesNullReason: z.string().optional(),
+});
+export type ProbeTotals = z.infer<typeof ProbeTotals>;
+
+export const IperfResult = z.object({
+  /** Receiver-side throughput, bits per second. */
+  bitsPerSecond: z.number().nonnegative(),
+  bytes: z.number().nonnegative(),
+  seconds: z.number().positive(),
+  retransmits: z.number().int().nonnegative().nullable(),
+});
+
+/** One iperf3 run of one approach on one kernel. */
+export const RunRecord = z.object({
+  kind: z.literal('run'),
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  kernelRelease: z.string(),
+  accelerator,
+  approach,
+  /** 0-based index among measured runs of this cell; warm-ups are not recorded. */
+  iteration: z.number().int().nonnegative(),
+  startedAt: z.string(),
+  endedAt: z.string(),
+  iperf: IperfResult,
+  /** Null for `none` (veth_poll does not run without XDP) with the reason in probeNullReason. */
+  probe: ProbeTotals.nullable(),
+  probeNullReason: z.string().optional(),
+  xdpMode: z.enum(['native', 'generic', 'none']),
+  /** `ethtool -k` features that were on during the run. */
+  offloads: z.record(z.string(), z.boolean()).optional(),
+  /** Patch mode used by the patched approach ("subprog" | "inline"). */
+  patchMode: z.string().optional(),
+});
+export type RunRecord = z.infer<typeof RunRecord>;
+
+/** The outcome of a (kernel, approach) cell: written once, after its last run or when it cannot run. */
+export const CellRecord = z.object({
+  kind: z.literal('cell'),
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  approach,
+  status: z.enum(['done', 'unsupported', 'failed', 'skipped']),
+  reason: z.string().optional(),
+  runs: z.number().int().nonnegative(),
+});
+export type CellRecord = z.infer<typeof CellRecord>;
+
+/** BPF_PROG_TEST_RUN microbenchmark (issue 7): ns per packet for a chain. */
+export const MicroRecord = z.object({
+  kind: z.literal('micro'),
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  kernelRelease: z.string(),
+  accelerator,
+  /** approach, or e.g. "patched-inline" for a patch mode. */
+  variant: z.string(),
+  /** Number of programs a packet goes through (1 for fused). */
+  chainLength: z.number().int().positive(),
+  /** What kind of hop the variant uses: "tail-call-constant", "tail-call-indirect", "freplace", "none"... */
+  hop: z.string(),
+  repeat: z.number().int().positive(),
+  /** ns per packet as reported by the kernel, one value per repetition. */
+  nsPerPacket: z.array(z.number().nonnegative()),
+});
+export type MicroRecord = z.infer<typeof MicroRecord>;
+
+/** Load/attach and replace latencies (issue 7). */
+export const LatencyRecord = z.object({
+  kind: z.literal('latency'),
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  accelerator,
+  approach,
+  operation: z.enum(['load-attach', 'replace', 'detach']),
+  ms: z.array(z.number().nonnegative()),
+});
+export type LatencyRecord = z.infer<typeof LatencyRecord>;
+
+export const RawRecord = z.discriminatedUnion('kind', [RunRecord, CellRecord, MicroRecord, LatencyRecord]);
+export type RawRecord = z.infer<typeof RawRecord>;
+
+/**
+ * results/<run-id>/provenance/<kernel>.json — one per kernel target, written before its first run.
+ */
+export const Provenance = z.object({
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  kernelRelease: z.string(),
+  kernelConfigSha256: z.string().nullable(),
+  accelerator,
+  hostCpuModel: z.string(),
+  /** Governor and frequency actually in force during the runs, or null with the reason. */
+  cpuFrequency: z.object({ governor: z.string().nullable(), mhz: z.number().nullable(), note: z.string().optional() }),
+  isolcpus: z.string().nullable(),
+  pinning: z.object({ iperfServerCpu: z.number().int(), iperfClientCpu: z.number().int() }).nullable(),
+  tools: z.record(z.string(), z.string()),
+  labCommit: z.string().nullable(),
+  options: z.object({ runs: z.number().int(), durationS: z.number(), warmup: z.boolean() }),
+  warnings: z.array(z.string()),
+  startedAt: z.string(),
+});
+export type Provenance = z.infer<typeof Provenance>;

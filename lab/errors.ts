@@ -1,0 +1,75 @@
+/**
+ * One error type for the whole lab. Every failure a user can meet carries a stable code,
+ * a message with context ("trio.o: section xdp: insn 42: unknown opcode 0x8f"), and a remedy
+ * telling them what to do about it. The CLI prints message + remedy and exits non-zero;
+ * stack traces only with --verbose.
+ */
+export type LabErrorCode =
+  | 'NOT_ROOT'
+  | 'MISSING_TOOL'
+  | 'MISSING_FILE'
+  | 'BAD_INPUT'
+  | 'BAD_ELF'
+  | 'NOT_BPF'
+  | 'BTF'
+  | 'PATCH'
+  | 'CHAIN'
+  | 'COMPILE'
+  | 'LOAD'
+  | 'ATTACH'
+  | 'NO_INTERFACE'
+  | 'UNSUPPORTED'
+  | 'UNKNOWN_KERNEL'
+  | 'NO_PROVIDER'
+  | 'DOWNLOAD'
+  | 'CHECKSUM'
+  | 'KERNEL_BUILD'
+  | 'IMAGE'
+  | 'VM_BOOT'
+  | 'VM_PANIC'
+  | 'VM_TIMEOUT'
+  | 'SSH'
+  | 'COMMAND'
+  | 'DISK_FULL'
+  | 'BENCH'
+  | 'RESULTS'
+  | 'REPORT'
+  | 'INTERRUPTED';
+
+export interface LabErrorOptions {
+  /** What the user should do about it, in one or two sentences. */
+  remedy?: string;
+  cause?: unknown;
+  /** Structured context for logs and tests (paths, ids, exit codes...). */
+  details?: Record<string, unknown>;
+}
+
+export class LabError extends Error {
+  readonly code: LabErrorCode;
+  readonly remedy: string | undefined;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: LabErrorCode, message: string, options: LabErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'LabError';
+    this.code = code;
+    this.remedy = options.remedy;
+    this.details = options.details ?? {};
+  }
+
+  /** The text the CLI shows: the message, then the remedy on its own line. */
+  describe(): string {
+    return this.remedy ? `${this.message}\n  fix: ${this.remedy}` : this.message;
+  }
+}
+
+export function isLabError(e: unknown, code?: LabErrorCode): e is LabError {
+  return e instanceof LabError && (code === undefined || e.code === code);
+}
+
+/** Wraps an unknown failure so it keeps its cause but gains a code and context. */
+export function wrapError(code: LabErrorCode, context: string, e: unknown, remedy?: string): LabError {
+  if (e instanceof LabError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new LabError(code, `${context}: ${msg}`, { cause: e, remedy });
+}
