@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Idempotent setup for xdp-chain-lab on Debian 12 (bookworm): system packages, npm dependencies,
+# bpffs. Safe to run again: it installs only what is missing. Needs root (apt, bpffs, XDP).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say()  { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+fail() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$1" >&2; [ -n "${2:-}" ] && printf '  fix: %s\n' "$2" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "setup needs root: it installs Debian packages, mounts bpffs and the lab attaches XDP programs." \
+  "run it as root, e.g. \`sudo npm run setup\` (and the lab itself with sudo)."
+command -v apt-get >/dev/null || fail "apt-get not found: the lab's setup targets Debian 12 (bookworm)." \
+  "install the packages listed in lab/setup.sh by hand on other distributions."
+if [ -r /etc/os-release ]; then
+  . /etc/os-release
+  [ "${VERSION_CODENAME:-}" = bookworm ] || say "warning: this is ${PRETTY_NAME:-unknown}, not Debian 12; continuing."
+fi
+
+# Tools the lab drives (never re-implements), grouped by who needs them.
+PACKAGES=(
+  # BPF toolchain and loaders
+  clang llvm libbpf-dev bpftool xdp-tools libxdp-dev gcc-multilib make pkg-config
+  # test environment and traffic
+  iproute2 ethtool iperf3 iputils-ping util-linux procps kmod
+  # kernels and VMs
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs zstd xz-utils cpio busybox-static dpkg-dev
+  ca-certificates
+  # building kernels from source (kernel.org provider)
+  bc bison flex libelf-dev libssl-dev dwarves rsync
+  # chartjs-node-canvas builds `canvas` from source
+  build-essential python3 libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev
+  # perf counters where the machine has a PMU
+  linux-perf
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq || fail "apt-get update failed" "check the machine reaches its Debian mirror."
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || fail "apt-get install failed for: ${missing[*]}" "run \`apt-get install ${missing[*]}\` to see apt's message."
+else
+  say "Debian packages: all present"
+fi
+
+# Node.js: the lab needs 20 or newer (commander, execa, vitest).
+if ! command -v node >/dev/null; then
+  say "installing Debian's nodejs and npm"
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || fail "Node.js $(node --version) is too old; the lab needs Node.js 20 or newer." \
+  "install Node.js 20+ (e.g. from NodeSource or nvm) and run setup again."
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error || fail "npm ci failed" "read npm's message above; canvas needs the -dev packages listed in lab/setup.sh."
+else
+  say "npm dependencies: up to date"
+fi
+
+# bpffs: pinning (chains, dispatcher, maps shared between stages) needs it.
+if ! mount | grep -q ' /sys/fs/bpf type bpf '; then
+  mount -t bpf bpf /sys/fs/bpf || fail "cannot mount bpffs on /sys/fs/bpf" "the kernel needs CONFIG_BPF_SYSCALL; run \`mount -t bpf bpf /sys/fs/bpf\` to see why."
+fi
+
+say "ready: $(uname -r), clang $(clang --version | head -1 | grep -o '[0-9][0-9.]*' | head -1), $(bpftool version | head -1), node $(node --version)"
