@@ -31,6 +31,8 @@ PACKAGES=(
   build-essential python3 libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev
   # perf counters where the machine has a PMU
   linux-perf
+  # the HTML report test loads the page in headless Chromium
+  chromium
 )
 
 missing=()

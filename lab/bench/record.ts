@@ -87,8 +87,10 @@ export const MicroRecord = z.object({
   /** What kind of hop the variant uses: "tail-call-constant", "tail-call-indirect", "freplace", "none"... */
   hop: z.string(),
   repeat: z.number().int().positive(),
-  /** ns per packet as reported by the kernel, one value per repetition. */
+  /** ns per packet as reported by the kernel, one value per repetition (empty when unsupported). */
   nsPerPacket: z.array(z.number().nonnegative()),
+  /** Why there are no measurements (variant unsupported on this kernel, or it failed). */
+  reason: z.string().optional(),
 });
 export type MicroRecord = z.infer<typeof MicroRecord>;
 

@@ -1,0 +1,323 @@
+/**
+ * Figures as PNG through chartjs-node-canvas: Figure 5.1 a–d (grouped by kernel, one bar per
+ * approach), our per-true-packet variants, microbenchmark and latency charts. Error bars are drawn by
+ * a small plugin: Chart.js has none, and the thesis's figures showing none is what this lab fixes.
+ */
+import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
+import type { ChartConfiguration, Plugin } from 'chart.js';
+import { APPROACH_LABEL, METRICS, TCG_WARNING, type ApproachName, type MetricKey, type ReportModel } from './model.ts';
+import type { Summary } from './stats.ts';
+
+export const CHART_WIDTH = 1000;
+export const CHART_HEIGHT = 560;
+
+export type ErrorBarKind = 'iqr' | 'ci';
+
+export interface ChartFile {
+  id: string;
+  /** Path relative to the report directory. */
+  file: string;
+  title: string;
+  caption: string;
+  png: Buffer;
+  width: number;
+  height: number;
+  tcg: boolean;
+}
+
+export interface SkippedChart {
+  id: string;
+  title: string;
+  reason: string;
+}
+
+const COLORS: Record<ApproachName, string> = {
+  manual: '#1f77b4',
+  dispatcher: '#ff7f0e',
+  patched: '#2ca02c',
+  fused: '#9467bd',
+  none: '#7f7f7f',
+};
+const EXTRA_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+type Interval = [number, number] | null;
+
+/** Draws a whisker with caps over every bar or point that has an interval. */
+function errorBarPlugin(errors: Interval[][]): Plugin {
+  return {
+    id: 'errorBars',
+    afterDatasetsDraw(chart) {
+      const { ctx } = chart;
+      const y = chart.scales.y;
+      if (!y) return;
+      chart.data.datasets.forEach((_, di) => {
+        const meta = chart.getDatasetMeta(di);
+        if (meta.hidden) return;
+        meta.data.forEach((el, i) => {
+          const e = errors[di]?.[i];
+          if (!e) return;
+          const barWidth = (el as unknown as { width?: number }).width;
+          const cap = Math.max(3, Math.min(8, (barWidth ?? 16) / 4));
+          const top = y.getPixelForValue(e[1]);
+          const bottom = y.getPixelForValue(e[0]);
+          ctx.save();
+          ctx.strokeStyle = '#111';
+          ctx.lineWidth = 1.5;
+          ctx.beginPath();
+          ctx.moveTo(el.x, top);
+          ctx.lineTo(el.x, bottom);
+          ctx.moveTo(el.x - cap, top);
+          ctx.lineTo(el.x + cap, top);
+          ctx.moveTo(el.x - cap, bottom);
+          ctx.lineTo(el.x + cap, bottom);
+          ctx.stroke();
+          ctx.restore();
+        });
+      });
+    },
+  };
+}
+
+function interval(s: Summary | undefined, kind: ErrorBarKind): Interval {
+  if (!s || s.n < 2) return null;
+  if (kind === 'ci') return s.ci;
+  return [s.q1, s.q3];
+}
+
+let renderer: ChartJSNodeCanvas | null = null;
+function canvas(): ChartJSNodeCanvas {
+  // One instance: each one loads its own copy of Chart.js.
+  renderer ??= new ChartJSNodeCanvas({ width: CHART_WIDTH, height: CHART_HEIGHT, backgroundColour: 'white' });
+  return renderer;
+}
+
+function subtitleLines(model: ReportModel, kernels: string[], errorText: string): { text: string[]; tcg: boolean } {
+  const tcg = model.kernels.filter((k) => k.tcg && kernels.includes(k.label)).map((k) => k.label);
+  const lines = [errorText];
+  if (tcg.length > 0) lines.push(`${TCG_WARNING.toUpperCase()} (${tcg.join(', ')})`);
+  if (model.pseudoRun) lines.push('Thesis pseudo-run: one published median per cell, no spread');
+  return { text: lines, tcg: tcg.length > 0 };
+}
+
+interface BarSpec {
+  id: string;
+  title: string;
+  yLabel: string;
+  xLabel: string;
+  labels: string[];
+  datasets: { label: string; color: string; data: (number | null)[]; errors: Interval[] }[];
+  subtitle: string[];
+  warn: boolean;
+}
+
+async function renderBar(spec: BarSpec): Promise<Buffer> {
+  const top = Math.max(0, ...spec.datasets.flatMap((d) => d.data.map((v, i) => Math.max(v ?? 0, d.errors[i]?.[1] ?? 0))));
+  const config: ChartConfiguration = {
+    type: 'bar',
+    data: {
+      labels: spec.labels,
+      datasets: spec.datasets.map((d) => ({ label: d.label, data: d.data, backgroundColor: d.color, borderColor: d.color, borderWidth: 1 })),
+    },
+    options: {
+      responsive: false,
+      animation: false,
+      devicePixelRatio: 1,
+      layout: { padding: { right: 20, left: 4 } },
+      plugins: {
+        title: { display: true, text: spec.title, font: { size: 18, weight: 'bold' }, color: '#111' },
+        subtitle: {
+          display: true,
+          text: spec.subtitle,
+          font: { size: 13, weight: spec.warn ? 'bold' : 'normal' },
+          color: spec.warn ? '#b00020' : '#333',
+          padding: { bottom: 8 },
+        },
+        legend: { position: 'top', labels: { font: { size: 13 }, color: '#111' } },
+      },
+      scales: {
+        x: { title: { display: true, text: spec.xLabel, font: { size: 14 }, color: '#111' }, ticks: { font: { size: 13 }, color: '#111' } },
+        y: {
+          beginAtZero: true,
+          suggestedMax: top * 1.05,
+          title: { display: true, text: spec.yLabel, font: { size: 14 }, color: '#111' },
+          ticks: { font: { size: 12 }, color: '#111' },
+        },
+      },
+    },
+    plugins: [errorBarPlugin(spec.datasets.map((d) => d.errors))],
+  };
+  return canvas().renderToBuffer(config);
+}
+
+const FIGURES: { id: string; metric: MetricKey; title: string; yLabel: string }[] = [
+  { id: 'fig-5.1a-throughput', metric: 'throughputGbps', title: 'Figure 5.1a — Throughput by kernel and approach', yLabel: 'iperf3 throughput (Gb/s)' },
+  { id: 'fig-5.1b-packets', metric: 'calls', title: 'Figure 5.1b — Packets processed (veth_poll calls, as the thesis counted)', yLabel: 'veth_poll calls per run' },
+  { id: 'fig-5.1c-ns-per-packet', metric: 'nsPerCall', title: 'Figure 5.1c — Mean time per packet (ns per veth_poll call, as the thesis)', yLabel: 'ns per veth_poll call' },
+  { id: 'fig-5.1d-cycles-per-packet', metric: 'cyclesPerCall', title: 'Figure 5.1d — Mean cycles per packet (cycles per veth_poll call, as the thesis)', yLabel: 'cycles per veth_poll call' },
+  { id: 'fig-packets-true', metric: 'packets', title: 'Packets processed (sum of veth_poll return values)', yLabel: 'packets per run' },
+  { id: 'fig-ns-per-packet-true', metric: 'nsPerPacket', title: 'Time per packet (ns per packet actually processed)', yLabel: 'ns per packet' },
+  { id: 'fig-cycles-per-packet-true', metric: 'cyclesPerPacket', title: 'Cycles per packet (per packet actually processed)', yLabel: 'cycles per packet' },
+];
+
+export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind = 'iqr'): Promise<{ charts: ChartFile[]; skipped: SkippedChart[] }> {
+  const charts: ChartFile[] = [];
+  const skipped: SkippedChart[] = [];
+  const errorText = errorBars === 'iqr' ? 'Bars: median over runs · whiskers: IQR (Q1–Q3)' : 'Bars: median over runs · whiskers: 95% bootstrap CI of the median';
+  const kernelLabel = (k: string) => {
+    const info = model.kernels.find((x) => x.label === k);
+    const release = info && !/\d+\.\d+/.test(k) && info.release !== k ? ` ${info.release}` : '';
+    return `${k}${release}${info?.tcg ? ' (TCG)' : ''}`;
+  };
+
+  for (const f of FIGURES) {
+    const kernels = model.kernels.map((k) => k.label).filter((k) => model.cells.some((c) => c.kernel === k && c.values[f.metric].length > 0));
+    const approaches = model.approaches.filter((a) => model.cells.some((c) => c.approach === a && c.values[f.metric].length > 0));
+    if (kernels.length === 0) {
+      const reasons = [...new Set(model.cells.flatMap((c) => c.nullReasons[f.metric] ?? []))];
+      skipped.push({ id: f.id, title: f.title, reason: reasons.length > 0 ? `no data: ${reasons.join('; ')}` : 'no data' });
+      continue;
+    }
+    const datasets = approaches.map((a) => {
+      const cells = kernels.map((k) => model.cells.find((c) => c.kernel === k && c.approach === a));
+      return {
+        label: APPROACH_LABEL[a],
+        color: COLORS[a],
+        data: cells.map((c) => c?.stats[f.metric]?.median ?? null),
+        errors: cells.map((c) => interval(c?.stats[f.metric], errorBars)),
+      };
+    });
+    const anyWhisker = datasets.some((d) => d.errors.some((e) => e !== null));
+    const sub = subtitleLines(model, kernels, anyWhisker ? errorText : 'Bars: median over runs · no whiskers: fewer than 2 runs per cell');
+    const png = await renderBar({ id: f.id, title: f.title, yLabel: f.yLabel, xLabel: 'Linux kernel', labels: kernels.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg });
+    charts.push({
+      id: f.id,
+      file: `figures/${f.id}.png`,
+      title: f.title,
+      caption: `${METRICS[f.metric].label}. ${sub.text[0]}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      png,
+      width: CHART_WIDTH,
+      height: CHART_HEIGHT,
+      tcg: sub.tcg,
+    });
+  }
+
+  await microCharts(model, charts, skipped, errorBars, kernelLabel);
+  await latencyCharts(model, charts, errorBars, kernelLabel);
+  return { charts, skipped };
+}
+
+async function microCharts(
+  model: ReportModel,
+  charts: ChartFile[],
+  skipped: SkippedChart[],
+  errorBars: ErrorBarKind,
+  kernelLabel: (k: string) => string,
+): Promise<void> {
+  if (model.micro.length === 0) return;
+  const errorText = errorBars === 'iqr' ? 'Points: median over repetitions · whiskers: IQR' : 'Points: median over repetitions · whiskers: 95% bootstrap CI';
+  const kernels = [...new Set(model.micro.map((g) => g.kernel))];
+  for (const k of kernels) {
+    const series = model.micro.filter((g) => g.kernel === k && g.kind === 'scaling');
+    if (series.length === 0) continue;
+    const sub = subtitleLines(model, [k], errorText);
+    const top = Math.max(0, ...series.flatMap((g) => g.points.map((p) => Math.max(p.stats.median, interval(p.stats, errorBars)?.[1] ?? 0))));
+    const config: ChartConfiguration = {
+      type: 'scatter',
+      data: {
+        datasets: series.map((g, i) => ({
+          label: `${g.variant} (${g.hop}${g.fit ? `, ${g.fit.slope.toFixed(2)} ns/hop` : ''})`,
+          data: g.points.map((p) => ({ x: p.chainLength, y: p.stats.median })),
+          showLine: true,
+          borderColor: EXTRA_COLORS[i % EXTRA_COLORS.length],
+          backgroundColor: EXTRA_COLORS[i % EXTRA_COLORS.length],
+          pointRadius: 3,
+        })),
+      },
+      options: {
+        responsive: false,
+        animation: false,
+        devicePixelRatio: 1,
+        layout: { padding: { right: 20, left: 4 } },
+        plugins: {
+          title: { display: true, text: `ns per packet vs chain length — ${kernelLabel(k)}`, font: { size: 18, weight: 'bold' }, color: '#111' },
+          subtitle: { display: true, text: sub.text, font: { size: 13, weight: sub.tcg ? 'bold' : 'normal' }, color: sub.tcg ? '#b00020' : '#333', padding: { bottom: 8 } },
+          legend: { position: 'top', labels: { font: { size: 13 }, color: '#111', boxHeight: 3 } },
+        },
+        scales: {
+          x: { type: 'linear', min: 0, max: Math.max(...series.flatMap((g) => g.points.map((p) => p.chainLength))) + 1, title: { display: true, text: 'chain length (programs a packet goes through)', font: { size: 14 }, color: '#111' }, ticks: { precision: 0, color: '#111' } },
+          y: { beginAtZero: true, suggestedMax: top * 1.05, title: { display: true, text: 'ns per packet (BPF_PROG_TEST_RUN)', font: { size: 14 }, color: '#111' }, ticks: { color: '#111' } },
+        },
+      },
+      plugins: [errorBarPlugin(series.map((g) => g.points.map((p) => interval(p.stats, errorBars))))],
+    };
+    const id = `micro-scaling-${safe(k)}`;
+    charts.push({
+      id,
+      file: `figures/${id}.png`,
+      title: `ns per packet vs chain length — ${k}`,
+      caption: `Microbenchmark (BPF_PROG_TEST_RUN). ${errorText}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      png: await canvas().renderToBuffer(config),
+      width: CHART_WIDTH,
+      height: CHART_HEIGHT,
+      tcg: sub.tcg,
+    });
+  }
+  const single = model.micro.filter((g) => g.kind === 'approach');
+  if (single.length === 0) {
+    skipped.push({ id: 'micro-approaches', title: 'ns per packet per approach', reason: 'no per-approach microbenchmark record (only chain-length scaling)' });
+    return;
+  }
+  const mk = kernels.filter((k) => single.some((g) => g.kernel === k));
+  const variants = [...new Set(single.map((g) => g.variant))];
+  const sub = subtitleLines(model, mk, errorText.replace('Points', 'Bars'));
+  const datasets = variants.map((v, i) => {
+    const gs = mk.map((k) => single.find((g) => g.kernel === k && g.variant === v));
+    return {
+      label: v,
+      color: COLORS[v as ApproachName] ?? EXTRA_COLORS[i % EXTRA_COLORS.length]!,
+      data: gs.map((g) => g?.points[0]?.stats.median ?? null),
+      errors: gs.map((g) => interval(g?.points[0]?.stats, errorBars)),
+    };
+  });
+  charts.push({
+    id: 'micro-approaches',
+    file: 'figures/micro-approaches.png',
+    title: 'ns per packet per approach (BPF_PROG_TEST_RUN)',
+    caption: `Microbenchmark on one packet. ${errorText.replace('Points', 'Bars')}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+    png: await renderBar({ id: 'micro-approaches', title: 'ns per packet per approach (BPF_PROG_TEST_RUN)', yLabel: 'ns per packet', xLabel: 'Linux kernel', labels: mk.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
+    width: CHART_WIDTH,
+    height: CHART_HEIGHT,
+    tcg: sub.tcg,
+  });
+}
+
+async function latencyCharts(model: ReportModel, charts: ChartFile[], errorBars: ErrorBarKind, kernelLabel: (k: string) => string): Promise<void> {
+  const ops = [...new Set(model.latency.map((g) => g.operation))];
+  const errorText = errorBars === 'iqr' ? 'Bars: median over repetitions · whiskers: IQR' : 'Bars: median over repetitions · whiskers: 95% bootstrap CI';
+  for (const op of ops) {
+    const gs = model.latency.filter((g) => g.operation === op);
+    const kernels = model.kernels.map((k) => k.label).filter((k) => gs.some((g) => g.kernel === k));
+    const approaches = model.approaches.length > 0 ? [...new Set([...model.approaches, ...gs.map((g) => g.approach)])] : [...new Set(gs.map((g) => g.approach))];
+    const used = approaches.filter((a) => gs.some((g) => g.approach === a));
+    const sub = subtitleLines(model, kernels, errorText);
+    const datasets = used.map((a) => {
+      const row = kernels.map((k) => gs.find((g) => g.kernel === k && g.approach === a));
+      return { label: APPROACH_LABEL[a], color: COLORS[a], data: row.map((g) => g?.stats.median ?? null), errors: row.map((g) => interval(g?.stats, errorBars)) };
+    });
+    const id = `latency-${op}`;
+    charts.push({
+      id,
+      file: `figures/${id}.png`,
+      title: `${op} latency`,
+      caption: `Milliseconds per ${op}. ${errorText}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      png: await renderBar({ id, title: `${op} latency by kernel and approach`, yLabel: 'ms', xLabel: 'Linux kernel', labels: kernels.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
+      width: CHART_WIDTH,
+      height: CHART_HEIGHT,
+      tcg: sub.tcg,
+    });
+  }
+}
+
+function safe(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]+/g, '_');
+}

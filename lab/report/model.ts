@@ -1,0 +1,651 @@
+/**
+ * From loaded raw records to everything the report shows: per-cell statistics, the thesis-layout
+ * tables, the thesis side by side, pairwise significance, flags, microbenchmark and latency groups.
+ * Pure computation: no files, no charts.
+ *
+ * Definitions (also in results/README.md):
+ * - A cell is (kernel, approach). Its runs are its valid RunRecords.
+ * - "calls" = veth_poll calls seen by the probe; "packets" = sum of veth_poll's return values.
+ *   The thesis counted calls and called them packets, so its layout's "packets" column is calls.
+ * - Table 5.1 totals = median over a cell's runs of each run's total (the thesis reports medians
+ *   of 50 runs, §4.1.1). Throughput = median of iperf3's receiver bits/s, in Gb/s.
+ * - Table 5.2 per packet = median total ns (or cycles) / median total calls, as the thesis did.
+ * - Our own columns: per-run ratios (per call, per true packet), with n, median, IQR (quartiles R
+ *   type 7) and a 95% percentile-bootstrap CI of the median (seeded, deterministic).
+ */
+import type { CellRecord, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../bench/record.ts';
+import type { LoadedRun } from './load.ts';
+import {
+  bootstrapMedianDiffCi,
+  fitLine,
+  holm,
+  mannWhitneyU,
+  summarize,
+  type LinearFit,
+  type Summary,
+} from './stats.ts';
+import type { Reference } from './thesis.ts';
+
+export type ApproachName = RunRecord['approach'];
+export type Accelerator = RunRecord['accelerator'];
+
+/** The thesis's order first (Manuelle, XDP Dispatcher, Chaîne BPF), then what we add. */
+export const APPROACH_ORDER: readonly ApproachName[] = ['manual', 'dispatcher', 'patched', 'fused', 'none'];
+export const APPROACH_LABEL: Record<ApproachName, string> = {
+  manual: 'Manual',
+  dispatcher: 'XDP Dispatcher',
+  patched: 'BPF chain (patched)',
+  fused: 'Fused (one program)',
+  none: 'None (no XDP)',
+};
+
+export type MetricKey =
+  | 'throughputGbps'
+  | 'calls'
+  | 'packets'
+  | 'ns'
+  | 'cycles'
+  | 'nsPerCall'
+  | 'nsPerPacket'
+  | 'cyclesPerCall'
+  | 'cyclesPerPacket'
+  | 'packetsPerCall'
+  | 'effectiveGhz'
+  | 'retransmits';
+
+export interface MetricInfo {
+  label: string;
+  unit: string;
+  /** Counts print as grouped integers; ratios with decimals. */
+  count: boolean;
+  /** Which of our extended tables shows it. */
+  table: '5.1' | '5.2' | 'extra';
+}
+export const METRICS: Record<MetricKey, MetricInfo> = {
+  calls: { label: 'veth_poll calls per run (the thesis\'s "packets")', unit: 'calls', count: true, table: '5.1' },
+  packets: { label: 'packets per run (sum of veth_poll return values)', unit: 'packets', count: true, table: '5.1' },
+  ns: { label: 'ns in veth_poll per run', unit: 'ns', count: true, table: '5.1' },
+  cycles: { label: 'cycles in veth_poll per run', unit: 'cycles', count: true, table: '5.1' },
+  throughputGbps: { label: 'throughput', unit: 'Gb/s', count: false, table: '5.1' },
+  nsPerCall: { label: 'ns per call (the thesis\'s "per packet")', unit: 'ns', count: false, table: '5.2' },
+  nsPerPacket: { label: 'ns per packet', unit: 'ns', count: false, table: '5.2' },
+  cyclesPerCall: { label: 'cycles per call (the thesis\'s "per packet")', unit: 'cycles', count: false, table: '5.2' },
+  cyclesPerPacket: { label: 'cycles per packet', unit: 'cycles', count: false, table: '5.2' },
+  packetsPerCall: { label: 'packets per veth_poll call', unit: 'packets', count: false, table: 'extra' },
+  effectiveGhz: { label: 'effective GHz (cycles / ns)', unit: 'GHz', count: false, table: 'extra' },
+  retransmits: { label: 'iperf3 retransmits per run', unit: 'segments', count: true, table: 'extra' },
+};
+export const METRIC_KEYS = Object.keys(METRICS) as MetricKey[];
+/** Metrics compared pairwise; Holm's correction runs over the pairs of one kernel and one metric. */
+export const SIGNIFICANCE_METRICS: readonly MetricKey[] = ['throughputGbps', 'nsPerCall', 'nsPerPacket', 'cyclesPerPacket'];
+export const MIN_RUNS = 5;
+export const GHZ_TOLERANCE = 0.02;
+export const ALPHA = 0.05;
+export const TCG_WARNING = 'TCG emulation: not a performance measurement';
+
+export interface Flag {
+  level: 'warn' | 'info';
+  kernel?: string;
+  approach?: ApproachName;
+  text: string;
+}
+
+export interface KernelInfo {
+  label: string;
+  release: string;
+  accelerators: Accelerator[];
+  tcg: boolean;
+  provenance: Provenance | null;
+  version: number[];
+}
+
+export interface Cell {
+  kernel: string;
+  approach: ApproachName;
+  runs: RunRecord[];
+  record: CellRecord | null;
+  values: Record<MetricKey, number[]>;
+  stats: Partial<Record<MetricKey, Summary>>;
+  /** Why a metric has no values (or fewer than the runs), e.g. cycles without a PMU. */
+  nullReasons: Partial<Record<MetricKey, string[]>>;
+  tcg: boolean;
+}
+
+export interface ThesisRow {
+  kernel: string;
+  approach: ApproachName;
+  n: number;
+  accelerator: string;
+  status: CellRecord['status'] | 'incomplete';
+  reason: string | null;
+  packetsTotal: number | null;
+  timeTotalNs: number | null;
+  cyclesTotal: number | null;
+  throughputGbps: number | null;
+  timePerPacketNs: number | null;
+  cyclesPerPacket: number | null;
+  notes: string[];
+}
+
+export interface PairTest {
+  kernel: string;
+  metric: MetricKey;
+  a: ApproachName;
+  b: ApproachName;
+  nA: number;
+  nB: number;
+  medianA: number;
+  medianB: number;
+  /** median(b) − median(a). */
+  diff: number;
+  relDiff: number | null;
+  ci: [number, number] | null;
+  u: number | null;
+  p: number | null;
+  pAdj: number | null;
+  method: string;
+  verdict: 'real' | 'noise' | 'untestable';
+}
+
+export interface ComparisonRow {
+  kernel: string;
+  ourKernel: string | null;
+  approach: ApproachName;
+  metric: 'packets_total' | 'time_total_ns' | 'cycles_total' | 'throughput_gbps' | 'time_per_packet_ns' | 'cycles_per_packet';
+  thesis: number;
+  ours: number | null;
+  relDiff: number | null;
+  note: string;
+}
+
+export interface MicroGroup {
+  kernel: string;
+  variant: string;
+  /**
+   * 'scaling': a chain of N copies of a trivial program (variant "chain/…", or measured at several
+   * lengths); 'approach': one approach on the representative packet (one length).
+   */
+  kind: 'scaling' | 'approach';
+  hop: string;
+  tcg: boolean;
+  points: { chainLength: number; repeat: number; stats: Summary }[];
+  /** Cost per added hop, for variants measured at two or more chain lengths. */
+  fit: LinearFit | null;
+}
+
+export interface LatencyGroup {
+  kernel: string;
+  approach: ApproachName;
+  operation: LatencyRecord['operation'];
+  tcg: boolean;
+  stats: Summary;
+}
+
+export interface ReportModel {
+  runId: string;
+  pseudoRun: LoadedRun['pseudoRun'];
+  kernels: KernelInfo[];
+  approaches: ApproachName[];
+  cells: Cell[];
+  table: ThesisRow[];
+  comparison: ComparisonRow[];
+  pairs: PairTest[];
+  sentences: { kernel: string; text: string }[];
+  micro: MicroGroup[];
+  latency: LatencyGroup[];
+  flags: Flag[];
+  badLines: LoadedRun['badLines'];
+  anyTcg: boolean;
+}
+
+function versionOf(...texts: string[]): number[] {
+  for (const t of texts) {
+    const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(t);
+    if (m) return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+  }
+  return [];
+}
+
+function compareVersionsDesc(a: KernelInfo, b: KernelInfo): number {
+  for (let i = 0; i < Math.max(a.version.length, b.version.length); i++) {
+    const d = (b.version[i] ?? -1) - (a.version[i] ?? -1);
+    if (d !== 0) return d;
+  }
+  return a.label.localeCompare(b.label);
+}
+
+function emptyValues(): Record<MetricKey, number[]> {
+  return Object.fromEntries(METRIC_KEYS.map((k) => [k, [] as number[]])) as unknown as Record<MetricKey, number[]>;
+}
+
+function addReason(cell: Cell, metric: MetricKey, reason: string): void {
+  const list = (cell.nullReasons[metric] ??= []);
+  if (!list.includes(reason)) list.push(reason);
+}
+
+function perRunValues(cell: Cell, r: RunRecord, packetsAreCalls: boolean): void {
+  const v = cell.values;
+  v.throughputGbps.push(r.iperf.bitsPerSecond / 1e9);
+  if (r.iperf.retransmits !== null) v.retransmits.push(r.iperf.retransmits);
+  else addReason(cell, 'retransmits', 'iperf3 reported no retransmit count');
+  const probeMetrics: MetricKey[] = ['calls', 'packets', 'ns', 'cycles', 'nsPerCall', 'nsPerPacket', 'cyclesPerCall', 'cyclesPerPacket', 'packetsPerCall', 'effectiveGhz'];
+  if (r.probe === null) {
+    const why = r.probeNullReason ?? (r.approach === 'none' ? 'no XDP program: veth_poll does not run, so no probe data' : 'no probe data (no reason recorded)');
+    for (const m of probeMetrics) addReason(cell, m, why);
+    return;
+  }
+  const p = r.probe;
+  v.calls.push(p.calls);
+  v.ns.push(p.ns);
+  if (p.calls > 0) v.nsPerCall.push(p.ns / p.calls);
+  else addReason(cell, 'nsPerCall', 'a run saw no veth_poll call');
+  if (packetsAreCalls) {
+    for (const m of ['packets', 'nsPerPacket', 'cyclesPerPacket', 'packetsPerCall'] as const) {
+      addReason(cell, m, 'the thesis published veth_poll call counts only: true packet count unknown');
+    }
+  } else {
+    v.packets.push(p.packets);
+    if (p.calls > 0) v.packetsPerCall.push(p.packets / p.calls);
+    if (p.packets > 0) v.nsPerPacket.push(p.ns / p.packets);
+    else addReason(cell, 'nsPerPacket', 'a run processed no packet');
+  }
+  if (p.cycles === null) {
+    const why = p.cyclesNullReason ?? 'cycles not measured (no reason recorded)';
+    for (const m of ['cycles', 'cyclesPerCall', 'cyclesPerPacket', 'effectiveGhz'] as const) addReason(cell, m, why);
+    return;
+  }
+  v.cycles.push(p.cycles);
+  if (p.calls > 0) v.cyclesPerCall.push(p.cycles / p.calls);
+  if (!packetsAreCalls && p.packets > 0) v.cyclesPerPacket.push(p.cycles / p.packets);
+  if (p.ns > 0) v.effectiveGhz.push(p.cycles / p.ns);
+}
+
+export interface BuildOptions {
+  reference: Reference | null;
+  resamples?: number;
+}
+
+export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
+  const flags: Flag[] = [];
+  const packetsAreCalls = run.pseudoRun?.packetsAreCalls ?? false;
+  const runId = run.runs[0]?.runId ?? run.cells[0]?.runId ?? run.micro[0]?.runId ?? run.latency[0]?.runId ?? 'unknown';
+
+  // Kernels: from runs, cells, micro, latency and provenance.
+  const kernelMap = new Map<string, { releases: Set<string>; accels: Set<Accelerator> }>();
+  const touch = (k: string) => {
+    let e = kernelMap.get(k);
+    if (!e) kernelMap.set(k, (e = { releases: new Set(), accels: new Set() }));
+    return e;
+  };
+  for (const r of run.runs) {
+    const e = touch(r.kernel);
+    e.releases.add(r.kernelRelease);
+    e.accels.add(r.accelerator);
+  }
+  for (const r of run.micro) {
+    const e = touch(r.kernel);
+    e.releases.add(r.kernelRelease);
+    e.accels.add(r.accelerator);
+  }
+  for (const r of run.latency) touch(r.kernel).accels.add(r.accelerator);
+  for (const c of run.cells) touch(c.kernel);
+  for (const p of run.provenance.values()) {
+    const e = touch(p.kernel);
+    e.releases.add(p.kernelRelease);
+    e.accels.add(p.accelerator);
+  }
+  const kernels: KernelInfo[] = [...kernelMap.entries()].map(([label, e]) => {
+    const prov = run.provenance.get(label) ?? null;
+    const release = prov?.kernelRelease ?? [...e.releases][0] ?? label;
+    const accelerators = [...e.accels].sort();
+    return {
+      label,
+      release,
+      accelerators,
+      tcg: accelerators.includes('tcg'),
+      provenance: prov,
+      version: versionOf(label, release),
+    };
+  });
+  kernels.sort(compareVersionsDesc);
+  const kernelInfo = new Map(kernels.map((k) => [k.label, k]));
+  const anyTcg = kernels.some((k) => k.tcg);
+  for (const k of kernels) {
+    if (k.tcg) flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: ${TCG_WARNING} (QEMU without KVM); every table and figure row for this kernel is marked.` });
+    if (!k.provenance && (run.runs.some((r) => r.kernel === k.label) || run.micro.some((r) => r.kernel === k.label))) {
+      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: no provenance/${k.label}.json: CPU, frequency and tool versions unknown.` });
+    }
+    if (k.provenance?.accelerator && run.runs.some((r) => r.kernel === k.label && r.accelerator !== k.provenance!.accelerator)) {
+      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: runs name an accelerator other than the provenance's (${k.provenance.accelerator}).` });
+    }
+  }
+
+  // Cells.
+  const cellMap = new Map<string, Cell>();
+  const key = (k: string, a: ApproachName) => `${k}\u0000${a}`;
+  const getCell = (k: string, a: ApproachName): Cell => {
+    let c = cellMap.get(key(k, a));
+    if (!c) {
+      c = { kernel: k, approach: a, runs: [], record: null, values: emptyValues(), stats: {}, nullReasons: {}, tcg: kernelInfo.get(k)?.tcg ?? false };
+      cellMap.set(key(k, a), c);
+    }
+    return c;
+  };
+  for (const r of run.runs) getCell(r.kernel, r.approach).runs.push(r);
+  for (const c of run.cells) getCell(c.kernel, c.approach).record = c;
+  const cells = [...cellMap.values()].sort(
+    (a, b) =>
+      kernels.findIndex((k) => k.label === a.kernel) - kernels.findIndex((k) => k.label === b.kernel) ||
+      APPROACH_ORDER.indexOf(a.approach) - APPROACH_ORDER.indexOf(b.approach),
+  );
+  const approaches = APPROACH_ORDER.filter((a) => cells.some((c) => c.approach === a));
+  for (const cell of cells) {
+    cell.runs.sort((a, b) => a.iteration - b.iteration);
+    for (const r of cell.runs) perRunValues(cell, r, packetsAreCalls);
+    for (const m of METRIC_KEYS) {
+      const s = summarize(cell.values[m], `${cell.kernel}/${cell.approach}/${m}`, opts.resamples);
+      if (s) cell.stats[m] = s;
+    }
+    cellFlags(cell, kernelInfo.get(cell.kernel) ?? null, flags, run.pseudoRun !== null);
+  }
+
+  const table = cells.map((c) => thesisRow(c, kernelInfo.get(c.kernel) ?? null));
+  const comparison = opts.reference ? compareWithThesis(table, kernels, opts.reference) : [];
+  if (!opts.reference) flags.push({ level: 'info', text: 'thesis reference tables not found: no side-by-side comparison.' });
+  const { pairs, sentences } = significance(cells, kernels, opts.resamples);
+  const micro = microGroups(run.micro, kernelInfo, opts.resamples);
+  for (const m of run.microReasons) {
+    flags.push({ level: 'info', kernel: m.kernel, text: `${m.kernel} / microbenchmark ${m.variant} (length ${m.chainLength}): not measured — ${m.reason}` });
+  }
+  for (const r of run.micro) {
+    if (r.nsPerPacket.length === 0 && !run.microReasons.some((m) => m.kernel === r.kernel && m.variant === r.variant && m.chainLength === r.chainLength)) {
+      flags.push({ level: 'warn', kernel: r.kernel, text: `${r.kernel} / microbenchmark ${r.variant} (length ${r.chainLength}): record without repetitions and without a reason` });
+    }
+  }
+  // Provenance warnings (probe overhead, frequency notes...) belong in the warnings list too; one
+  // line per distinct text, naming the kernels it applies to.
+  const provWarnings = new Map<string, string[]>();
+  for (const k of kernels) for (const w of k.provenance?.warnings ?? []) provWarnings.set(w, [...(provWarnings.get(w) ?? []), k.label]);
+  for (const [w, ks] of provWarnings) flags.push({ level: 'info', text: `provenance (${ks.join(', ')}): ${w}` });
+  const latency = latencyGroups(run.latency, kernelInfo, opts.resamples);
+  if (run.pseudoRun) {
+    flags.unshift({ level: 'info', text: `Thesis pseudo-run (${run.pseudoRun.source}): ${run.pseudoRun.note}` });
+  }
+  for (const b of run.badLines) flags.push({ level: 'warn', text: `${b.file}:${b.line}: skipped: ${b.error}` });
+  for (const w of run.warnings) flags.push({ level: 'warn', text: w });
+  return {
+    runId,
+    pseudoRun: run.pseudoRun,
+    kernels,
+    approaches,
+    cells,
+    table,
+    comparison,
+    pairs,
+    sentences,
+    micro,
+    latency,
+    flags,
+    badLines: run.badLines,
+    anyTcg,
+  };
+}
+
+function cellFlags(cell: Cell, k: KernelInfo | null, flags: Flag[], pseudoRun: boolean): void {
+  const where = { kernel: cell.kernel, approach: cell.approach };
+  const name = `${cell.kernel} / ${APPROACH_LABEL[cell.approach]}`;
+  const rec = cell.record;
+  if (rec && rec.status !== 'done') {
+    flags.push({ level: 'warn', ...where, text: `${name}: ${rec.status}${rec.reason ? ` — ${rec.reason}` : ' (no reason recorded)'}` });
+  } else if (!rec && cell.runs.length > 0) {
+    flags.push({ level: 'warn', ...where, text: `${name}: no cell record: the cell did not finish (matrix interrupted or still running); ${cell.runs.length} run(s) used.` });
+  } else if (rec && rec.runs !== cell.runs.length) {
+    flags.push({ level: 'warn', ...where, text: `${name}: the cell record says ${rec.runs} run(s), ${cell.runs.length} valid run record(s) found.` });
+  }
+  // A pseudo-run has n = 1 everywhere and says so once in its banner.
+  if (!pseudoRun && cell.runs.length > 0 && cell.runs.length < MIN_RUNS) {
+    flags.push({ level: 'warn', ...where, text: `${name}: only ${cell.runs.length} run(s) (fewer than ${MIN_RUNS}): medians, IQR and CI are fragile.` });
+  }
+  if (cell.approach === 'none' && cell.runs.length > 0 && cell.values.ns.length === 0) {
+    flags.push({ level: 'info', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? []).join('; ')}. Only throughput is shown.` });
+  } else if (cell.runs.length > 0 && cell.values.ns.length === 0) {
+    flags.push({ level: 'warn', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? ['no reason recorded']).join('; ')}.` });
+  }
+  if (cell.values.calls.length > 0 && cell.values.cycles.length < cell.values.calls.length) {
+    flags.push({ level: 'info', ...where, text: `${name}: cycles missing in ${cell.values.calls.length - cell.values.cycles.length} of ${cell.values.calls.length} run(s) — ${(cell.nullReasons.cycles ?? []).join('; ')} (shown as empty, never 0).` });
+  }
+  const ghz = cell.stats.effectiveGhz;
+  if (ghz) {
+    const mhz = k?.provenance?.cpuFrequency.mhz ?? null;
+    if (mhz === null) {
+      flags.push({ level: 'info', ...where, text: `${name}: effective ${ghz.median.toFixed(3)} GHz (cycles/ns) cannot be checked: no pinned frequency recorded${k?.provenance?.cpuFrequency.note ? ` (${k.provenance.cpuFrequency.note})` : ''}.` });
+    } else {
+      const expected = mhz / 1000;
+      const rel = (ghz.median - expected) / expected;
+      if (Math.abs(rel) > GHZ_TOLERANCE) {
+        flags.push({ level: 'warn', ...where, text: `${name}: effective ${ghz.median.toFixed(3)} GHz (cycles/ns) differs from the recorded ${expected.toFixed(3)} GHz by ${(rel * 100).toFixed(1)}% (> ${GHZ_TOLERANCE * 100}%): the frequency was not what was pinned, or cycles and ns do not cover the same interval.` });
+      }
+    }
+  }
+}
+
+function median(s: Summary | undefined): number | null {
+  return s ? s.median : null;
+}
+
+function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
+  const notes: string[] = [];
+  if (cell.tcg) notes.push(TCG_WARNING);
+  if (cell.runs.length > 0 && cell.runs.length < MIN_RUNS) notes.push(`n=${cell.runs.length} < ${MIN_RUNS}`);
+  const rec = cell.record;
+  const status: ThesisRow['status'] = rec ? rec.status : 'incomplete';
+  if (status === 'incomplete') notes.push('incomplete: no cell record (matrix interrupted or still running)');
+  else if (status !== 'done') notes.push(`${status}${rec?.reason ? `: ${rec.reason}` : ''}`);
+  if (cell.approach === 'none') notes.push('no probe data: no XDP program, veth_poll not probed');
+  else if (cell.values.cycles.length === 0 && cell.values.calls.length > 0) notes.push(`cycles null: ${(cell.nullReasons.cycles ?? []).join('; ')}`);
+  const calls = median(cell.stats.calls);
+  const ns = median(cell.stats.ns);
+  const cycles = median(cell.stats.cycles);
+  return {
+    kernel: cell.kernel,
+    approach: cell.approach,
+    n: cell.runs.length,
+    accelerator: k?.accelerators.join('+') ?? '',
+    status,
+    reason: rec?.reason ?? null,
+    packetsTotal: calls,
+    timeTotalNs: ns,
+    cyclesTotal: cycles,
+    throughputGbps: median(cell.stats.throughputGbps),
+    timePerPacketNs: ns !== null && calls ? ns / calls : null,
+    cyclesPerPacket: cycles !== null && calls ? cycles / calls : null,
+    notes,
+  };
+}
+
+function majorMinor(v: number[]): string {
+  return v.length >= 2 ? `${v[0]}.${v[1]}` : '';
+}
+
+function compareWithThesis(table: ThesisRow[], kernels: KernelInfo[], ref: Reference): ComparisonRow[] {
+  const out: ComparisonRow[] = [];
+  for (const r51 of ref.table51) {
+    const r52 = ref.table52.find((r) => r.kernel === r51.kernel && r.approach === r51.approach);
+    const ourK = kernels.find((k) => majorMinor(k.version) === r51.kernel) ?? null;
+    const row = ourK ? table.find((t) => t.kernel === ourK.label && t.approach === r51.approach) ?? null : null;
+    const note = !ourK
+      ? `no kernel ${r51.kernel} in this run`
+      : !row || row.n === 0
+        ? `${APPROACH_LABEL[r51.approach]} not measured on ${ourK.label}${row?.reason ? ` (${row.reason})` : ''}`
+        : ourK.tcg
+          ? TCG_WARNING
+          : '';
+    const add = (metric: ComparisonRow['metric'], thesis: number, ours: number | null) => {
+      out.push({
+        kernel: r51.kernel,
+        ourKernel: ourK?.label ?? null,
+        approach: r51.approach,
+        metric,
+        thesis,
+        ours,
+        relDiff: ours === null ? null : (ours - thesis) / thesis,
+        note,
+      });
+    };
+    add('packets_total', r51.packetsTotal, row?.packetsTotal ?? null);
+    add('time_total_ns', r51.timeTotalNs, row?.timeTotalNs ?? null);
+    add('cycles_total', r51.cyclesTotal, row?.cyclesTotal ?? null);
+    add('throughput_gbps', r51.throughputGbps, row?.throughputGbps ?? null);
+    if (r52) {
+      add('time_per_packet_ns', r52.timePerPacketNs, row?.timePerPacketNs ?? null);
+      add('cycles_per_packet', r52.cyclesPerPacket, row?.cyclesPerPacket ?? null);
+    }
+  }
+  return out;
+}
+
+function fmtSigned(x: number, digits = 1): string {
+  return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(digits)}`;
+}
+
+function significance(cells: Cell[], kernels: KernelInfo[], resamples?: number): { pairs: PairTest[]; sentences: { kernel: string; text: string }[] } {
+  const pairs: PairTest[] = [];
+  const sentences: { kernel: string; text: string }[] = [];
+  for (const k of kernels) {
+    const kc = cells.filter((c) => c.kernel === k.label && c.runs.length > 0);
+    const parts: string[] = [];
+    for (const metric of SIGNIFICANCE_METRICS) {
+      const withData = kc.filter((c) => c.values[metric].length > 0);
+      const group: PairTest[] = [];
+      for (let i = 0; i < withData.length; i++) {
+        for (let j = i + 1; j < withData.length; j++) {
+          const a = withData[i]!;
+          const b = withData[j]!;
+          const va = a.values[metric];
+          const vb = b.values[metric];
+          const ma = a.stats[metric]!.median;
+          const mb = b.stats[metric]!.median;
+          const testable = va.length >= 2 && vb.length >= 2;
+          const mw = testable ? mannWhitneyU(va, vb) : null;
+          group.push({
+            kernel: k.label,
+            metric,
+            a: a.approach,
+            b: b.approach,
+            nA: va.length,
+            nB: vb.length,
+            medianA: ma,
+            medianB: mb,
+            diff: mb - ma,
+            relDiff: ma !== 0 ? (mb - ma) / ma : null,
+            ci: testable ? bootstrapMedianDiffCi(va, vb, `${k.label}/${metric}/${a.approach}/${b.approach}`, resamples) : null,
+            u: mw?.u ?? null,
+            p: mw?.p ?? null,
+            pAdj: null,
+            method: mw ? `Mann-Whitney U (${mw.method})` : 'not testable: fewer than 2 runs in a group',
+            verdict: 'untestable',
+          });
+        }
+      }
+      const tested = group.filter((g) => g.p !== null);
+      const adj = holm(tested.map((g) => g.p!));
+      tested.forEach((g, i) => {
+        g.pAdj = adj[i]!;
+        g.method += `, Holm over ${tested.length} pair${tested.length === 1 ? '' : 's'}`;
+        const ciExcludes0 = g.ci !== null && (g.ci[0] > 0 || g.ci[1] < 0);
+        g.verdict = ciExcludes0 && g.pAdj < ALPHA ? 'real' : 'noise';
+      });
+      pairs.push(...group);
+      if (group.length === 0) continue;
+      const name = (g: PairTest) => `${APPROACH_LABEL[g.b]} − ${APPROACH_LABEL[g.a]}`;
+      const real = group.filter((g) => g.verdict === 'real');
+      const noise = group.filter((g) => g.verdict === 'noise');
+      const untestable = group.filter((g) => g.verdict === 'untestable');
+      const bits: string[] = [];
+      if (real.length > 0) {
+        bits.push(
+          `real: ${real
+            .map((g) => `${name(g)} ${g.relDiff !== null ? `${fmtSigned(g.relDiff * 100)}%` : fmtSigned(g.diff, 3)} (p_adj ${fmtP(g.pAdj!)})`)
+            .join('; ')}`,
+        );
+      }
+      if (noise.length > 0) {
+        const few = noise.some((g) => g.nA < MIN_RUNS || g.nB < MIN_RUNS) ? ` (some with fewer than ${MIN_RUNS} runs)` : '';
+        bits.push(`noise${few}: ${noise.map(name).join('; ')}`);
+      }
+      if (untestable.length > 0) bits.push(`untestable (n < 2): ${untestable.map(name).join('; ')}`);
+      parts.push(`${METRICS[metric].label}: ${bits.join('; ')}`);
+    }
+    if (parts.length === 0) continue;
+    const tcg = k.tcg ? ` [${TCG_WARNING}: even "real" differences say nothing about performance.]` : '';
+    sentences.push({ kernel: k.label, text: `On ${k.label}, ${parts.join('. ')}.${tcg}` });
+  }
+  return { pairs, sentences };
+}
+
+export function fmtP(p: number): string {
+  return p < 0.001 ? '<0.001' : p.toFixed(3);
+}
+
+/**
+ * A variant named "chain/…" (the bench's chain-length scaling) or measured at two or more lengths is a
+ * scaling series (ns vs length, fitted cost per hop); any other is a per-approach measurement on the
+ * representative packet (bar chart). The fit goes through the median at each length.
+ */
+function microGroups(recs: MicroRecord[], kernelInfo: Map<string, KernelInfo>, resamples?: number): MicroGroup[] {
+  const map = new Map<string, { kernel: string; variant: string; hops: Set<string>; byLen: Map<number, { values: number[]; repeat: number }> }>();
+  for (const r of recs) {
+    const k = `${r.kernel}\u0000${r.variant}`;
+    let g = map.get(k);
+    if (!g) map.set(k, (g = { kernel: r.kernel, variant: r.variant, hops: new Set(), byLen: new Map() }));
+    g.hops.add(r.hop);
+    const e = g.byLen.get(r.chainLength) ?? { values: [], repeat: r.repeat };
+    e.values.push(...r.nsPerPacket);
+    g.byLen.set(r.chainLength, e);
+  }
+  const out: MicroGroup[] = [];
+  for (const g of map.values()) {
+    const points = [...g.byLen.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .flatMap(([len, e]) => {
+        const stats = summarize(e.values, `micro/${g.kernel}/${g.variant}/${len}`, resamples);
+        return stats ? [{ chainLength: len, repeat: e.repeat, stats }] : [];
+      });
+    // Variants with no repetition at all (unsupported) are reported as flags, not drawn.
+    if (points.length === 0) continue;
+    const kind = g.variant.startsWith('chain/') || points.length >= 2 ? 'scaling' : 'approach';
+    out.push({
+      kernel: g.kernel,
+      variant: g.variant,
+      kind,
+      hop: [...g.hops].join('+'),
+      tcg: kernelInfo.get(g.kernel)?.tcg ?? false,
+      points,
+      fit: kind === 'scaling' && points.length >= 2 ? fitLine(points.map((p) => [p.chainLength, p.stats.median] as const)) : null,
+    });
+  }
+  const order = [...kernelInfo.keys()];
+  return out.sort((a, b) => order.indexOf(a.kernel) - order.indexOf(b.kernel) || a.variant.localeCompare(b.variant));
+}
+
+function latencyGroups(recs: LatencyRecord[], kernelInfo: Map<string, KernelInfo>, resamples?: number): LatencyGroup[] {
+  const map = new Map<string, { kernel: string; approach: ApproachName; operation: LatencyRecord['operation']; ms: number[] }>();
+  for (const r of recs) {
+    const k = `${r.kernel}\u0000${r.approach}\u0000${r.operation}`;
+    const g = map.get(k) ?? { kernel: r.kernel, approach: r.approach, operation: r.operation, ms: [] };
+    g.ms.push(...r.ms);
+    map.set(k, g);
+  }
+  const order = [...kernelInfo.keys()];
+  return [...map.values()]
+    .flatMap((g) => {
+      const stats = summarize(g.ms, `latency/${g.kernel}/${g.approach}/${g.operation}`, resamples);
+      return stats ? [{ kernel: g.kernel, approach: g.approach, operation: g.operation, tcg: kernelInfo.get(g.kernel)?.tcg ?? false, stats }] : [];
+    })
+    .sort(
+      (a, b) =>
+        order.indexOf(a.kernel) - order.indexOf(b.kernel) ||
+        a.operation.localeCompare(b.operation) ||
+        APPROACH_ORDER.indexOf(a.approach) - APPROACH_ORDER.indexOf(b.approach),
+    );
+}

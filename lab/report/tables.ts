@@ -1,0 +1,404 @@
+/**
+ * Tables of the report, built once as rows of text and rendered as Markdown and HTML; CSV files carry
+ * the same rows with full precision (csv-stringify).
+ */
+import { stringify } from 'csv-stringify/sync';
+import type { Summary } from './stats.ts';
+import {
+  APPROACH_LABEL,
+  METRICS,
+  METRIC_KEYS,
+  MIN_RUNS,
+  TCG_WARNING,
+  fmtP,
+  type Cell,
+  type MetricKey,
+  type ReportModel,
+  type ThesisRow,
+} from './model.ts';
+
+export interface Table {
+  id: string;
+  title: string;
+  /** Lines shown above the table in bold (TCG, pseudo-run). */
+  banners: string[];
+  /** How the numbers were computed, in one paragraph. */
+  caption: string;
+  header: string[];
+  /** 'r' for numeric columns. */
+  align: ('l' | 'r')[];
+  rows: string[][];
+  /** Rows measured under TCG, highlighted in HTML. */
+  tcgRows?: boolean[];
+  footnotes: string[];
+}
+
+/** Thesis formatting of totals: integers with digits grouped by spaces ("7 345 879 383"). */
+export function fmtTotal(x: number | null): string {
+  if (x === null) return '';
+  return groupDigits(Math.round(x).toString());
+}
+function groupDigits(intText: string): string {
+  const neg = intText.startsWith('-');
+  const d = neg ? intText.slice(1) : intText;
+  return (neg ? '−' : '') + d.replace(/\B(?=(\d{3})+(?!\d))/g, ' ');
+}
+/** The thesis gives throughput to three significant digits (7,48; 10,4). */
+export function fmtThroughput(x: number | null): string {
+  if (x === null) return '';
+  const t = x.toPrecision(3);
+  return t.includes('e') ? String(Number(t)) : t;
+}
+/** The thesis gives per-packet means to two decimals (29524,05). */
+export function fmtPerPacket(x: number | null): string {
+  return x === null ? '' : x.toFixed(2);
+}
+/** General numbers in our own columns: grouped integers when large, four significant digits when small. */
+export function fmtNum(x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '';
+  const a = Math.abs(x);
+  let t: string;
+  if (a >= 1e5) return groupDigits(Math.round(x).toString());
+  if (a >= 100) t = x.toFixed(2);
+  else if (a === 0) t = '0';
+  else t = x.toPrecision(4);
+  return t.replace(/^-/, '−');
+}
+/** Counts (calls, ns, cycles): grouped integers; a median of an even number of runs may end in .5. */
+export function fmtCount(x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '';
+  if (Number.isInteger(x)) return groupDigits(x.toString());
+  const whole = Math.trunc(x);
+  return `${groupDigits(whole.toString())}${(Math.abs(x - whole)).toFixed(1).slice(1)}`;
+}
+export function fmtPct(x: number | null): string {
+  if (x === null) return '';
+  return `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(2)}%`;
+}
+function fmtCi(s: Summary | undefined, f: (x: number) => string = fmtNum): string {
+  return s?.ci ? `[${f(s.ci[0])}, ${f(s.ci[1])}]` : '';
+}
+
+function banners(model: ReportModel, kernels?: string[]): string[] {
+  const out: string[] = [];
+  const tcg = model.kernels.filter((k) => k.tcg && (!kernels || kernels.includes(k.label))).map((k) => k.label);
+  if (tcg.length > 0) out.push(`⚠ ${TCG_WARNING}: rows for ${tcg.join(', ')} were measured under QEMU TCG.`);
+  if (model.pseudoRun) out.push(`Thesis pseudo-run: ${model.pseudoRun.note}`);
+  return out;
+}
+
+const TOTALS_CAPTION =
+  'Totals are the median over a cell\'s runs of each run\'s total (the thesis reports medians of 50 runs); ' +
+  '"packets" are veth_poll calls, as the thesis counted them (§4.1.2.1: "le nombre de fois que ces programmes se sont exécutés"); ' +
+  'throughput is the median of iperf3\'s receiver rate. Empty means not measured (never 0).';
+const PER_PACKET_CAPTION =
+  'Per packet as the thesis computed it: median total ns (cycles) divided by median total veth_poll calls. ' +
+  'Our own per-call and per-true-packet ratios, per run, are in the tables below.';
+
+function rowNotes(r: ThesisRow): string {
+  return r.notes.join('; ');
+}
+
+export function table51(model: ReportModel): Table {
+  return {
+    id: 'table-5.1',
+    title: 'Table 5.1 — Results (thesis layout)',
+    banners: banners(model),
+    caption: TOTALS_CAPTION,
+    header: ['Approach', 'Linux', 'Packets total (veth_poll calls)', 'Total time (ns)', 'Total cycles', 'Throughput (Gb/s)', 'n', 'Notes'],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: model.table.map((r) => [
+      APPROACH_LABEL[r.approach],
+      r.kernel,
+      fmtTotal(r.packetsTotal),
+      fmtTotal(r.timeTotalNs),
+      fmtTotal(r.cyclesTotal),
+      fmtThroughput(r.throughputGbps),
+      String(r.n),
+      rowNotes(r),
+    ]),
+    tcgRows: model.table.map((r) => isTcg(model, r.kernel)),
+    footnotes: [],
+  };
+}
+
+export function table52(model: ReportModel): Table {
+  return {
+    id: 'table-5.2',
+    title: 'Table 5.2 — Means per packet (thesis layout)',
+    banners: banners(model),
+    caption: PER_PACKET_CAPTION,
+    header: ['Approach', 'Linux', 'Mean time per packet (ns)', 'Mean cycles per packet', 'n', 'Notes'],
+    align: ['l', 'l', 'r', 'r', 'r', 'l'],
+    rows: model.table.map((r) => [
+      APPROACH_LABEL[r.approach],
+      r.kernel,
+      fmtPerPacket(r.timePerPacketNs),
+      fmtPerPacket(r.cyclesPerPacket),
+      String(r.n),
+      rowNotes(r),
+    ]),
+    tcgRows: model.table.map((r) => isTcg(model, r.kernel)),
+    footnotes: [],
+  };
+}
+
+function isTcg(model: ReportModel, kernel: string | null): boolean {
+  return model.kernels.some((k) => k.label === kernel && k.tcg);
+}
+
+function cellNote(c: Cell, m: MetricKey): string {
+  const notes: string[] = [];
+  if (c.tcg) notes.push('TCG');
+  if (c.runs.length > 0 && c.runs.length < MIN_RUNS) notes.push(`n<${MIN_RUNS}`);
+  if (c.record && c.record.status !== 'done') notes.push(`${c.record.status}${c.record.reason ? `: ${c.record.reason}` : ''}`);
+  const missing = c.runs.length - c.values[m].length;
+  if (missing > 0 && c.nullReasons[m]) notes.push(`${c.values[m].length === 0 ? 'none' : `${missing} missing`}: ${c.nullReasons[m]!.join('; ')}`);
+  return notes.join('; ');
+}
+
+/** One table per metric: n, median, quartiles, IQR and the bootstrap CI for every cell. */
+export function statsTable(model: ReportModel, metric: MetricKey): Table {
+  const info = METRICS[metric];
+  return {
+    id: `stats-${metric}`,
+    title: `${info.label} (${info.unit})`,
+    banners: banners(model),
+    caption:
+      'Per-run values: n runs, median, first and third quartiles (R type 7), IQR = Q3 − Q1, and a 95% percentile-bootstrap ' +
+      'confidence interval of the median (seeded: the same data always gives the same interval). No CI with fewer than 2 runs.',
+    header: ['Linux', 'Approach', 'n', 'Median', 'Q1', 'Q3', 'IQR', '95% CI of median', 'Notes'],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: model.cells.map((c) => {
+      const s = c.stats[metric];
+      const f = info.count ? fmtCount : fmtNum;
+      return [c.kernel, APPROACH_LABEL[c.approach], String(s?.n ?? 0), f(s?.median), f(s?.q1), f(s?.q3), f(s?.iqr), fmtCi(s, f), cellNote(c, metric)];
+    }),
+    tcgRows: model.cells.map((c) => c.tcg),
+    footnotes: [],
+  };
+}
+
+export function comparisonTable(model: ReportModel): Table {
+  return {
+    id: 'thesis-comparison',
+    title: 'The thesis side by side (Brodeur 2023, Tables 5.1 and 5.2)',
+    banners: banners(model),
+    caption:
+      'Thesis: published median of 50 runs on an i9-10850K pinned at 3.9 GHz. Ours: the thesis-layout value of the same ' +
+      'approach on the kernel of the same major.minor version. Δ = (ours − thesis) / thesis.',
+    header: ['Linux', 'Our kernel', 'Approach', 'Metric', 'Thesis', 'Ours', 'Δ', 'Note'],
+    align: ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'l'],
+    rows: model.comparison.map((c) => {
+      const perPacket = c.metric === 'time_per_packet_ns' || c.metric === 'cycles_per_packet';
+      const f = c.metric === 'throughput_gbps' ? fmtThroughput : perPacket ? fmtPerPacket : fmtTotal;
+      return [c.kernel, c.ourKernel ?? '', APPROACH_LABEL[c.approach], c.metric, f(c.thesis), f(c.ours), fmtPct(c.relDiff), c.note];
+    }),
+    tcgRows: model.comparison.map((c) => isTcg(model, c.ourKernel)),
+    footnotes: [],
+  };
+}
+
+export function significanceTables(model: ReportModel): Table[] {
+  return model.kernels
+    .map((k) => {
+      const pairs = model.pairs.filter((p) => p.kernel === k.label);
+      return {
+        id: `significance-${k.label}`,
+        title: `Significance on ${k.label}`,
+        banners: banners(model, [k.label]),
+        caption:
+          'Difference = median(B) − median(A) with a 95% bootstrap CI; two-sided Mann-Whitney U (exact without ties and ' +
+          'up to 50 runs per group, else normal approximation with tie correction); p adjusted with Holm over the pairs ' +
+          'of one kernel and one metric. "real" = CI excludes 0 and adjusted p < 0.05; otherwise "noise".',
+        header: ['Metric', 'A', 'B', 'n A', 'n B', 'Median A', 'Median B', 'B − A', 'Δ%', '95% CI of B − A', 'U', 'p', 'p (Holm)', 'Verdict'],
+        align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'] as ('l' | 'r')[],
+        rows: pairs.map((p) => [
+          METRICS[p.metric].label,
+          APPROACH_LABEL[p.a],
+          APPROACH_LABEL[p.b],
+          String(p.nA),
+          String(p.nB),
+          fmtNum(p.medianA),
+          fmtNum(p.medianB),
+          fmtNum(p.diff),
+          fmtPct(p.relDiff),
+          p.ci ? `[${fmtNum(p.ci[0])}, ${fmtNum(p.ci[1])}]` : '',
+          p.u === null ? '' : String(p.u),
+          p.p === null ? '' : fmtP(p.p),
+          p.pAdj === null ? '' : fmtP(p.pAdj),
+          p.verdict,
+        ]),
+        footnotes: model.sentences.filter((s) => s.kernel === k.label).map((s) => s.text),
+      };
+    })
+    .filter((t) => t.rows.length > 0);
+}
+
+export function microTables(model: ReportModel): Table[] {
+  if (model.micro.length === 0) return [];
+  const kernels = [...new Set(model.micro.map((g) => g.kernel))];
+  const fits: Table = {
+    id: 'micro-fit',
+    title: 'Microbenchmark: cost per hop (BPF_PROG_TEST_RUN)',
+    banners: banners(model, kernels),
+    caption: 'Least-squares line through the median ns per packet at each chain length; slope = ns per added program (hop).',
+    header: ['Linux', 'Variant', 'Hop', 'Lengths', 'ns per hop', 'Intercept (ns)', 'r²'],
+    align: ['l', 'l', 'l', 'l', 'r', 'r', 'r'],
+    rows: model.micro
+      .filter((g) => g.fit)
+      .map((g) => [
+        g.kernel,
+        g.variant,
+        g.hop,
+        `${g.points[0]!.chainLength}..${g.points[g.points.length - 1]!.chainLength} (${g.points.length})`,
+        fmtNum(g.fit!.slope),
+        fmtNum(g.fit!.intercept),
+        g.fit!.r2.toFixed(4),
+      ]),
+    footnotes: [],
+  };
+  const points: Table = {
+    id: 'micro-points',
+    title: 'Microbenchmark: ns per packet',
+    banners: banners(model, kernels),
+    caption: 'Each repetition is one BPF_PROG_TEST_RUN of `repeat` packets; n = repetitions. Median, IQR and bootstrap CI over repetitions.',
+    header: ['Linux', 'Variant', 'Hop', 'Chain length', 'repeat', 'n', 'Median (ns)', 'IQR', '95% CI', 'Note'],
+    align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: model.micro.flatMap((g) =>
+      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), fmtNum(p.stats.median), fmtNum(p.stats.iqr), fmtCi(p.stats), g.tcg ? 'TCG' : '']),
+    ),
+    footnotes: [],
+  };
+  return fits.rows.length > 0 ? [fits, points] : [points];
+}
+
+export function latencyTable(model: ReportModel): Table[] {
+  if (model.latency.length === 0) return [];
+  return [
+    {
+      id: 'latency',
+      title: 'Load/attach, replace and detach latency',
+      banners: banners(model, [...new Set(model.latency.map((g) => g.kernel))]),
+      caption: 'Milliseconds per operation; median, IQR and bootstrap CI over repetitions.',
+      header: ['Linux', 'Approach', 'Operation', 'n', 'Median (ms)', 'IQR', '95% CI', 'Note'],
+      align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'l'],
+      rows: model.latency.map((g) => [g.kernel, APPROACH_LABEL[g.approach], g.operation, String(g.stats.n), fmtNum(g.stats.median), fmtNum(g.stats.iqr), fmtCi(g.stats), g.tcg ? 'TCG' : '']),
+      footnotes: [],
+    },
+  ];
+}
+
+function mdEscape(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+export function toMarkdown(t: Table, level = 2): string {
+  const out: string[] = [`${'#'.repeat(level)} ${t.title}`, ''];
+  for (const b of t.banners) out.push(`**${mdEscape(b)}**`, '');
+  if (t.caption) out.push(t.caption, '');
+  if (t.rows.length === 0) {
+    out.push('_No data._', '');
+  } else {
+    out.push(`| ${t.header.map(mdEscape).join(' | ')} |`);
+    out.push(`| ${t.align.map((a) => (a === 'r' ? '---:' : ':---')).join(' | ')} |`);
+    for (const r of t.rows) out.push(`| ${r.map(mdEscape).join(' | ')} |`);
+    out.push('');
+  }
+  for (const f of t.footnotes) out.push(`- ${f}`);
+  if (t.footnotes.length > 0) out.push('');
+  return out.join('\n');
+}
+
+// ---------- CSV (full precision) ----------
+
+function n(x: number | null | undefined): string {
+  return x === null || x === undefined ? '' : String(x);
+}
+
+/** Table 5.1 in the reference CSV's columns (thesis formatting), then ours. */
+export function table51Csv(model: ReportModel): string {
+  return stringify(
+    model.table.map((r) => [
+      r.approach,
+      r.kernel,
+      r.packetsTotal === null ? '' : String(Math.round(r.packetsTotal)),
+      r.timeTotalNs === null ? '' : String(Math.round(r.timeTotalNs)),
+      r.cyclesTotal === null ? '' : String(Math.round(r.cyclesTotal)),
+      fmtThroughput(r.throughputGbps),
+      String(r.n),
+      r.accelerator,
+      r.status,
+      rowNotes(r),
+    ]),
+    { header: true, columns: ['approach', 'kernel', 'packets_total', 'time_total_ns', 'cycles_total', 'throughput_gbps', 'n_runs', 'accelerator', 'status', 'notes'] },
+  );
+}
+
+export function table52Csv(model: ReportModel): string {
+  return stringify(
+    model.table.map((r) => [r.approach, r.kernel, fmtPerPacket(r.timePerPacketNs), fmtPerPacket(r.cyclesPerPacket), String(r.n), r.accelerator, r.status, rowNotes(r)]),
+    { header: true, columns: ['approach', 'kernel', 'time_per_packet_ns', 'cycles_per_packet', 'n_runs', 'accelerator', 'status', 'notes'] },
+  );
+}
+
+export function statsCsv(model: ReportModel): string {
+  const rows: string[][] = [];
+  for (const c of model.cells) {
+    for (const m of METRIC_KEYS) {
+      const s = c.stats[m];
+      rows.push([
+        c.kernel,
+        c.approach,
+        m,
+        METRICS[m].unit,
+        String(s?.n ?? 0),
+        n(s?.median),
+        n(s?.q1),
+        n(s?.q3),
+        n(s?.iqr),
+        n(s?.ci?.[0]),
+        n(s?.ci?.[1]),
+        (c.nullReasons[m] ?? []).join('; '),
+        c.tcg ? TCG_WARNING : '',
+      ]);
+    }
+  }
+  return stringify(rows, {
+    header: true,
+    columns: ['kernel', 'approach', 'metric', 'unit', 'n', 'median', 'q1', 'q3', 'iqr', 'ci95_low', 'ci95_high', 'missing_reason', 'flag'],
+  });
+}
+
+export function comparisonCsv(model: ReportModel): string {
+  return stringify(
+    model.comparison.map((c) => [c.kernel, c.ourKernel ?? '', c.approach, c.metric, String(c.thesis), n(c.ours), n(c.relDiff), c.note]),
+    { header: true, columns: ['kernel', 'our_kernel', 'approach', 'metric', 'thesis', 'ours', 'rel_diff', 'note'] },
+  );
+}
+
+export function significanceCsv(model: ReportModel): string {
+  return stringify(
+    model.pairs.map((p) => [p.kernel, p.metric, p.a, p.b, String(p.nA), String(p.nB), String(p.medianA), String(p.medianB), String(p.diff), n(p.relDiff), n(p.ci?.[0]), n(p.ci?.[1]), n(p.u), n(p.p), n(p.pAdj), p.verdict, p.method]),
+    {
+      header: true,
+      columns: ['kernel', 'metric', 'a', 'b', 'n_a', 'n_b', 'median_a', 'median_b', 'diff_b_minus_a', 'rel_diff', 'ci95_low', 'ci95_high', 'u', 'p', 'p_holm', 'verdict', 'method'],
+    },
+  );
+}
+
+export function microCsv(model: ReportModel): string {
+  return stringify(
+    model.micro.flatMap((g) =>
+      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), n(p.stats.ci?.[0]), n(p.stats.ci?.[1]), n(g.fit?.slope), n(g.fit?.intercept), g.tcg ? TCG_WARNING : '']),
+    ),
+    { header: true, columns: ['kernel', 'variant', 'hop', 'chain_length', 'repeat', 'n', 'median_ns', 'q1', 'q3', 'ci95_low', 'ci95_high', 'fit_ns_per_hop', 'fit_intercept_ns', 'flag'] },
+  );
+}
+
+export function latencyCsv(model: ReportModel): string {
+  return stringify(
+    model.latency.map((g) => [g.kernel, g.approach, g.operation, String(g.stats.n), String(g.stats.median), String(g.stats.q1), String(g.stats.q3), n(g.stats.ci?.[0]), n(g.stats.ci?.[1]), g.tcg ? TCG_WARNING : '']),
+    { header: true, columns: ['kernel', 'approach', 'operation', 'n', 'median_ms', 'q1', 'q3', 'ci95_low', 'ci95_high', 'flag'] },
+  );
+}

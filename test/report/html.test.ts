@@ -1,0 +1,52 @@
+/**
+ * The HTML page loads in headless Chromium without console errors, with every figure decoded.
+ * Needs Debian's `chromium` (apt-get install chromium); skipped with that reason without it.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderReport } from '../../lab/report/index.ts';
+import { writeThesisPseudoRun } from '../../lab/report/thesis.ts';
+import { chromiumPath, checkPage } from './chromium.ts';
+import { cleanScratch, fixtureCopy, scratchDir } from './helpers.ts';
+
+const chromium = chromiumPath();
+if (!chromium) console.warn('[skip] chromium not installed (apt-get install -y chromium)');
+
+afterAll(cleanScratch);
+
+describe.skipIf(!chromium)('HTML report in headless Chromium', () => {
+  it('the checker itself sees console errors and broken images (negative control)', async () => {
+    const dir = scratchDir('badpage');
+    const page = join(dir, 'bad.html');
+    writeFileSync(page, '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><img src="missing.png"><script>console.error("boom")</script></body></html>');
+    const r = await checkPage(pathToFileURL(page).href);
+    expect(r.errors).toContainEqual(expect.stringContaining('boom'));
+    expect(r.errors).toContainEqual(expect.stringContaining('missing.png'));
+    expect(r.images).toEqual({ total: 1, loaded: 0 });
+  });
+
+  it.each(['small', 'corrupt', 'micro'])('fixture %s: no console error, every figure decoded, self-contained', async (name) => {
+    const dir = fixtureCopy(name);
+    const s = await renderReport(dir, { resamples: 200 });
+    const html = readFileSync(s.html, 'utf8');
+    // self-contained: no external reference of any kind
+    expect(html).not.toMatch(/(src|href)="(?!data:)[^"#]/);
+    expect(html).not.toContain('<script');
+    const r = await checkPage(pathToFileURL(s.html).href);
+    expect(r.errors).toEqual([]);
+    expect(r.images).toEqual({ total: s.charts.length, loaded: s.charts.length });
+    expect(r.tables).toBeGreaterThan(2);
+    expect(r.title).toBe(`xdp-chain-lab report — ${s.runId}`);
+  });
+
+  it('thesis pseudo-run page', async () => {
+    const dir = join(scratchDir('thesis-html'), 'thesis');
+    writeThesisPseudoRun(dir);
+    const s = await renderReport(dir, { resamples: 200 });
+    const r = await checkPage(pathToFileURL(s.html).href);
+    expect(r.errors).toEqual([]);
+    expect(r.images).toEqual({ total: 4, loaded: 4 });
+  });
+});
