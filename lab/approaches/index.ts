@@ -1,0 +1,18 @@
+/** The registry of approaches: the one place that knows every way the lab runs the trio. */
+import { LabError } from '../errors.ts';
+import type { Approach, ApproachName } from './approach.ts';
+import { APPROACH_NAMES } from './approach.ts';
+import { dispatcher } from './dispatcher.ts';
+import { fused } from './fused.ts';
+import { manual } from './manual.ts';
+import { none } from './none.ts';
+import { patched } from './patched.ts';
+
+export const APPROACHES: Readonly<Record<ApproachName, Approach>> = { none, fused, manual, dispatcher, patched };
+
+export function getApproach(name: string): Approach {
+  if (!(APPROACH_NAMES as readonly string[]).includes(name)) {
+    throw new LabError('BAD_INPUT', `unknown approach "${name}"`, { remedy: `use one of: ${APPROACH_NAMES.join(', ')}` });
+  }
+  return APPROACHES[name as ApproachName];
+}

@@ -1,0 +1,278 @@
+/**
+ * `npm run chain -- <command>`: patch one object, or build, inspect, change and remove named chains
+ * on the machine's own kernel. Chains are pinned under /sys/fs/bpf/xdp-chain-lab/chains/<name>/
+ * with their state in /run/xdp-chain-lab/state/, so each command may run in a different process.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { LabError, wrapError } from '../errors.ts';
+import { HostTarget, type Target } from '../target.ts';
+import type { ProgressSink } from '../progress.ts';
+import { cachedFeatures } from '../features.ts';
+import {
+  DEFAULT_REDIRECT,
+  DEFAULT_SUCCESS,
+  XDP_ACTIONS,
+  XDP_ACTION_NAMES,
+  chainDetach,
+  chainInit,
+  chainRecreate,
+  chainReplace,
+  chainStatus,
+  defaultPatcher,
+  type ChainProgramSpec,
+  type ChainStatus,
+  type PatchMode,
+} from './ops.ts';
+import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from './state.ts';
+import { existsOn } from './loader.ts';
+
+const VERDICT_HELP = `verdicts: ${XDP_ACTION_NAMES.join(', ')} or numbers (${XDP_ACTION_NAMES.map((n) => `${n}=${XDP_ACTIONS[n]}`).join(', ')})`;
+
+/** "pass,drop" / "2,1" / "XDP_PASS" / "" → action numbers. */
+export function parseVerdicts(text: string, what = 'verdict list'): number[] {
+  if (text.trim() === '' || text.trim() === 'none') return [];
+  const out: number[] = [];
+  for (const raw of text.split(',')) {
+    const w = raw.trim().toLowerCase().replace(/^xdp_/, '');
+    if (w === '') continue;
+    let v: number;
+    if (/^\d+$/.test(w)) v = Number(w);
+    else if (w in XDP_ACTIONS) v = XDP_ACTIONS[w as keyof typeof XDP_ACTIONS];
+    else throw new InvalidArgumentError(`${what}: "${raw.trim()}" is not a verdict (${VERDICT_HELP})`);
+    if (v > 0xffffffff) throw new InvalidArgumentError(`${what}: ${v} does not fit in 32 bits`);
+    if (!out.includes(v)) out.push(v);
+  }
+  return out;
+}
+
+function verdictText(vs: readonly number[]): string {
+  return vs.length === 0 ? '-' : vs.map((v) => XDP_ACTION_NAMES[v] ?? String(v)).join(',');
+}
+
+/**
+ * `path[:success=LIST][:redirect=LIST][:program=NAME]`, e.g. `build/bpf/filter.o:success=pass,drop`.
+ * Options after the path override the command's defaults for that program only.
+ */
+export function parseProgramSpec(arg: string, defaults: { success: readonly number[]; redirect: readonly number[] }): ChainProgramSpec {
+  const [path, ...opts] = arg.split(':');
+  if (!path) throw new LabError('BAD_INPUT', `"${arg}": no object path`, { remedy: 'Write PATH.o[:success=LIST][:redirect=LIST].' });
+  const spec: ChainProgramSpec = { path: resolve(path), success: [...defaults.success], redirect: [...defaults.redirect] };
+  for (const o of opts) {
+    const m = /^(success|redirect|program|s|r)=(.*)$/.exec(o);
+    if (!m) {
+      throw new LabError('BAD_INPUT', `"${arg}": unknown option "${o}"`, {
+        remedy: 'Per-program options are success=LIST, redirect=LIST and program=NAME, separated by ":".',
+      });
+    }
+    const [, key, value = ''] = m;
+    try {
+      if (key === 'success' || key === 's') spec.success = parseVerdicts(value, `${path}: success`);
+      else if (key === 'redirect' || key === 'r') spec.redirect = parseVerdicts(value, `${path}: redirect`);
+      else spec.program = value;
+    } catch (e) {
+      throw new LabError('BAD_INPUT', (e as Error).message, { remedy: VERDICT_HELP });
+    }
+  }
+  return spec;
+}
+
+function parseIndex(text: string): number {
+  if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`"${text}" is not a slot index (0, 1, 2...)`);
+  return Number(text);
+}
+
+function parseMode(text: string): PatchMode {
+  if (text !== 'subprog' && text !== 'inline') throw new InvalidArgumentError(`"${text}" is not a patch mode (subprog or inline)`);
+  return text;
+}
+
+function verdictOption(flag: string, desc: string, def: readonly number[]): Option {
+  return new Option(flag, `${desc} (${VERDICT_HELP}; "none" for empty)`).argParser((v: string) => parseVerdicts(v)).default([...def], verdictText(def));
+}
+
+async function hostTarget(): Promise<Target> {
+  if (process.getuid?.() !== 0) {
+    throw new LabError('NOT_ROOT', 'chains are loaded into the kernel: this command needs root', { remedy: 'Run it with sudo.' });
+  }
+  return HostTarget.create(join(tmpdir(), 'xdp-chain-lab'));
+}
+
+const logSink: ProgressSink = (e) => {
+  if (e.kind === 'log' && (e.level !== 'info' || process.env.XCL_VERBOSE)) process.stderr.write(`${e.level}: ${e.message}\n`);
+};
+
+function defaultName(dev: string, netns: string | undefined): string {
+  return `${netns ? `${netns}-` : ''}${dev}`.replace(/[^A-Za-z0-9_-]/g, '_');
+}
+
+export function formatStatus(s: ChainStatus): string {
+  const st = s.state;
+  const lines = [`chain ${st.name}  (${st.pinDir}, generation ${st.generation})`];
+  lines.push(
+    st.attachment
+      ? `  attached: native XDP on ${st.attachment.ifname}${st.attachment.netns ? ` (netns ${st.attachment.netns})` : ''}, program ${st.attachment.progId} (${st.attachment.method})`
+      : '  attached: no (loaded only)',
+  );
+  lines.push(`  patch mode: ${st.modeReason}`);
+  lines.push(`  length: ${st.programs.length} of at most ${st.maxPrograms} on ${st.kernelRelease}`);
+  if (st.trampoline) lines.push(`  head trampoline: program ${st.trampoline.id} (tail-calls slot 0)`);
+  lines.push('  slot  prog id  name              success       redirect      object');
+  for (const p of st.programs) {
+    lines.push(`  ${String(p.index).padEnd(4)}  ${String(p.id).padEnd(7)}  ${p.program.padEnd(16)}  ${verdictText(p.success).padEnd(12)}  ${verdictText(p.redirect).padEnd(12)}  ${p.source}`);
+  }
+  lines.push(`  maps: xcl_chain id ${st.maps.chain.id} (${st.maps.chain.pin}), xcl_verdict id ${st.maps.verdict.id}`);
+  for (const n of st.notes) lines.push(`  note: ${n}`);
+  lines.push(s.problems.length === 0 ? '  kernel agrees with the state file' : `  PROBLEMS:\n${s.problems.map((p) => `    - ${p}`).join('\n')}`);
+  return lines.join('\n');
+}
+
+export function chainCommand(): Command {
+  const chain = new Command('chain').description(
+    `the thesis's BPF program chain: patch objects (Alg. 3.4) and build, replace, inspect and remove chains pinned under ${CHAINS_PIN_ROOT}/<name>`,
+  );
+
+  chain
+    .command('patch')
+    .description('patch one BPF object for slot INDEX of a chain (writes OUT.o; loads nothing)')
+    .argument('<in>', 'BPF object (.o) compiled with clang -target bpf')
+    .requiredOption('-o, --output <out>', 'patched object to write')
+    .requiredOption('--index <i>', 'slot of the program in the chain (0 = first)', parseIndex)
+    .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', DEFAULT_SUCCESS))
+    .addOption(verdictOption('--redirect <list>', 'verdicts that continue the chain and are returned at its end', DEFAULT_REDIRECT))
+    .option('--mode <mode>', 'subprog (body called as a bpf2bpf subprogram) or inline (for kernels that forbid tail calls with bpf2bpf calls); default: probe this kernel (needs root), else subprog', parseMode)
+    .option('--program <name>', 'program to patch when the object has several')
+    .action(async (input: string, o: { output: string; index: number; success: number[]; redirect: number[]; mode?: PatchMode; program?: string }) => {
+        let mode = o.mode;
+        let why = 'given';
+        if (!mode) {
+          if (process.getuid?.() === 0) {
+            const f = await cachedFeatures(await hostTarget(), { chainOnly: true });
+            mode = f.patchMode;
+            why = f.patchModeReason;
+          } else {
+            mode = 'subprog';
+            why = 'default (not root: kernel not probed)';
+          }
+        }
+        let bytes: Uint8Array;
+        try {
+          bytes = new Uint8Array(await readFile(input));
+        } catch (e) {
+          throw new LabError('MISSING_FILE', `${input}: ${(e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, {
+            remedy: 'Give the path of a compiled BPF object (.o).',
+          });
+        }
+        const patcher = await defaultPatcher();
+        const r = patcher.patchObject(bytes, { index: o.index, success: o.success, redirect: o.redirect, mode, program: o.program, fileName: input });
+        await writeFile(o.output, r.object).catch((e: unknown) => {
+          throw wrapError('BAD_INPUT', `cannot write ${o.output}`, e);
+        });
+        process.stdout.write(`${o.output}: ${r.program} (section ${r.section}) patched for slot ${o.index}, mode ${r.mode} (${why}); S=${verdictText(o.success)} R=${verdictText(o.redirect)}\n`);
+        for (const n of r.notes) process.stdout.write(`  note: ${n}\n`);
+    });
+
+  chain
+    .command('attach')
+    .description('patch and load the objects as one chain (in order) and attach its head to an interface in native XDP mode (Alg. 3.1)')
+    .argument('<objects...>', 'BPF objects in chain order; each may carry options: PATH[:success=LIST][:redirect=LIST][:program=NAME]')
+    .requiredOption('--dev <iface>', 'interface to attach to')
+    .option('--netns <name>', 'network namespace (under /run/netns) holding the interface')
+    .option('--name <name>', 'chain name (default: [NETNS-]IFACE)')
+    .option('--trampoline', 'put the Annexe I head in front so slot 0 can be replaced too (one program fewer)')
+    .option('--mode <mode>', 'patch mode: subprog or inline (default: probed from the kernel)', parseMode)
+    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', DEFAULT_SUCCESS))
+    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', DEFAULT_REDIRECT))
+    .action(async (objects: string[], o: { dev: string; netns?: string; name?: string; trampoline?: boolean; mode?: PatchMode; success: number[]; redirect: number[] }) => {
+        const name = checkChainName(o.name ?? defaultName(o.dev, o.netns));
+        const programs = objects.map((a) => parseProgramSpec(a, o));
+        const target = await hostTarget();
+        const state = await chainInit(target, {
+          pinDir: pinDirForName(name),
+          name,
+          programs,
+          trampoline: o.trampoline ?? false,
+          mode: o.mode,
+          attach: { ifname: o.dev, netns: o.netns },
+          progress: logSink,
+        });
+        process.stdout.write(`${formatStatus(await chainStatus(target, state.pinDir))}\n`);
+    });
+
+  chain
+    .command('replace')
+    .description('atomically replace the program at one slot of a chain (Alg. 3.2); slot 0 only with --trampoline chains')
+    .requiredOption('--name <name>', 'chain name')
+    .requiredOption('--index <i>', 'slot to replace', parseIndex)
+    .argument('<object>', 'new BPF object: PATH[:success=LIST][:redirect=LIST][:program=NAME]')
+    .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', DEFAULT_SUCCESS))
+    .addOption(verdictOption('--redirect <list>', 'verdicts that continue and are remembered', DEFAULT_REDIRECT))
+    .option('--fresh-maps', 'give the new program new maps (default: it takes over the replaced program\'s maps of the same name, so counters and configuration survive)')
+    .action(async (object: string, o: { name: string; index: number; success: number[]; redirect: number[]; freshMaps?: boolean }) => {
+        const target = await hostTarget();
+        const spec = { ...parseProgramSpec(object, o), keepMaps: !o.freshMaps };
+        const state = await chainReplace(target, pinDirForName(o.name), o.index, spec, { progress: logSink });
+        const p = state.programs[o.index]!;
+        process.stdout.write(`chain ${state.name}: slot ${o.index} now runs program ${p.id} (${p.program} from ${p.source})\n`);
+    });
+
+  chain
+    .command('recreate')
+    .description('build a new chain from the objects and swap it onto the attach point in one step (Alg. 3.3)')
+    .requiredOption('--name <name>', 'chain name')
+    .argument('<objects...>', 'BPF objects in chain order (PATH[:success=LIST][:redirect=LIST][:program=NAME])')
+    .option('--trampoline', 'give the new chain a head trampoline')
+    .option('--no-trampoline', 'give the new chain no head trampoline')
+    .option('--mode <mode>', 'patch mode: subprog or inline (default: the chain\'s)', parseMode)
+    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', DEFAULT_SUCCESS))
+    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', DEFAULT_REDIRECT))
+    .action(async (objects: string[], o: { name: string; trampoline?: boolean; mode?: PatchMode; success: number[]; redirect: number[] }) => {
+        const target = await hostTarget();
+        const state = await chainRecreate(target, pinDirForName(o.name), objects.map((a) => parseProgramSpec(a, o)), {
+          trampoline: o.trampoline,
+          mode: o.mode,
+          progress: logSink,
+        });
+        process.stdout.write(`${formatStatus(await chainStatus(target, state.pinDir))}\n`);
+    });
+
+  chain
+    .command('status')
+    .description('show a chain (kernel program ids in order, maps, patch mode), checked against the kernel; without --name, list the chains')
+    .option('--name <name>', 'chain name')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { name?: string; json?: boolean }) => {
+        const target = await hostTarget();
+        const dirs = o.name ? [pinDirForName(o.name)] : (await listStates(target)).filter((d) => d.startsWith(`${CHAINS_PIN_ROOT}/`));
+        const all = [];
+        for (const d of dirs) all.push(await chainStatus(target, d));
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(o.name ? all[0] : all, null, 2)}\n`);
+        } else if (all.length === 0) {
+          process.stdout.write('no chains\n');
+        } else {
+          process.stdout.write(`${all.map(formatStatus).join('\n\n')}\n`);
+        }
+        if (all.some((s) => s.problems.length > 0)) process.exitCode = 2;
+    });
+
+  chain
+    .command('detach')
+    .description('detach a chain from its interface and remove its programs, maps, pins and state')
+    .requiredOption('--name <name>', 'chain name')
+    .action(async (o: { name: string }) => {
+        const target = await hostTarget();
+        const dir = pinDirForName(o.name);
+        const had = (await readState(target, dir).catch(() => null)) !== null || (await existsOn(target, dir));
+        const r = await chainDetach(target, dir);
+        if (!had) {
+          throw new LabError('CHAIN', `no chain named ${o.name}`, { remedy: '`npm run chain -- status` lists the chains.' });
+        }
+        process.stdout.write(`chain ${o.name}: ${r.detached ? 'detached and ' : ''}removed\n`);
+        for (const n of r.notes) process.stdout.write(`  note: ${n}\n`);
+    });
+
+  return chain;
+}

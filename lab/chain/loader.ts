@@ -1,0 +1,161 @@
+/**
+ * The kernel side of a chain: compiling the few tiny BPF programs the chain itself needs (the head
+ * trampoline, the feature probes), putting objects on a target, loading patched programs so that
+ * they share one pinned PROG_ARRAY and one pinned per-CPU verdict map, and reading the slots back.
+ * Everything goes through lab/bpftool.ts; this file only adds the chain's vocabulary on top.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { execa } from 'execa';
+import { LabError } from '../errors.ts';
+import type { Target } from '../target.ts';
+import * as bpftool from '../bpftool.ts';
+
+/** Map names the patch gives the chain's two maps (H1's defaults in patch.ts). */
+export const CHAIN_MAP = 'xcl_chain';
+export const VERDICT_MAP = 'xcl_verdict';
+
+/** Slots in the PROG_ARRAY the trampoline creates; only the first maxPrograms are ever used. */
+export const CHAIN_SLOTS = 64;
+
+/**
+ * The head trampoline of the thesis's Annexe I: a program that only tail-calls slot 0, so it never
+ * changes and the real first program sits in slot 0 where one map update can replace it. The
+ * thesis declares the map as an ARRAY; it must be a PROG_ARRAY for bpf_tail_call, and the map is
+ * replaced at load time by the chain's pinned xcl_chain anyway (bpftool `map name ... pinned`).
+ * When slot 0 is empty (never the case once a chain is built) the packet is aborted, as in the
+ * annex (return 0 = XDP_ABORTED), so a broken chain is visible as xdp:xdp_exception, not silent.
+ */
+export const TRAMPOLINE_SOURCE = `
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct {
+  __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+  __uint(max_entries, ${CHAIN_SLOTS});
+  __type(key, __u32);
+  __type(value, __u32);
+} ${CHAIN_MAP} SEC(".maps");
+
+SEC("xdp")
+int xcl_head(struct xdp_md *ctx)
+{
+  bpf_tail_call(ctx, &${CHAIN_MAP}, 0);
+  return XDP_ABORTED;
+}
+char LICENSE[] SEC("license") = "GPL";
+`;
+
+function clangIncludes(): string[] {
+  // asm/types.h lives in the multiarch directory, which clang does not search for -target bpf.
+  const arch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
+  return ['-I', `/usr/include/${arch}`];
+}
+
+/**
+ * Compiles a small BPF C source with clang on the machine running the lab (not the target: guests
+ * have no compiler) and returns the object's local path. Objects are cached by content hash.
+ */
+export async function compileBpfSource(source: string, name: string, extraFlags: readonly string[] = []): Promise<string> {
+  const hash = createHash('sha256').update(source).update(extraFlags.join(' ')).digest('hex').slice(0, 16);
+  const dir = join(tmpdir(), 'xdp-chain-lab-cc');
+  await mkdir(dir, { recursive: true });
+  const out = join(dir, `${name}-${hash}.o`);
+  try {
+    await readFile(out);
+    return out;
+  } catch {
+    /* not cached yet */
+  }
+  const src = join(dir, `${name}-${hash}.c`);
+  await writeFile(src, source);
+  const tmp = `${out}.${process.pid}.tmp`;
+  const r = await execa('clang', ['-O2', '-g', '-target', 'bpf', ...clangIncludes(), ...extraFlags, '-c', src, '-o', tmp], {
+    reject: false,
+  }).catch((e: unknown) => {
+    throw new LabError('MISSING_TOOL', `cannot run clang to build ${name}: ${(e as Error).message}`, {
+      remedy: 'Install clang and libbpf-dev (npm run setup).',
+    });
+  });
+  if (r.exitCode !== 0) {
+    const missing = (r as { code?: string }).code === 'ENOENT';
+    throw new LabError(missing ? 'MISSING_TOOL' : 'COMPILE', `clang failed on ${name} (${src}):\n${String(r.stderr).trim()}`, {
+      remedy: missing ? 'Install clang (npm run setup).' : 'Install libbpf-dev and linux-libc-dev (npm run setup).',
+    });
+  }
+  await rename(tmp, out);
+  return out;
+}
+
+/** Copies a local object into `dir` on the target and returns its path there. */
+export async function putObject(target: Target, localPath: string, dir: string, name = basename(localPath)): Promise<string> {
+  const remote = `${dir}/${name}`;
+  await target.putFile(localPath, remote);
+  return remote;
+}
+
+export interface ChainMapPins {
+  chain: string;
+  verdict: string;
+}
+
+/**
+ * Pins the chain's two maps created by the first loaded program. The first program's own
+ * definitions (from the patch) decide the maps' sizes; every later program and the trampoline then
+ * reuse the maps by fd, which libbpf accepts without comparing definitions, so the kernel's
+ * verifier is what checks that each program's accesses fit the map.
+ */
+export async function pinChainMaps(target: Target, prog: bpftool.ProgInfo, pins: ChainMapPins, where: string): Promise<{ chainId: number; verdictId: number }> {
+  let chainId: number | undefined;
+  let verdictId: number | undefined;
+  for (const id of prog.mapIds) {
+    const m = await bpftool.mapShow(target, { id });
+    if (m.name === CHAIN_MAP && m.type === 'prog_array') chainId = id;
+    else if (m.name === VERDICT_MAP && m.type === 'percpu_array') verdictId = id;
+  }
+  if (chainId === undefined || verdictId === undefined) {
+    throw new LabError('CHAIN', `${where}: program ${prog.name} (id ${prog.id}) has no ${chainId === undefined ? `PROG_ARRAY "${CHAIN_MAP}"` : `PERCPU_ARRAY "${VERDICT_MAP}"`} map`, {
+      remedy: 'Only objects produced by the chain patch (npm run chain -- patch) can be chained.',
+    });
+  }
+  await bpftool.mapPin(target, { id: chainId }, pins.chain);
+  await bpftool.mapPin(target, { id: verdictId }, pins.verdict);
+  return { chainId, verdictId };
+}
+
+/** Loads an object's program pinned at `pinPath`, sharing the chain's pinned maps when given. */
+export async function loadChainProgram(target: Target, objectPath: string, pinPath: string, maps: ChainMapPins | null, reuseChainOnly = false): Promise<bpftool.ProgInfo> {
+  const reuse: bpftool.MapReuse[] = [];
+  if (maps) {
+    reuse.push({ name: CHAIN_MAP, pinned: maps.chain });
+    if (!reuseChainOnly) reuse.push({ name: VERDICT_MAP, pinned: maps.verdict });
+  }
+  return bpftool.load(target, objectPath, pinPath, { type: 'xdp', maps: reuse });
+}
+
+/**
+ * Points slot `index` of the PROG_ARRAY at the pinned program. One bpf_map_update_elem: the kernel
+ * swaps the slot with xchg and, for callers using a constant index (our patch), re-patches their
+ * JITed direct jump with one text poke, so a packet sees either the old or the new program.
+ */
+export async function setSlot(target: Target, chainPin: string, index: number, progPin: string): Promise<void> {
+  await bpftool.mapUpdate(target, { pinned: chainPin }, bpftool.u32le(index), { prog: { pinned: progPin } });
+}
+
+/** The PROG_ARRAY's filled slots: index → program id. */
+export async function readSlots(target: Target, chainPin: string): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const e of await bpftool.mapDump(target, { pinned: chainPin })) {
+    if (!e.value || e.key.length < 4) continue;
+    const k = new DataView(e.key.buffer, e.key.byteOffset, 4).getUint32(0, true);
+    const v = new DataView(e.value.buffer, e.value.byteOffset, 4).getUint32(0, true);
+    out.set(k, v);
+  }
+  return out;
+}
+
+/** Whether a path exists on the target (pins and state files). */
+export async function existsOn(target: Target, path: string): Promise<boolean> {
+  return (await target.run(['test', '-e', path], { allowFailure: true })).exitCode === 0;
+}
