@@ -1,0 +1,77 @@
+/**
+ * `npm run kernels`: the catalog with what this machine can obtain. Cheap: no download; network
+ * providers are probed with a short connect timeout, one connection per host.
+ */
+import { execFileSync } from 'node:child_process';
+import type { ProgressSink } from '../progress.ts';
+import { loadCatalog } from './catalog.ts';
+import { lookupCache } from './cache.ts';
+import type { Provider } from './provider.ts';
+import { DEFAULT_PROVIDERS, providerContext } from './resolve.ts';
+
+export interface ProviderStatus {
+  name: string;
+  available: boolean;
+  /** Why not (when unavailable), or what it would use (when available). */
+  reason?: string;
+}
+
+export interface KernelListing {
+  /** Catalog version ("6.1", or "host"). */
+  version: string;
+  /** LTS series; for host, the running kernel's major.minor. */
+  series: string;
+  providers: ProviderStatus[];
+  /** A verified image is in the cache. */
+  cached: boolean;
+  /** `uname -r` of the cached image (or of the running kernel for host). */
+  release?: string;
+}
+
+export async function listKernels(
+  opts: { cacheDir?: string; providers?: Provider[]; env?: NodeJS.ProcessEnv; progress?: ProgressSink } = {},
+): Promise<KernelListing[]> {
+  const catalog = loadCatalog();
+  const providers = opts.providers ?? DEFAULT_PROVIDERS;
+  const env = opts.env ?? process.env;
+  const rows = await Promise.all(
+    catalog.kernels.map(async (entry): Promise<KernelListing> => {
+      const ctx = providerContext(entry.version, { cacheDir: opts.cacheDir, progress: opts.progress }, env);
+      const statuses = await Promise.all(
+        providers.map(async (p): Promise<ProviderStatus> => {
+          try {
+            const a = await p.available(ctx);
+            return a.ok ? { name: p.name, available: true, ...(a.note ? { reason: a.note } : {}) } : { name: p.name, available: false, reason: a.reason };
+          } catch (e) {
+            return { name: p.name, available: false, reason: e instanceof Error ? e.message : String(e) };
+          }
+        }),
+      );
+      const cache = await lookupCache(ctx.versionDir, entry.version);
+      return {
+        version: entry.version,
+        series: entry.series,
+        providers: statuses,
+        cached: cache.hit,
+        ...(cache.hit ? { release: cache.image.release } : {}),
+      };
+    }),
+  );
+  const release = hostRelease();
+  rows.push({
+    version: 'host',
+    series: /^(\d+\.\d+)/.exec(release)?.[1] ?? release,
+    providers: [{ name: 'host', available: true, reason: catalog.host.description }],
+    cached: false,
+    release,
+  });
+  return rows;
+}
+
+function hostRelease(): string {
+  try {
+    return execFileSync('uname', ['-r']).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+}

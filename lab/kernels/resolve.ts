@@ -1,0 +1,155 @@
+/**
+ * resolveKernel(version) → KernelImage: the one entry point the VM layer uses.
+ *
+ * STATUS (for lab/vm): working for 6.1 and 6.12 (Debian bookworm, cloud-amd64 flavour) and 5.10
+ * (Debian bullseye, cloud-amd64). Images land in kernels/cache/<version>/root/{boot,lib/modules}
+ * with kernels/cache/<version>/image.json; a second call returns from the cache after re-hashing
+ * vmlinuz. Debian's cloud kernels build virtio_pci/virtio_blk/virtio_net as modules (ext4 is built
+ * in): `bootModules` lists what to load, dependencies first, and `bootModuleFiles(image)` gives
+ * their paths under modulesRoot. Other versions fail with LabError('NO_PROVIDER') here (no network).
+ *
+ * Order: an explicitly given local image (opts.localImage / XCL_KERNEL_<ver>) always wins and is
+ * never cached or silently replaced; then the cache; then each provider in turn (Debian, Ubuntu
+ * mainline, kernel.org build). When none works the error names the kernel, every provider and why
+ * it failed, and how to supply an image.
+ */
+import { join } from 'node:path';
+import { LabError, isLabError } from '../errors.ts';
+import { silent, type ProgressSink } from '../progress.ts';
+import { DEFAULT_CACHE_DIR, catalogEntry, loadCatalog } from './catalog.ts';
+import { dropCache, lookupCache, readManifest, writeManifest } from './cache.ts';
+import { acquireLock } from './exec.ts';
+import { bootModulePlan, type BootModule } from './modules.ts';
+import type { Provider, ProviderContext } from './provider.ts';
+import { debianProvider } from './providers/debian.ts';
+import { kernelOrgProvider } from './providers/kernel-org.ts';
+import { localEnvName, localProvider } from './providers/local.ts';
+import { ubuntuMainlineProvider } from './providers/ubuntu-mainline.ts';
+import type { KernelImage } from './types.ts';
+
+export type { Provider } from './provider.ts';
+
+/** Providers in the order they are tried. */
+export const DEFAULT_PROVIDERS: readonly Provider[] = [localProvider, debianProvider, ubuntuMainlineProvider, kernelOrgProvider];
+
+export interface ResolveOptions {
+  /** Root of the cache (default kernels/cache, or env XCL_KERNEL_CACHE). */
+  cacheDir?: string;
+  /** A bzImage or a directory with vmlinuz + lib/modules: used instead of any provider. */
+  localImage?: string;
+  progress?: ProgressSink;
+  /** Providers to try, in order (default DEFAULT_PROVIDERS). */
+  providers?: Provider[];
+}
+
+export function cacheRoot(opts: { cacheDir?: string } = {}, env: NodeJS.ProcessEnv = process.env): string {
+  return opts.cacheDir ?? env.XCL_KERNEL_CACHE ?? DEFAULT_CACHE_DIR;
+}
+
+export function providerContext(version: string, opts: ResolveOptions = {}, env: NodeJS.ProcessEnv = process.env): ProviderContext {
+  const entry = catalogEntry(version);
+  const cacheDir = cacheRoot(opts, env);
+  return {
+    entry,
+    cacheDir,
+    versionDir: join(cacheDir, entry.version),
+    progress: opts.progress ?? silent,
+    localImage: opts.localImage,
+    env,
+  };
+}
+
+function hostError(): LabError {
+  return new LabError('BAD_INPUT', 'kernel "host" is the running kernel: there is no image to resolve', {
+    remedy: 'Run on the host target directly (npm run kernel -- host); resolveKernel is for VM kernels.',
+  });
+}
+
+export async function resolveKernel(
+  version: string,
+  opts: { cacheDir?: string; localImage?: string; progress?: ProgressSink; providers?: Provider[] } = {},
+): Promise<KernelImage> {
+  if (version === 'host') throw hostError();
+  const ctx = providerContext(version, opts);
+  const { entry, progress } = ctx;
+  const providers = opts.providers ?? DEFAULT_PROVIDERS;
+  const local = providers.find((p) => p.name === 'local');
+  const envName = localEnvName(entry.version);
+
+  // An image the user named is used as is: falling back to another kernel would hide their mistake.
+  if (local && (ctx.localImage || ctx.env[envName])) {
+    const got = await local.obtain(ctx);
+    progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: local image ${got.image.vmlinuz} (${got.image.release})` });
+    return got.image;
+  }
+
+  const cached = await lookupCache(ctx.versionDir, entry.version);
+  if (cached.hit) {
+    progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release} from ${cached.image.provider}` });
+    return cached.image;
+  }
+  if (await readManifest(ctx.versionDir)) {
+    progress({ kind: 'log', level: 'warn', message: `kernel ${entry.version}: discarding cache (${cached.reason})` });
+    await dropCache(ctx.versionDir);
+  }
+
+  // One obtain at a time per cache: providers share apt lists, downloads and build trees.
+  const release = await acquireLock(join(ctx.cacheDir, '.resolve.lock'), (owner) =>
+    progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: waiting for process ${owner}, which is resolving a kernel in ${ctx.cacheDir}` }),
+  );
+  try {
+    return await obtainFromProviders(ctx, providers, local, envName);
+  } finally {
+    await release();
+  }
+}
+
+async function obtainFromProviders(ctx: ProviderContext, providers: readonly Provider[], local: Provider | undefined, envName: string): Promise<KernelImage> {
+  const { entry, progress } = ctx;
+  // Another process may have resolved this version while we waited for the lock.
+  const cached = await lookupCache(ctx.versionDir, entry.version);
+  if (cached.hit) return cached.image;
+  const attempts: { provider: string; reason: string; code?: string }[] = [];
+  for (const p of providers) {
+    if (p === local) {
+      attempts.push({ provider: p.name, reason: `no image given (set ${envName}=/path/to/bzImage or pass --kernel-image)` });
+      continue;
+    }
+    try {
+      const got = await p.obtain(ctx);
+      if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: p.name, ...got.origin });
+      progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: ${got.image.release} from ${p.name}` });
+      return got.image;
+    } catch (e) {
+      if (isLabError(e, 'INTERRUPTED') || isLabError(e, 'DISK_FULL')) throw e;
+      const reason = e instanceof Error ? e.message.split('\n')[0] ?? e.message : String(e);
+      attempts.push({ provider: p.name, reason, code: isLabError(e) ? e.code : undefined });
+      progress({ kind: 'log', level: 'warn', message: `kernel ${entry.version}: ${p.name}: ${reason}` });
+    }
+  }
+  throw noProvider(entry.version, attempts, envName);
+}
+
+function noProvider(version: string, attempts: { provider: string; reason: string; code?: string }[], envName: string): LabError {
+  const lines = attempts.map((a) => `  - ${a.provider}: ${a.reason}`).join('\n');
+  return new LabError('NO_PROVIDER', `no provider could obtain kernel ${version}:\n${lines}`, {
+    remedy:
+      `Supply an image: ${envName}=/path/to/bzImage (or a directory with vmlinuz and lib/modules/<release>), ` +
+      `or --kernel-image PATH; or run where kernel.ubuntu.com / cdn.kernel.org are reachable ` +
+      `(base URLs: XCL_UBUNTU_MAINLINE_URL, XCL_KERNEL_ORG_URL).`,
+    details: { version, attempts },
+  });
+}
+
+/** The module files to load for `image`, dependencies first (paths absolute). */
+export async function bootModuleFiles(image: KernelImage): Promise<BootModule[]> {
+  if (image.modulesRoot === null) return [];
+  const dir = join(image.modulesRoot, 'lib', 'modules', image.release);
+  const plan = await bootModulePlan(dir);
+  return plan.load.map((m) => ({ name: m.name, path: join(dir, m.path) }));
+}
+
+/** Catalog versions, for callers that want to iterate (the CLI, listKernels). */
+export function catalogVersions(): string[] {
+  return loadCatalog().kernels.map((k) => k.version);
+}

@@ -1,0 +1,56 @@
+/**
+ * Opt-in (XCL_LONG_TESTS=1): builds Debian's linux-source-6.1 with the lab's config fragment
+ * through the same code path as a kernel.org tarball (buildFromTarball). 30+ minutes on 2 cores.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildFromTarball } from '../../lab/kernels/build.ts';
+import { catalogEntry } from '../../lab/kernels/catalog.ts';
+import { readKconfig } from '../../lab/kernels/kconfig.ts';
+import { bzImageRelease } from '../../lab/kernels/providers/local.ts';
+import { fetchDebianSource } from '../../lab/kernels/providers/debian.ts';
+import type { ProgressEvent } from '../../lab/progress.ts';
+
+const enabled = process.env.XCL_LONG_TESTS === '1';
+if (!enabled) console.warn('[skip] long kernel build test: set XCL_LONG_TESTS=1');
+
+describe.skipIf(!enabled)('building linux-source-6.1 with the lab fragment', () => {
+  let cacheDir = '';
+  afterAll(async () => {
+    if (cacheDir && process.env.XCL_KEEP_LONG_BUILD !== '1') await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('produces a bootable bzImage whose config has every lab option', { timeout: 4 * 3600_000 }, async () => {
+    cacheDir = await mkdtemp(join(tmpdir(), 'xcl-long-'));
+    const entry = catalogEntry('6.1');
+    if (!entry.debian) throw new Error('catalog has no Debian entry for 6.1');
+    const log = (e: ProgressEvent): void => {
+      if (e.kind === 'phase-start' || e.kind === 'phase-end' || e.kind === 'log') console.log(new Date().toISOString(), JSON.stringify(e));
+    };
+    const t0 = Date.now();
+    const src = await fetchDebianSource(cacheDir, entry.debian, log);
+    console.log(`source fetched in ${(Date.now() - t0) / 1000} s: ${src.tarball}`);
+    const t1 = Date.now();
+    const built = await buildFromTarball(src.tarball, {
+      version: '6.1',
+      series: '6.1',
+      provider: 'debian-source',
+      cacheDir,
+      versionDir: join(cacheDir, '6.1'),
+      progress: log,
+    });
+    console.log(`built in ${(Date.now() - t1) / 1000} s: ${JSON.stringify(built.image)}`);
+    expect(built.image.release).toMatch(/^6\.1\./);
+    expect(await bzImageRelease(built.image.vmlinuz)).toBe(built.image.release);
+    const cfg = await readKconfig(built.image.configPath ?? '');
+    for (const o of ['CONFIG_BPF_JIT_ALWAYS_ON', 'CONFIG_DEBUG_INFO_BTF', 'CONFIG_VIRTIO_BLK', 'CONFIG_VETH', 'CONFIG_KPROBE_EVENTS']) {
+      expect(cfg.get(o), o).toBe('y');
+    }
+    expect(cfg.get('CONFIG_PROVE_LOCKING') ?? 'n').toBe('n');
+    expect(cfg.get('CONFIG_KASAN') ?? 'n').toBe('n');
+    // Everything the guest needs is built in: no module to load before the root disk.
+    expect(built.image.bootModules).toEqual([]);
+  });
+});
