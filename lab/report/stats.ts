@@ -13,6 +13,7 @@ import {
   linearRegressionLine,
   wilcoxonRankSum,
 } from 'simple-statistics';
+import { mulberry32 } from '../random.ts';
 
 /** Resamples per bootstrap: 2000, above the ~1000 usually advised for percentile intervals. */
 export const BOOTSTRAP_RESAMPLES = 2000;
@@ -30,16 +31,9 @@ export function hashSeed(key: string): number {
   return h >>> 0;
 }
 
-/** mulberry32: small, fast, good enough for resampling; returns floats in [0, 1). */
+/** A generator seeded by the report's base seed and the key: independent of evaluation order. */
 export function seededRandom(key: string): () => number {
-  let a = hashSeed(`${BASE_SEED}:${key}`);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(hashSeed(`${BASE_SEED}:${key}`));
 }
 
 export interface Summary {

@@ -3,6 +3,8 @@
  * that the thesis's pseudocode lacks (without it a stale XDP_REDIRECT leaks into the next packet).
  * The tests compare the kernel's verdicts and per-program run counts against it.
  */
+import { mulberry32 } from '../../lab/random.ts';
+
 export interface ModelProgram {
   success: readonly number[];
   redirect: readonly number[];
@@ -41,17 +43,8 @@ export function runModel(chain: readonly ModelProgram[], packet: Uint8Array, run
   throw new Error('empty chain');
 }
 
-/** Deterministic PRNG (mulberry32) so every random test prints and replays its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so every random test prints and replays its seed. */
+export const rng = mulberry32;
 
 export function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length)]!;

@@ -11,21 +11,13 @@ import { readObject } from '../../lab/chain/object.ts';
 import { findSection } from '../../lab/chain/elf.ts';
 import { listPrograms, patchObject } from '../../lab/chain/patch.ts';
 import { LIBXDP_OBJECTS, compile, readBytes, tempDir } from './support.ts';
+import { mulberry32 } from '../../lab/random.ts';
 
 const needClang = requirements('clang');
 const seed = Number(process.env.XCL_FUZZ_SEED ?? Date.now() % 2 ** 31);
 const PER_OBJECT = Number(process.env.XCL_FUZZ_PER_OBJECT ?? 200);
 
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 let dir = '';
 const bases: { name: string; bytes: Uint8Array; regions: [number, number][] }[] = [];
