@@ -183,6 +183,52 @@ export async function bpftoolJson<T = unknown>(target: Target, args: readonly st
   }
 }
 
+/** bpftool's JSON for one command of a batch. */
+export interface BatchEntry {
+  command: string[];
+  output: unknown;
+}
+
+/** Words of one bpftool command in its batch-file syntax (whitespace-separated, "-quoted). */
+function batchLine(words: readonly string[]): string {
+  return words
+    .map((w) => {
+      if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w)) return w;
+      if (/["\n\\]/.test(w)) throw new LabError('BAD_INPUT', `bpftool batch: argument ${JSON.stringify(w)} cannot be quoted`);
+      return `"${w}"`;
+    })
+    .join(' ');
+}
+
+/**
+ * Runs many bpftool commands in one process (`bpftool -j batch file -`): one round trip instead of
+ * one per command, which matters on a guest reached over SSH. Any failing command aborts the
+ * batch; the error names it with bpftool's own message.
+ */
+export async function bpftoolBatch(target: Target, commands: readonly (readonly string[])[], what: string): Promise<BatchEntry[]> {
+  if (commands.length === 0) return [];
+  const input = `${commands.map(batchLine).join('\n')}\n`;
+  const r = await target.run([BPFTOOL, '-j', 'batch', 'file', '-'], { input, allowFailure: true, timeoutMs: 3_600_000 });
+  let entries: BatchEntry[] = [];
+  try {
+    const out = r.stdout.trim();
+    entries = out === '' ? [] : (JSON.parse(out) as BatchEntry[]);
+  } catch {
+    /* reported below with the raw output */
+  }
+  const failed = entries.find((e) => e.output !== null && typeof e.output === 'object' && 'error' in e.output);
+  if (r.exitCode !== 0 || failed || entries.length !== commands.length) {
+    const msg = failed
+      ? `\`bpftool ${failed.command.map(shellQuote).join(' ')}\`: ${String((failed.output as { error: unknown }).error)}`
+      : `bpftool batch exited with ${r.exitCode} after ${entries.length} of ${commands.length} commands:\n${(r.stderr || r.stdout).trim().split('\n').slice(-10).join('\n')}`;
+    throw new LabError('COMMAND', `${target.name}: ${what}: ${msg}`, {
+      remedy: 'Check that bpftool supports `batch` (bpftool 5.6 or later) and that the objects named are still pinned.',
+      details: { stdout: r.stdout, stderr: r.stderr },
+    });
+  }
+  return entries;
+}
+
 // ---------------------------------------------------------------------------------------------
 // bpffs
 

@@ -12,6 +12,7 @@ import { HostTarget, type Target } from '../../lab/target.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';
 import type { Patcher } from '../../lab/chain/ops.ts';
 import type { PatchOptions, PatchResult } from '../../lab/chain/patch.ts';
+import { bpftoolBatch as labBpftoolBatch } from '../../lab/bpftool.ts';
 
 /**
  * Per-process suffix for every host resource the tests create, so two test runs at once (a CI job
@@ -79,12 +80,10 @@ export class ReferencePatcher implements Patcher {
   }
 }
 
-/** Runs many bpftool commands in one process (`bpftool -j batch file -`); returns each output. */
+/** Runs many bpftool commands (space-separated words) in one process; returns each output. */
 export async function bpftoolBatch(target: Target, commands: readonly string[]): Promise<unknown[]> {
-  const r = await target.run(['bpftool', '-j', 'batch', 'file', '-'], { input: `${commands.join('\n')}\n`, allowFailure: true });
-  if (r.exitCode !== 0) throw new Error(`bpftool batch failed (${r.exitCode}): ${r.stderr}\n${r.stdout.slice(-2000)}`);
-  const out = JSON.parse(r.stdout) as { command: string[]; output: unknown }[];
-  return out.map((o) => o.output);
+  const entries = await labBpftoolBatch(target, commands.map((c) => c.split(' ')), 'chain-ops test batch');
+  return entries.map((e) => e.output);
 }
 
 /** Reads a u64 counter array dumped by bpftool -j. */

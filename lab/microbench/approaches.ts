@@ -1,0 +1,327 @@
+/**
+ * Per-approach microbenchmarks: the trio (filter → metrics → logger) loaded by each approach exactly
+ * as the iperf3 bench loads it (the Approach interface), then
+ *   - ns per packet: BPF_PROG_TEST_RUN on the entry program with the representative IPv6/TCP packet;
+ *   - load+attach, replace (the metrics stage) and detach latency, timed around the approach's own
+ *     calls on a veth in the bench's namespace.
+ * The patched approach is measured once per patch mode the kernel supports (when it lets the bench
+ * choose the mode; see ModeSelectable).
+ */
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { LabError, isLabError } from '../errors.ts';
+import type { ProgressSink } from '../progress.ts';
+import type { Approach, ApproachContext, ApproachName, Description, Stage } from '../approaches/approach.ts';
+import { APPROACHES } from '../approaches/index.ts';
+import type { KernelFeatures } from '../features.ts';
+import type { PatchMode } from '../chain/ops.ts';
+import { buildCorpus } from '../packets/corpus.ts';
+import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
+import { progRunBatch, progRunWords, XDP_PASS } from './runner.ts';
+import type { Sandbox } from './sandbox.ts';
+import { failureReason, type Hop, type Unsupported } from './scaling.ts';
+
+/** The corpus case the per-approach numbers use: goes through all three programs and passes. */
+export const REPRESENTATIVE_CASE = 'ipv6_tcp_allowed';
+
+export interface PacketOnTarget {
+  path: string;
+  description: string;
+  bytes: number;
+}
+
+/** Puts the representative IPv6/TCP frame of the packet corpus (lab/packets) on the target. */
+export async function putRepresentativePacket(sb: Sandbox): Promise<PacketOnTarget> {
+  const c = buildCorpus().cases.find((x) => x.name === REPRESENTATIVE_CASE);
+  if (!c) throw new LabError('BENCH', `packet corpus has no case "${REPRESENTATIVE_CASE}"`, { remedy: 'lab/packets/corpus.ts changed: pick another IPv6/TCP case that passes the trio.' });
+  const dir = await mkdtemp(join(tmpdir(), 'xcl-micro-'));
+  try {
+    const local = join(dir, `${c.name}.bin`);
+    await writeFile(local, c.frame);
+    const remote = `${sb.workDir}/${c.name}.bin`;
+    await sb.target.putFile(local, remote);
+    return { path: remote, description: `${c.name}: ${c.description}, ${c.frame.length} bytes`, bytes: c.frame.length };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export interface ApproachRow {
+  /** "fused", "manual", "dispatcher", "patched-subprog", "patched-inline". */
+  variant: string;
+  approach: ApproachName;
+  hop: Hop;
+  /** Programs a packet goes through (1 for fused). */
+  chainLength: number;
+  nsPerPacket: number[];
+  notes: string[];
+}
+
+export interface LatencyRow {
+  approach: ApproachName;
+  operation: 'load-attach' | 'replace' | 'detach';
+  ms: number[];
+}
+
+export interface ApproachMeasureOptions {
+  packet: string;
+  repeat: number;
+  repetitions: number;
+  /** Load/attach → replace → detach cycles (0: no latency records). */
+  latencyCycles: number;
+  /** Measure ns per packet (on the first cycle). */
+  perPacket: boolean;
+  progress: ProgressSink;
+  /** Throws when the bench must stop (called between cycles). */
+  checkpoint?: () => void;
+  /** Approaches to measure (default: the lab's fused, manual, dispatcher, patched). */
+  approaches?: readonly Approach[];
+}
+
+export interface ApproachMeasurement {
+  rows: ApproachRow[];
+  latency: LatencyRow[];
+  unsupported: Unsupported[];
+  notes: string[];
+}
+
+/** The approaches the bench measures, in table order (none has no program to time). */
+export const MEASURED_APPROACHES: readonly ApproachName[] = ['fused', 'manual', 'dispatcher', 'patched'];
+
+/** Copies build/bpf/*.o to the target (building them first when needed). */
+async function putTrioObjects(sb: Sandbox): Promise<string> {
+  await buildPrograms();
+  const dir = `${sb.workDir}/bpf`;
+  const files = (await readdir(DEFAULT_OUT_DIR)).filter((f) => f.endsWith('.o'));
+  for (const f of files) await sb.target.putFile(join(DEFAULT_OUT_DIR, f), `${dir}/${f}`);
+  return dir;
+}
+
+/**
+ * The object a stage is replaced with: the same program rebuilt (a real swap, same behaviour).
+ * Approaches disagree on whose path replace() takes: manual loads it with bpftool on the target,
+ * patched reads it on the machine running the lab (it patches it here first). On the host both are
+ * the same file; on a guest each gets the path it reads.
+ */
+function replacementObject(objectDir: string, approach: ApproachName, stage: Stage): string {
+  if (approach === 'patched') return join(DEFAULT_OUT_DIR, `${stage}.o`);
+  return approach === 'manual' && stage !== 'logger' ? `${objectDir}/${stage}_manual.o` : `${objectDir}/${stage}.o`;
+}
+
+/** Tools explain themselves over several lines; a record's reason is one. */
+function oneLine(text: string): string {
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+}
+
+async function timed(work: () => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await work();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** Programs a packet goes through: the trio's stages, or 1 for the fused program. */
+function stagesRun(d: Description): number {
+  const stageRoles = new Set(['filter', 'metrics', 'logger']);
+  const n = d.programs.filter((p) => stageRoles.has(p.role)).length;
+  return n > 0 ? n : Math.max(1, d.programs.length);
+}
+
+/** A patched approach may let the caller choose the patch mode; this is how we ask for one. */
+interface ModeSelectable {
+  withMode?(mode: PatchMode): Approach;
+}
+
+export async function measureApproaches(sb: Sandbox, features: KernelFeatures, o: ApproachMeasureOptions): Promise<ApproachMeasurement> {
+  const t = sb.target;
+  const out: ApproachMeasurement = { rows: [], latency: [], unsupported: [], notes: [] };
+  const approaches = o.approaches ?? MEASURED_APPROACHES.map((n) => APPROACHES[n]);
+  if (approaches.length === 0) return out;
+  const objectDir = await putTrioObjects(sb);
+
+  // Each (approach, mode) is one unit: patched once per mode the kernel loads.
+  const units: Unit[] = [];
+  for (const a of approaches) {
+    if (a.name !== 'patched') {
+      units.push({ variant: a.name, approach: a });
+      continue;
+    }
+    const modes: PatchMode[] = features.features.tailCallsWithBpf2bpf.ok ? ['subprog', 'inline'] : ['inline'];
+    if (!features.features.tailCallsWithBpf2bpf.ok) {
+      out.unsupported.push({ variant: 'patched-subprog', hop: 'tail-call-constant', status: 'unsupported', reason: `kernel ${features.kernelRelease}: ${features.features.tailCallsWithBpf2bpf.detail}` });
+    }
+    const selectable = a as Approach & ModeSelectable;
+    if (typeof selectable.withMode === 'function') {
+      for (const m of modes) units.push({ variant: `patched-${m}`, approach: selectable.withMode(m) });
+    } else {
+      units.push({ variant: `patched-${features.patchMode}`, approach: a });
+      const other = modes.filter((m) => m !== features.patchMode);
+      for (const m of other) {
+        out.unsupported.push({
+          variant: `patched-${m}`,
+          hop: 'tail-call-constant',
+          status: 'failed',
+          reason: `lab/approaches/patched.ts always uses the probed patch mode (${features.patchMode}) and offers no withMode(mode); the ${m} mode is measured on trivial programs only (chain/patched-${m})`,
+        });
+      }
+    }
+  }
+
+  // Which units this kernel runs at all.
+  const runnable: Unit[] = [];
+  for (const u of units) {
+    o.checkpoint?.();
+    const support = await u.approach.supports(t);
+    if (support.supported) runnable.push(u);
+    else out.unsupported.push({ variant: u.variant, hop: defaultHop(u.approach.name), status: 'unsupported', reason: oneLine(support.reason) });
+  }
+  const failed = new Set<string>();
+  const fail = (u: Unit, e: unknown, hop?: Hop): void => {
+    failed.add(u.variant);
+    o.progress({ kind: 'log', level: 'warn', message: `${t.name}: ${u.variant}: ${failureReason(e)}` });
+    out.unsupported.push({ variant: u.variant, hop: hop ?? defaultHop(u.approach.name), status: 'failed', reason: failureReason(e) });
+  };
+
+  if (o.perPacket && runnable.length > 0) {
+    out.rows.push(...(await perPacketAll(sb, runnable, objectDir, o, fail)));
+  }
+
+  // Latency: per approach (the first unit of each approach stands for it), cycles interleaved
+  // across approaches so a slow spell of the machine does not land on one approach only.
+  const latUnits = runnable.filter((u, i) => !failed.has(u.variant) && runnable.findIndex((v) => v.approach.name === u.approach.name) === i);
+  if (o.latencyCycles > 0 && latUnits.length > 0) {
+    const latencyFailed = new Set<string>();
+    const lat = new Map(latUnits.map((u) => [u.variant, { 'load-attach': [] as number[], replace: [] as number[], detach: [] as number[] }]));
+    const { netns, ifname } = await sb.pair(0);
+    const total = o.latencyCycles * latUnits.length;
+    let done = 0;
+    o.progress({ kind: 'phase-start', id: 'micro-latency', label: `${t.name}: load+attach, replace, detach × ${o.latencyCycles} per approach`, total });
+    for (let c = 0; c < o.latencyCycles; c++) {
+      for (const u of latUnits) {
+        o.checkpoint?.();
+        if (latencyFailed.has(u.variant)) continue;
+        const a = u.approach;
+        const ctx: ApproachContext = { target: t, ifname, netns, pinDir: `${sb.pinRoot}/lat-${u.variant}`, objectDir };
+        const l = lat.get(u.variant)!;
+        try {
+          try {
+            l['load-attach'].push(
+              await timed(async () => {
+                await a.load(ctx);
+                await a.attach(ctx);
+              }),
+            );
+            try {
+              l.replace.push(await timed(() => a.replace(ctx, 'metrics', replacementObject(objectDir, a.name, 'metrics'))));
+            } catch (e) {
+              if (!isLabError(e, 'UNSUPPORTED')) throw e;
+              if (c === 0) out.notes.push(`${u.variant}: replace not measured: ${oneLine(e.message)}`);
+            }
+          } finally {
+            l.detach.push(await timed(() => a.detach(ctx)));
+          }
+        } catch (e) {
+          // Its ns per packet may well be measured already: a latency failure only drops its
+          // latency records, and says why.
+          const reason = failureReason(e);
+          latencyFailed.add(u.variant);
+          out.notes.push(`${u.variant}: latency not recorded: ${reason}`);
+          o.progress({ kind: 'log', level: 'warn', message: `${t.name}: ${u.variant}: latency not recorded: ${reason}` });
+        }
+        o.progress({ kind: 'phase-progress', id: 'micro-latency', done: ++done, total });
+      }
+    }
+    o.progress({ kind: 'phase-end', id: 'micro-latency', ok: true });
+    for (const u of latUnits) {
+      if (latencyFailed.has(u.variant)) continue;
+      const l = lat.get(u.variant)!;
+      for (const op of ['load-attach', 'replace', 'detach'] as const) if (l[op].length > 0) out.latency.push({ approach: u.approach.name, operation: op, ms: l[op] });
+    }
+  }
+  return out;
+}
+
+interface Unit {
+  variant: string;
+  approach: Approach;
+}
+
+function defaultHop(name: ApproachName): Hop {
+  return name === 'dispatcher' ? 'freplace' : name === 'fused' || name === 'none' ? 'none' : 'tail-call-constant';
+}
+
+/**
+ * ns per packet of every unit, interleaved: each unit is loaded and attached on its own veth, then
+ * one batch runs a warm-up of each and `repetitions` rounds, every round visiting every unit (in a
+ * rotated order), so drifts of the machine spread over all approaches alike.
+ */
+async function perPacketAll(sb: Sandbox, units: readonly Unit[], objectDir: string, o: ApproachMeasureOptions, fail: (u: Unit, e: unknown, hop?: Hop) => void): Promise<ApproachRow[]> {
+  const t = sb.target;
+  const loaded: { u: Unit; ctx: ApproachContext; d: Description; pin: string }[] = [];
+  const rows: ApproachRow[] = [];
+  o.progress({ kind: 'phase-start', id: 'micro-approaches', label: `${t.name}: trio per approach (${units.map((u) => u.variant).join(', ')}), ${o.repetitions} × ${o.repeat}` });
+  try {
+    for (const [i, u] of units.entries()) {
+      o.checkpoint?.();
+      const { netns, ifname } = await sb.pair(i);
+      const ctx: ApproachContext = { target: t, ifname, netns, pinDir: `${sb.pinRoot}/pp-${u.variant}`, objectDir };
+      try {
+        await u.approach.load(ctx);
+        await u.approach.attach(ctx);
+        const d = await u.approach.describe(ctx);
+        const entry = d.programs[0];
+        if (!entry) throw new LabError('BENCH', `${t.name}: ${u.variant}: describe() lists no program`);
+        const pin = `${sb.pinRoot}/entry-${u.variant}`;
+        await t.run(['bpftool', 'prog', 'pin', 'id', String(entry.id), pin]);
+        loaded.push({ u, ctx, d, pin });
+      } catch (e) {
+        await u.approach.detach(ctx).catch(() => undefined);
+        fail(u, e);
+      }
+    }
+    if (loaded.length === 0) return rows;
+    const cmds: string[][] = loaded.map((l) => progRunWords(l.pin, o.packet, Math.max(1, Math.floor(o.repeat / 10))));
+    const order: number[] = [];
+    for (let rep = 0; rep < o.repetitions; rep++) {
+      for (let k = 0; k < loaded.length; k++) {
+        const idx = (k + rep) % loaded.length;
+        order.push(idx);
+        cmds.push(progRunWords(loaded[idx]!.pin, o.packet, o.repeat));
+      }
+    }
+    const runs = await progRunBatch(t, cmds, `trio per approach on ${o.packet}`);
+    const ns = loaded.map(() => [] as number[]);
+    const wrong = new Map<number, number>();
+    runs.forEach((r, i) => {
+      const idx = i < loaded.length ? i : order[i - loaded.length]!;
+      if (r.retval !== XDP_PASS) wrong.set(idx, r.retval);
+      if (i >= loaded.length) ns[idx]!.push(r.durationNs);
+    });
+    loaded.forEach((l, i) => {
+      const verdict = wrong.get(i);
+      if (verdict !== undefined) {
+        // Its time would be that of a shorter path (e.g. dropped by the filter): not comparable.
+        fail(l.u, new LabError('BENCH', `the representative packet got verdict ${verdict}, expected XDP_PASS (2): the approach did not run the whole trio`), l.d.hop);
+        return;
+      }
+      rows.push({
+        variant: l.u.variant,
+        approach: l.u.approach.name,
+        hop: l.d.hop,
+        chainLength: l.u.approach.name === 'fused' ? 1 : stagesRun(l.d),
+        nsPerPacket: ns[i]!,
+        notes: l.d.notes,
+      });
+    });
+    o.progress({ kind: 'phase-end', id: 'micro-approaches', ok: true });
+    return rows;
+  } catch (e) {
+    o.progress({ kind: 'phase-end', id: 'micro-approaches', ok: false, message: failureReason(e) });
+    throw e;
+  } finally {
+    for (const l of loaded) {
+      await t.run(['rm', '-f', l.pin], { allowFailure: true });
+      await l.u.approach.detach(l.ctx).catch((e: unknown) => o.progress({ kind: 'log', level: 'warn', message: `${l.u.variant}: detach failed: ${failureReason(e)}` }));
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * `npm run bench -- chain [--quick] [--repeat N] [--out results/<run-id>]`: the microbenchmarks of
+ * issue 7 on the host's kernel. Prints the tables and appends the records to
+ * results/<run-id>/raw.jsonl. The matrix runs the same bench in each guest through
+ * runMicrobenchToFile (lab/microbench/index.ts).
+ */
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { LabError, isLabError } from '../errors.ts';
+import { HostTarget } from '../target.ts';
+import { consoleSink } from '../ui/render.ts';
+import { runMicrobenchToFile } from './index.ts';
+import { countRecords, formatMicrobench } from './table.ts';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+/** Same format as the matrix's run ids: UTC time to the second, sortable. */
+function defaultRunId(now = new Date()): string {
+  return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
+}
+
+interface ChainOptions {
+  quick?: boolean;
+  repeat?: number;
+  repetitions?: number;
+  maxLength?: number;
+  out?: string;
+  kernel: string;
+  prefix: string;
+  plain?: boolean;
+  approaches: boolean;
+  scaling: boolean;
+  latency: boolean;
+}
+
+export function benchChainCommand(): Command {
+  return new Command('chain')
+    .description(
+      'microbenchmarks with BPF_PROG_TEST_RUN on the host kernel: ns per packet of each approach, ns per packet vs chain length for constant- and indirect-index tail calls, the patched chain and the dispatcher, fitted cost per hop, load/replace latency',
+    )
+    .option('--quick', 'repeat 1e5, 3 repetitions, lengths 1,2,4,8,16,33 (seconds instead of minutes)')
+    .option('--repeat <n>', 'packets per BPF_PROG_TEST_RUN (default 1000000; quick 100000)', positiveInt)
+    .option('--repetitions <n>', 'measurements per point (default 5; quick 3)', positiveInt)
+    .option('--max-length <n>', 'longest chain measured (default 33)', positiveInt)
+    .option('--out <dir>', 'results directory; its name is the run id (default results/<UTC time>)')
+    .option('--kernel <label>', 'kernel label in the results', 'host')
+    .option('--prefix <p>', 'name prefix of the pins, namespace and veth the bench creates', 'xt8')
+    .option('--no-approaches', 'skip the per-approach trio measurement')
+    .option('--no-scaling', 'skip the chain-length scaling')
+    .option('--no-latency', 'skip load/replace/detach latency')
+    .option('--plain', 'plain progress lines even on a terminal')
+    .action(async (o: ChainOptions) => {
+      const sink = consoleSink({ plain: o.plain ?? false });
+      const ac = new AbortController();
+      const onSig = (): void => {
+        if (ac.signal.aborted) process.exit(130);
+        sink({ kind: 'log', level: 'warn', message: 'interrupt: stopping after the measurement in flight and cleaning up (Ctrl-C again to abort now)' });
+        ac.abort();
+      };
+      process.on('SIGINT', onSig);
+      process.on('SIGTERM', onSig);
+      try {
+        if (process.getuid?.() !== 0) {
+          throw new LabError('NOT_ROOT', 'bench chain: loading BPF programs needs root', { remedy: 'Run it as root (sudo npm run bench -- chain).' });
+        }
+        const outDir = resolve(o.out ?? join('results', defaultRunId()));
+        const runId = basename(outDir);
+        await mkdir(outDir, { recursive: true });
+        const rawFile = join(outDir, 'raw.jsonl');
+        const target = await HostTarget.create(join(tmpdir(), 'xdp-chain-lab', 'host'));
+        const result = await runMicrobenchToFile(target, rawFile, {
+          runId,
+          kernel: o.kernel,
+          quick: o.quick ?? false,
+          repeat: o.repeat,
+          repetitions: o.repetitions,
+          maxLength: o.maxLength,
+          prefix: o.prefix,
+          parts: { approaches: o.approaches, scaling: o.scaling, latency: o.latency },
+          progress: sink,
+          signal: ac.signal,
+        });
+        sink.stop();
+        process.stdout.write(`${formatMicrobench(result)}\n\nresults: ${rawFile} (${countRecords(result.records)} appended)\n`);
+      } catch (e) {
+        sink.stop();
+        if (isLabError(e)) {
+          process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
+          process.exitCode = e.code === 'INTERRUPTED' ? 130 : 1;
+          return;
+        }
+        throw e;
+      } finally {
+        process.off('SIGINT', onSig);
+        process.off('SIGTERM', onSig);
+      }
+    });
+}

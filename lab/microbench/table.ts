@@ -1,0 +1,77 @@
+/**
+ * Plain-text tables of one target's microbenchmark results, for the terminal: chain length × hop
+ * variant (median ns per packet, fitted ns per hop with its 95% CI), the trio per approach, and
+ * the latencies. Pure formatting: the numbers come from runMicrobenchDetailed.
+ */
+import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
+import type { LatencyRecord } from '../bench/record.ts';
+import { medianOf } from './stats.ts';
+
+function grid(header: readonly string[], rows: readonly (readonly string[])[], alignRight: (col: number) => boolean = (c) => c > 0): string {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, c) => (alignRight(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function fmt(n: number | null | undefined, digits = 1): string {
+  return n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits);
+}
+
+/** The tables for one target, with a title line naming the kernel. */
+export function formatMicrobench(r: MicrobenchResult): string {
+  const out: string[] = [];
+  out.push(`== ${r.kernel} (${r.kernelRelease}, ${r.target}) — BPF_PROG_TEST_RUN, repeat ${r.repeat}, ${r.repetitions} repetitions ==`);
+  for (const n of r.notes) out.push(`  ${n}`);
+  if (r.maxChainPrograms !== null) out.push(`  longest chain: one packet ran ${r.maxChainPrograms} programs of a 35-program tail-call chain (${r.maxChainPrograms - 1} tail calls)`);
+
+  if (r.approaches.length > 0) {
+    out.push('', 'Trio per approach (representative IPv6/TCP packet), ns per packet:');
+    out.push(
+      grid(
+        ['approach', 'hop', 'programs', 'median', 'min', 'max', 'n'],
+        r.approaches.map((a) => [a.variant, a.hop, String(a.chainLength), fmt(medianOf(a.nsPerPacket)), fmt(Math.min(...a.nsPerPacket), 0), fmt(Math.max(...a.nsPerPacket), 0), String(a.nsPerPacket.length)]),
+        (c) => c >= 2,
+      ),
+    );
+  }
+
+  if (r.scaling.length > 0) {
+    const lengths = [...new Set(r.scaling.flatMap((s) => [...s.medians.keys()]))].sort((a, b) => a - b);
+    out.push('', 'Chain-length scaling, median ns per packet (trivial XDP_PASS programs):');
+    const rows = lengths.map((len) => [String(len), ...r.scaling.map((s) => fmt(s.medians.get(len), 0))]);
+    rows.push(['ns/hop', ...r.scaling.map((s) => fmt(s.fit?.slope, 2))]);
+    rows.push(['±95% CI', ...r.scaling.map((s) => fmt(s.fit?.slopeCi95, 2))]);
+    rows.push(['r²', ...r.scaling.map((s) => fmt(s.fit?.r2, 3))]);
+    rows.push(['ns/hop min', ...r.scaling.map((s) => fmt(s.fitMin?.slope, 2))]);
+    out.push(grid(['length', ...r.scaling.map((s) => s.variant.replace(/^chain\//, ''))], rows));
+    out.push('ns/hop: least-squares slope through every repetition (±95% CI); ns/hop min: through the fastest repetition of each length.');
+    out.push('', 'Hop kind of each variant:');
+    for (const s of r.scaling) out.push(`  ${s.variant.replace(/^chain\//, '').padEnd(18)} ${s.hop.padEnd(20)} ${s.explains}`);
+  }
+
+  const latency = r.records.filter((x): x is LatencyRecord => x.kind === 'latency');
+  if (latency.length > 0) {
+    out.push('', 'Latency (ms), median over cycles:');
+    const approaches = [...new Set(latency.map((l) => l.approach))];
+    const ops = ['load-attach', 'replace', 'detach'] as const;
+    out.push(
+      grid(
+        ['approach', ...ops],
+        approaches.map((a) => [a, ...ops.map((op) => fmt(medianOf(latency.find((l) => l.approach === a && l.operation === op)?.ms ?? [])))]),
+      ),
+    );
+  }
+
+  if (r.unsupported.length > 0) {
+    out.push('', 'Not measured on this kernel:');
+    for (const u of r.unsupported) out.push(`  ${u.variant}: ${u.status}: ${u.reason}`);
+  }
+  return out.join('\n');
+}
+
+/** Records per kind, for the CLI's closing line. */
+export function countRecords(records: readonly MicrobenchRecord[]): string {
+  const micro = records.filter((r) => r.kind === 'micro').length;
+  return `${micro} micro and ${records.length - micro} latency records`;
+}

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * chain: 35 trivial XDP programs for the chain-length microbenchmark (issue 7).
+ *
+ * Program link_I tail-calls slot I+1 of the shared PROG_ARRAY `chain_jmp` and returns XDP_PASS
+ * when that slot is empty, so a chain of length N is slots 0..N-1 filled and slot N empty.
+ * 35 programs: one more than a packet can run here (one entry + 33 tail calls), to observe the limit.
+ *
+ * Two hop kinds, chosen at compile time:
+ *   default       the index is an immediate: the verifier sees a constant, and JITs from 5.5 on
+ *                 patch a direct jump to the target (no retpoline).
+ *   -DINDIRECT    the index is read from the array map `chain_next`: the verifier sees an unknown
+ *                 scalar, so the JIT emits the generic, indirect tail call (retpoline on x86).
+ * A map lookup rather than global data keeps the object loadable on 4.19 (global data needs 5.2).
+ *
+ *   -DCOUNT       every program also counts its run in `chain_hits`: not timed; it proves how many
+ *                 programs one packet really ran (the kernel's limit, the bench's chain lengths).
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* 36 slots for 35 programs: the last program's tail call always finds an empty slot. */
+#define CHAIN_SLOTS 36
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, CHAIN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} chain_jmp SEC(".maps");
+
+#ifdef COUNT
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} chain_hits SEC(".maps");
+
+static __always_inline void count_run(void)
+{
+	__u32 key = 0;
+	__u64 *hits = bpf_map_lookup_elem(&chain_hits, &key);
+
+	if (hits)
+		__sync_fetch_and_add(hits, 1);
+}
+#else
+static __always_inline void count_run(void) {}
+#endif
+
+#ifdef INDIRECT
+/* chain_next[i] = i + 1, written by the bench before it runs a chain. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CHAIN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} chain_next SEC(".maps");
+
+#define LINK(I)                                                       \
+	SEC("xdp") int link_##I(struct xdp_md *ctx)                   \
+	{                                                             \
+		__u32 key = I;                                        \
+		__u32 *next;                                          \
+		count_run();                                          \
+		next = bpf_map_lookup_elem(&chain_next, &key);        \
+		if (next)                                             \
+			bpf_tail_call(ctx, &chain_jmp, *next);        \
+		return XDP_PASS;                                      \
+	}
+#else
+#define LINK(I)                                                       \
+	SEC("xdp") int link_##I(struct xdp_md *ctx)                   \
+	{                                                             \
+		count_run();                                          \
+		bpf_tail_call(ctx, &chain_jmp, (I) + 1);              \
+		return XDP_PASS;                                      \
+	}
+#endif
+
+LINK(0) LINK(1) LINK(2) LINK(3) LINK(4) LINK(5) LINK(6) LINK(7) LINK(8) LINK(9)
+LINK(10) LINK(11) LINK(12) LINK(13) LINK(14) LINK(15) LINK(16) LINK(17) LINK(18) LINK(19)
+LINK(20) LINK(21) LINK(22) LINK(23) LINK(24) LINK(25) LINK(26) LINK(27) LINK(28) LINK(29)
+LINK(30) LINK(31) LINK(32) LINK(33) LINK(34)
+
+char _license[] SEC("license") = "GPL";

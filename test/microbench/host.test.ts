@@ -1,0 +1,183 @@
+/**
+ * The chain microbenchmark end to end on this machine's kernel, quick mode (small repeat): a record
+ * for each approach and each chain length, every record valid against the raw-results schema, both
+ * hop kinds present and labelled, a positive fitted cost per hop for every scaling variant, the
+ * dispatcher recorded as unsupported with the reason where the kernel has no freplace, and nothing
+ * of the bench left behind. No timing is asserted.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requirements } from '../support/requirements.ts';
+import { HostTarget } from '../../lab/target.ts';
+import { isLabError } from '../../lab/errors.ts';
+import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/bench/record.ts';
+import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
+import { runMicrobenchDetailed, runMicrobenchToFile, supportedPatchModes, type MicrobenchResult } from '../../lab/microbench/index.ts';
+
+const need = requirements('root', 'bpf', 'bpftool', 'clang');
+const PREFIX = 'xt8';
+const LENGTHS = [1, 2, 4, 8, 16, 33];
+const REPETITIONS = 3;
+
+function leftovers(): string[] {
+  const pins = execFileSync('ls', ['/sys/fs/bpf']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}-micro-`));
+  const ns = execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}m`));
+  const links = execFileSync('ip', ['-o', 'link']).toString().split('\n').filter((l) => new RegExp(`: ${PREFIX}[ab]`).test(l));
+  return [...pins, ...ns, ...links];
+}
+
+describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
+  let dir: string;
+  let target: HostTarget;
+  let features: KernelFeatures;
+  let result: MicrobenchResult;
+  let lines: unknown[];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'xt8-micro-'));
+    target = await HostTarget.create(join(dir, 'work'));
+    features = await probeFeatures(target, { prefix: PREFIX });
+    result = await runMicrobenchToFile(target, join(dir, 'raw.jsonl'), {
+      runId: 'xt8-test',
+      kernel: 'host',
+      quick: true,
+      repeat: 20_000,
+      repetitions: REPETITIONS,
+      lengths: LENGTHS,
+      latencyCycles: 2,
+      prefix: PREFIX,
+      features,
+    });
+    lines = (await readFile(join(dir, 'raw.jsonl'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as unknown);
+  }, 900_000);
+
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const micro = (): MicroRecord[] => result.records.filter((r): r is MicroRecord => r.kind === 'micro');
+
+  it('writes every record, one JSON line each, valid against the schema', () => {
+    expect(lines).toHaveLength(result.records.length);
+    for (const l of lines) {
+      const parsed = RawRecord.safeParse(l);
+      expect(parsed.success, JSON.stringify(l)).toBe(true);
+    }
+    for (const r of result.records) {
+      expect(r.runId).toBe('xt8-test');
+      expect(r.kernel).toBe('host');
+    }
+  });
+
+  it('measures every chain length of both manual hop kinds and of each patch mode the kernel supports', () => {
+    const modes = supportedPatchModes(features).modes;
+    const expected: [string, string][] = [
+      ['chain/manual-constant', 'tail-call-constant'],
+      ['chain/manual-indirect', 'tail-call-indirect'],
+      ...modes.map((m): [string, string] => [`chain/patched-${m}`, 'tail-call-constant']),
+    ];
+    for (const [variant, hop] of expected) {
+      const recs = micro().filter((r) => r.variant === variant);
+      expect(recs.map((r) => r.chainLength).sort((a, b) => a - b), variant).toEqual(LENGTHS);
+      for (const r of recs) {
+        expect(r.hop).toBe(hop);
+        expect(r.repeat).toBe(20_000);
+        expect(r.nsPerPacket).toHaveLength(REPETITIONS);
+        for (const ns of r.nsPerPacket) expect(ns).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('fits a positive cost per hop for every scaling variant it measured', () => {
+    expect(result.scaling.length).toBeGreaterThanOrEqual(3);
+    for (const s of result.scaling) {
+      expect(s.fit, s.variant).not.toBeNull();
+      expect(s.fit!.slope, s.variant).toBeGreaterThan(0);
+      expect(s.fit!.n).toBe(LENGTHS.length * REPETITIONS);
+      expect([...s.medians.keys()]).toEqual(LENGTHS);
+    }
+  });
+
+  it('observes the kernel limit on its own chain, agreeing with the feature probe', () => {
+    expect(result.maxChainPrograms).not.toBeNull();
+    expect(result.maxChainPrograms).toBe(features.maxChainPrograms);
+    expect(result.maxChainPrograms!).toBeGreaterThanOrEqual(Math.max(...LENGTHS));
+  });
+
+  it('records the dispatcher as measured, or as unsupported with the kernel\'s reason', () => {
+    const recs = micro().filter((r) => r.variant === 'chain/dispatcher');
+    if (features.features.freplace.ok) {
+      expect(recs.length).toBeGreaterThan(1);
+      for (const r of recs) expect(r.hop).toBe('freplace');
+    } else {
+      expect(recs).toHaveLength(1);
+      expect(recs[0]!.nsPerPacket).toEqual([]);
+      const reason = (recs[0] as MicroRecord & { reason?: string }).reason ?? '';
+      expect(reason).toMatch(/^unsupported: /);
+      expect(reason).toContain(features.features.freplace.detail);
+      expect(result.unsupported.some((u) => u.variant === 'chain/dispatcher' && u.status === 'unsupported')).toBe(true);
+    }
+  });
+
+  it('measures the trio per approach on the representative packet, saying which hop each uses', () => {
+    const byVariant = new Map(micro().filter((r) => !r.variant.startsWith('chain/')).map((r) => [r.variant, r]));
+    const fused = byVariant.get('fused');
+    const manual = byVariant.get('manual');
+    expect(fused?.nsPerPacket).toHaveLength(REPETITIONS);
+    expect(fused?.chainLength).toBe(1);
+    // The fused program has no hop between stages (the approach says "inline" or "none").
+    expect(['none', 'inline']).toContain(fused?.hop);
+    expect(manual?.nsPerPacket).toHaveLength(REPETITIONS);
+    expect(manual?.chainLength).toBe(3);
+    expect(manual?.hop).toBe('tail-call-constant');
+    // The probed mode is always measured; another mode either is, or carries the reason it is not.
+    for (const m of supportedPatchModes(features).modes) {
+      const p = byVariant.get(`patched-${m}`);
+      expect(p, `patched-${m}`).toBeDefined();
+      expect(p!.chainLength).toBe(3);
+      if (m === features.patchMode || p!.nsPerPacket.length > 0) {
+        expect(p!.nsPerPacket, `patched-${m}`).toHaveLength(REPETITIONS);
+        expect(p!.hop).toBe('tail-call-constant');
+      } else {
+        expect((p as MicroRecord & { reason?: string }).reason, `patched-${m}`).toMatch(/^failed: .*patch mode/);
+      }
+    }
+    const disp = byVariant.get('dispatcher');
+    expect(disp, 'dispatcher record').toBeDefined();
+    if (!features.features.freplace.ok) {
+      expect(disp!.nsPerPacket).toEqual([]);
+      expect((disp as MicroRecord & { reason?: string }).reason).toMatch(/^unsupported: /);
+    }
+  });
+
+  it('times load+attach and detach of each approach it ran, and replace where the approach can', () => {
+    const lat = result.records.filter((r): r is LatencyRecord => r.kind === 'latency');
+    const ran = new Set(result.approaches.map((a) => a.approach));
+    for (const a of ran) {
+      for (const op of ['load-attach', 'detach'] as const) {
+        const rec = lat.find((l) => l.approach === a && l.operation === op);
+        expect(rec?.ms, `${a} ${op}`).toHaveLength(2);
+      }
+    }
+    expect(lat.find((l) => l.approach === 'manual' && l.operation === 'replace')?.ms).toHaveLength(2);
+    expect(lat.find((l) => l.approach === 'fused' && l.operation === 'replace')).toBeUndefined();
+  });
+
+  it('leaves no pin, namespace or interface behind', () => {
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('stops on an aborted signal with INTERRUPTED and cleans up', async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const err = await runMicrobenchDetailed(target, { runId: 'x', kernel: 'host', quick: true, prefix: PREFIX, features, signal: ac.signal }).catch((e: unknown) => e);
+    expect(isLabError(err, 'INTERRUPTED')).toBe(true);
+    expect(leftovers()).toEqual([]);
+  });
+});
