@@ -10,6 +10,7 @@ import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { buildVmImage, type ImageOptions } from './image.ts';
 import { bootVm, type AccelChoice } from './vm.ts';
+import { median } from 'simple-statistics';
 
 export const BOOT_TARGET_SECONDS = { tcg: 10, kvm: 2 } as const;
 
@@ -50,13 +51,6 @@ export interface BenchBootOptions {
   imageOptions?: ImageOptions;
   /** How a version becomes a kernel image (default: the lab's resolver). */
   resolve?: (version: string) => Promise<KernelImage>;
-}
-
-function median(xs: readonly number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 export async function benchBoot(versions: readonly string[], opts: BenchBootOptions = {}): Promise<BootBenchResult[]> {
@@ -110,7 +104,7 @@ export async function benchBoot(versions: readonly string[], opts: BenchBootOpti
         });
       }
       const times = result.samples.map((s) => s.sshReadySeconds);
-      result.medianSeconds = median(times);
+      result.medianSeconds = times.length > 0 ? median(times) : null;
       result.minSeconds = times.length > 0 ? Math.min(...times) : null;
       if (result.accelerator) {
         result.targetSeconds = BOOT_TARGET_SECONDS[result.accelerator];
