@@ -1,0 +1,88 @@
+/**
+ * Builds the userspace probe helper (programs/user/*.c) with cc + libbpf into build/user/.
+ * The output name carries a hash of the sources, the compiler and the libbpf headers, so an
+ * unchanged tree rebuilds nothing and a changed one never reuses a stale binary.
+ * Built on the host and copied to guests: Debian bookworm's libbpf1 there matches libbpf-dev here.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { LabError } from '../errors.ts';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface HelperBuild {
+  /** Absolute path of the built executable. */
+  path: string;
+  /** Content hash the binary was built from. */
+  hash: string;
+  /** False when an up-to-date binary was already there. */
+  built: boolean;
+}
+
+export interface HelperBuildOptions {
+  sourceDir?: string;
+  outDir?: string;
+  cc?: string;
+}
+
+async function ccVersion(cc: string): Promise<string> {
+  try {
+    const r = await execa(cc, ['--version'], { reject: false });
+    if (r.exitCode !== 0) throw new Error(String(r.stderr));
+    return String(r.stdout).split('\n')[0] ?? '';
+  } catch (e) {
+    throw new LabError('MISSING_TOOL', `probe helper: C compiler \`${cc}\` not usable`, {
+      cause: e,
+      remedy: 'Install gcc or clang (run `npm run setup`).',
+    });
+  }
+}
+
+/** Builds build/user/veth_probe-<hash> (and a stable symlink-free copy name) from programs/user/veth_probe_user.c. */
+export async function buildProbeHelper(options: HelperBuildOptions = {}): Promise<HelperBuild> {
+  const sourceDir = options.sourceDir ?? join(REPO_ROOT, 'programs', 'user');
+  const outDir = options.outDir ?? join(REPO_ROOT, 'build', 'user');
+  const cc = options.cc ?? 'cc';
+  const source = join(sourceDir, 'veth_probe_user.c');
+  if (!existsSync(source)) {
+    throw new LabError('MISSING_FILE', `probe helper: ${source} not found`, {
+      remedy: 'Run from a complete checkout of the lab.',
+    });
+  }
+  const libbpfHeader = '/usr/include/bpf/libbpf.h';
+  if (!existsSync(libbpfHeader)) {
+    throw new LabError('MISSING_TOOL', `probe helper: ${libbpfHeader} not found (libbpf-dev)`, {
+      remedy: 'Install libbpf-dev (run `npm run setup`).',
+    });
+  }
+  const hash = createHash('sha256');
+  for (const name of (await readdir(sourceDir)).filter((n) => n.endsWith('.c') || n.endsWith('.h')).sort()) {
+    hash.update(name).update('\0').update(await readFile(join(sourceDir, name))).update('\0');
+  }
+  hash.update(await ccVersion(cc)).update('\0');
+  const versionHeader = '/usr/include/bpf/libbpf_version.h';
+  if (existsSync(versionHeader)) hash.update(await readFile(versionHeader));
+  const digest = hash.digest('hex').slice(0, 16);
+  const path = join(outDir, `veth_probe-${digest}`);
+  if (existsSync(path)) return { path, hash: digest, built: false };
+
+  await mkdir(outDir, { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  const r = await execa(cc, ['-O2', '-g', '-Wall', '-Wextra', '-o', tmp, source, '-lbpf'], { reject: false, all: true });
+  if (r.exitCode !== 0) {
+    await rm(tmp, { force: true });
+    throw new LabError('COMPILE', `probe helper: ${source}: cc failed (exit ${r.exitCode}):\n${String(r.all ?? '').trim()}`, {
+      remedy: 'Check that libbpf-dev is installed and the source compiles (`cc programs/user/veth_probe_user.c -lbpf`).',
+    });
+  }
+  // Rename last so a killed build never leaves a binary under the final name.
+  await rename(tmp, path);
+  for (const old of await readdir(outDir)) {
+    if (old.startsWith('veth_probe-') && join(outDir, old) !== path) await rm(join(outDir, old), { force: true });
+  }
+  return { path, hash: digest, built: true };
+}

@@ -1,0 +1,66 @@
+/**
+ * What the bench needs from the layers below it for one kernel: a Target, a testbed (veth pair
+ * between two namespaces with pinned iperf3) and the approaches. `lab/bench/sessions.ts` builds
+ * the real ones from lab/vm, lab/testenv and lab/approaches; tests may inject their own.
+ */
+import type { Approach, ApproachContext, ApproachName } from '../approaches/approach.ts';
+import type { ProgressSink } from '../progress.ts';
+import type { Target } from '../target.ts';
+import type { FrequencyInfo } from './provenance.ts';
+
+export interface IperfOutcome {
+  /** Receiver-side throughput, bits per second. */
+  bitsPerSecond: number;
+  bytes: number;
+  seconds: number;
+  retransmits: number | null;
+}
+
+export interface Testbed {
+  /** Where approaches attach: the receiving veth and its namespace (pinDir is set per approach). */
+  readonly ifname: string;
+  readonly netns: string;
+  /** Directory on the target holding the built BPF objects. */
+  readonly objectDir: string;
+  /** CPUs the iperf3 server and client are pinned to. */
+  readonly serverCpu: number;
+  readonly clientCpu: number;
+  /** One iperf3 -J run of `durationS` seconds through the veth pair. */
+  iperf(durationS: number): Promise<IperfOutcome>;
+  /** `ethtool -k` of the receiving veth: features that are on (true) or off (false). */
+  offloads(): Promise<Record<string, boolean>>;
+  /** Removes namespaces, veths and servers; safe to call twice. */
+  dispose(): Promise<void>;
+}
+
+export interface KernelSession {
+  /** Catalog name used in results: "6.1", "5.10", "host". */
+  readonly kernel: string;
+  readonly target: Target;
+  /** Local path of the kernel's .config when known (VMs), for the provenance hash. */
+  readonly configPath: string | null;
+  readonly testbed: Testbed;
+  /** Directory on the target holding the probe helper and veth_probe.o; null if no helper. */
+  readonly probe: { helper: string; object: string; stateDir: string } | null;
+  /** Host-side frequency facts the VM layer knows better than the guest (pinned vCPUs, governor). */
+  readonly frequency?: FrequencyInfo;
+  readonly isolcpus?: string | null;
+  readonly warnings: string[];
+  /** The approach implementation for each name this lab has. */
+  approach(name: ApproachName): Approach | null;
+  /** The bpffs directory an approach instance owns on this testbed. */
+  contextFor(name: ApproachName): ApproachContext;
+  dispose(): Promise<void>;
+}
+
+export interface OpenKernelOptions {
+  /** Name prefix for namespaces, veths and pins ("xlab" by default; tests pass their own). */
+  prefix: string;
+  progress: ProgressSink;
+  signal?: AbortSignal;
+  /** A bzImage (or a directory with boot/ and lib/modules/) to boot instead of the providers' image. */
+  localImage?: string;
+}
+
+/** Obtains a kernel session; throws LabError (NO_PROVIDER, VM_BOOT, ...) when it cannot. */
+export type OpenKernel = (kernel: string, options: OpenKernelOptions) => Promise<KernelSession>;

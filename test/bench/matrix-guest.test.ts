@@ -1,0 +1,81 @@
+/**
+ * A real quick matrix in QEMU TCG guests (Debian 6.1 and 5.10, 2 runs of 2 s): there the veth_poll
+ * kprobes work (probe data present: calls and packets counted), there is no PMU (cycles null with
+ * the reason), and the libxdp dispatcher is supported. Slow (boots two kernels under emulation).
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ApproachName } from '../../lab/approaches/approach.ts';
+import { REPO_ROOT } from '../../lab/bench/helper.ts';
+import { loadRecords } from '../../lab/bench/jsonl.ts';
+import { runMatrix } from '../../lab/bench/matrix.ts';
+import { Provenance, type CellRecord, type RunRecord } from '../../lab/bench/record.ts';
+import { requirements } from '../support/requirements.ts';
+
+const need = requirements('root', 'qemu', 'clang', 'debootstrap');
+const hasVm = existsSync(join(REPO_ROOT, 'lab', 'vm', 'vm.ts'));
+if (!hasVm) console.warn('[skip] lab/vm/vm.ts (bootVm) not in this checkout');
+const KERNELS = ['6.1', '5.10'];
+const approaches: ApproachName[] = ['none', 'fused', 'manual', 'dispatcher'];
+if (existsSync(join(REPO_ROOT, 'lab', 'approaches', 'patched.ts'))) approaches.push('patched');
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe.skipIf(need.skip || !hasVm)('quick matrix in TCG guests', () => {
+  it(`runs on ${KERNELS.join(' and ')} with probe data, null cycles and the dispatcher`, { timeout: 3_600_000 }, async () => {
+    const out = await mkdtemp(join(tmpdir(), 'xt7-guest-'));
+    dirs.push(out);
+    const r = await runMatrix({ kernels: KERNELS, approaches, runs: 2, durationS: 2, quick: true, runId: 'guest-quick', outDir: out, prefix: 'xt7', renderReport: false });
+    const { records } = await loadRecords(r.rawFile);
+    const runs = records.filter((x): x is RunRecord => x.kind === 'run');
+    const cells = records.filter((x): x is CellRecord => x.kind === 'cell');
+
+    for (const k of KERNELS) {
+      const cell = (a: ApproachName): CellRecord | undefined => cells.find((c) => c.kernel === k && c.approach === a);
+      for (const a of ['none', 'fused', 'manual', 'dispatcher'] as ApproachName[]) {
+        expect(cell(a), `${k} ${a}: ${cell(a)?.reason ?? 'no cell record'}`).toMatchObject({ status: 'done', runs: 2 });
+      }
+      if (approaches.includes('patched')) expect(['done', 'unsupported']).toContain(cell('patched')?.status);
+      const prov = Provenance.parse(JSON.parse(await readFile(join(r.runDir, 'provenance', `${k}.json`), 'utf8')));
+      expect(prov.accelerator).toBe('tcg');
+      expect(prov.kernelConfigSha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(prov.isolcpus).not.toBeNull();
+      for (const x of runs.filter((y) => y.kernel === k)) {
+        expect(x.accelerator).toBe('tcg');
+        if (x.approach === 'none') {
+          expect(x.probe).toBeNull();
+          expect(x.probeNullReason).toMatch(/veth_poll does not run/);
+          continue;
+        }
+        expect(x.xdpMode).toBe('native');
+        expect(x.probe, `${k} ${x.approach}: ${x.probeNullReason ?? ''}`).not.toBeNull();
+        expect(x.probe!.calls).toBeGreaterThan(0);
+        expect(x.probe!.packets).toBeGreaterThan(0);
+        expect(x.probe!.ns).toBeGreaterThan(0);
+        // TCG has no PMU: null with the reason, never zero.
+        expect(x.probe!.cycles).toBeNull();
+        expect(x.probe!.cyclesNullReason).toMatch(/perf_event_open|PMU/);
+      }
+    }
+    const qemu = await execa('pgrep', ['-a', 'qemu'], { reject: false });
+    expect(qemu.stdout.trim()).toBe('');
+
+    for (const k of KERNELS) {
+      for (const a of approaches) {
+        const mine = runs.filter((x) => x.kernel === k && x.approach === a);
+        if (mine.length === 0) continue;
+        const gb = mine.map((x) => (x.iperf.bitsPerSecond / 1e9).toFixed(3)).join(', ');
+        const perCall = mine.map((x) => (x.probe ? (x.probe.ns / Math.max(1, x.probe.calls)).toFixed(0) : '-')).join(', ');
+        console.log(`${k} ${a}: ${gb} Gbit/s; ns per veth_poll call ${perCall}`);
+      }
+    }
+    for (const w of r.warnings) console.log(`note: ${w}`);
+  });
+});
