@@ -112,7 +112,7 @@ async function obtainFromProviders(ctx: ProviderContext, providers: readonly Pro
   const attempts: { provider: string; reason: string; code?: string }[] = [];
   for (const p of providers) {
     if (p === local) {
-      attempts.push({ provider: p.name, reason: `no image given (set ${envName}=/path/to/bzImage or pass --kernel-image)` });
+      attempts.push({ provider: p.name, reason: `no image given (set ${envName}=/path/to/bzImage, or \`npm run kernel -- ${entry.version} --kernel-image PATH\`)` });
       continue;
     }
     try {
@@ -135,7 +135,7 @@ function noProvider(version: string, attempts: { provider: string; reason: strin
   return new LabError('NO_PROVIDER', `no provider could obtain kernel ${version}:\n${lines}`, {
     remedy:
       `Supply an image: ${envName}=/path/to/bzImage (or a directory with vmlinuz and lib/modules/<release>), ` +
-      `or --kernel-image PATH; or run where kernel.ubuntu.com / cdn.kernel.org are reachable ` +
+      `or \`npm run kernel -- ${version} --kernel-image PATH\`; or run where kernel.ubuntu.com / cdn.kernel.org are reachable ` +
       `(base URLs: XCL_UBUNTU_MAINLINE_URL, XCL_KERNEL_ORG_URL).`,
     details: { version, attempts },
   });

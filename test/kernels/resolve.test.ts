@@ -69,7 +69,7 @@ describe('resolveKernel errors', () => {
     const e = err as LabError;
     expect(e.message.split('\n')).toEqual([
       'no provider could obtain kernel 4.19:',
-      '  - local: no image given (set XCL_KERNEL_4_19=/path/to/bzImage or pass --kernel-image)',
+      '  - local: no image given (set XCL_KERNEL_4_19=/path/to/bzImage, or `npm run kernel -- 4.19 --kernel-image PATH`)',
       '  - debian: Debian has no package for 4.19 (5.10: bullseye; 6.1, 6.12: bookworm)',
       `  - ubuntu-mainline: cannot reach 127.0.0.1:${port}: ECONNREFUSED`,
       `  - kernel.org: cannot reach 127.0.0.1:${port}: ECONNREFUSED`,

@@ -11,6 +11,7 @@ import { catalogEntry } from '../../lab/kernels/catalog.ts';
 import { readKconfig } from '../../lab/kernels/kconfig.ts';
 import { bzImageRelease } from '../../lab/kernels/providers/local.ts';
 import { fetchDebianSource } from '../../lab/kernels/providers/debian.ts';
+import { bootVm } from '../../lab/vm/vm.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 
 const enabled = process.env.XCL_LONG_TESTS === '1';
@@ -22,7 +23,7 @@ describe.skipIf(!enabled)('building linux-source-6.1 with the lab fragment', () 
     if (cacheDir && process.env.XCL_KEEP_LONG_BUILD !== '1') await rm(cacheDir, { recursive: true, force: true });
   });
 
-  it('produces a bootable bzImage whose config has every lab option', { timeout: 4 * 3600_000 }, async () => {
+  it('produces a bzImage whose config has every lab option, and it boots the lab image', { timeout: 4 * 3600_000 }, async () => {
     cacheDir = await mkdtemp(join(tmpdir(), 'xcl-long-'));
     const entry = catalogEntry('6.1');
     if (!entry.debian) throw new Error('catalog has no Debian entry for 6.1');
@@ -52,5 +53,9 @@ describe.skipIf(!enabled)('building linux-source-6.1 with the lab fragment', () 
     expect(cfg.get('CONFIG_KASAN') ?? 'n').toBe('n');
     // Everything the guest needs is built in: no module to load before the root disk.
     expect(built.image.bootModules).toEqual([]);
+    // And it boots the lab's image: the guest answers over SSH with the release we built.
+    await using vm = await bootVm({ kernel: built.image, accel: 'tcg', cpus: 1, name: `xcl-long-${process.pid}`, progress: log });
+    expect((await vm.run(['uname', '-r'])).stdout.trim()).toBe(built.image.release);
+    expect((await vm.run(['cat', '/proc/sys/net/core/bpf_jit_enable'])).stdout.trim()).toBe('1');
   });
 });
