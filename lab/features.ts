@@ -95,6 +95,18 @@ int xcl_probe_count(struct xdp_md *ctx)
 char LICENSE[] SEC("license") = "GPL";
 `;
 
+/** What libxdp's dispatcher runs in the lab: a plain program, no tail call (the trio's own objects). */
+const PROBE_PASS = `
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp")
+int xcl_probe_pass(struct xdp_md *ctx)
+{
+  return XDP_PASS;
+}
+char LICENSE[] SEC("license") = "GPL";
+`;
+
 function parseRelease(release: string): [number, number] {
   const m = /^(\d+)\.(\d+)/.exec(release);
   return m ? [Number(m[1]), Number(m[2])] : [0, 0];
@@ -248,25 +260,36 @@ async function probeFreplace(target: Target, tag: string, hasTrampolines: boolea
   }
   const ns = `${tag}f`.slice(0, 15);
   const dev = 'xclp0';
-  const obj = await putObject(target, await compileBpfSource(PROBE_LOOP, 'probe-loop'), `${target.workDir}/probe-freplace`);
+  const dir = `${target.workDir}/probe-freplace`;
+  const pass = await putObject(target, await compileBpfSource(PROBE_PASS, 'probe-pass'), dir);
+  const loop = await putObject(target, await compileBpfSource(PROBE_LOOP, 'probe-loop'), dir);
   const nsenter = `nsenter --net=/run/netns/${ns}`;
+  const load = async (obj: string): Promise<string> => {
+    const r = await target.sh(
+      `${nsenter} xdp-loader load -v -m native ${dev} ${shellQuote(obj)} 2>&1; ${nsenter} xdp-loader status ${dev} 2>&1; ${nsenter} xdp-loader unload --all ${dev} >/dev/null 2>&1`,
+      { allowFailure: true, timeoutMs: 60_000 },
+    );
+    return r.stdout;
+  };
   try {
     await target.run(['ip', 'netns', 'add', ns]);
     await target.sh(`${nsenter} ip link add ${dev} type veth peer name ${dev}p && ${nsenter} ip link set ${dev} up && ${nsenter} ip link set ${dev}p up`);
-    const r = await target.sh(`${nsenter} xdp-loader load -v -m native ${dev} ${shellQuote(obj)} 2>&1; ${nsenter} xdp-loader status ${dev} 2>&1`, {
-      allowFailure: true,
-      timeoutMs: 60_000,
-    });
-    const out = r.stdout;
+    const out = await load(pass);
     const failed = /Compatibility check for dispatcher program failed:?\s*([^\n]*)/.exec(out);
     if (failed) return { ok: false, detail: `libxdp: dispatcher compatibility check failed: ${failed[1]?.trim() ?? ''}`.trim() };
-    if (/xdp_dispatcher/.test(out)) return { ok: true, detail: 'xdp-loader attached the libxdp dispatcher (freplace works)' };
-    return { ok: false, detail: `xdp-loader gave no dispatcher: ${lastLines(out)}` };
+    if (!/xdp_dispatcher/.test(out)) return { ok: false, detail: `xdp-loader gave no dispatcher: ${lastLines(out)}` };
+    // Some kernels (seen on 6.12) refuse to attach an extension that itself tail-calls: worth
+    // knowing before putting a manually chained program behind the dispatcher.
+    const withTail = await load(loop);
+    const tail = /xdp_dispatcher/.test(withTail)
+      ? 'a program that tail-calls attaches too'
+      : `a program that tail-calls does not attach: ${(/Couldn't [^\n]*|[^\n]*(?:Invalid argument|not supported|denied)[^\n]*/.exec(withTail)?.[0] ?? lastLines(withTail, 1)).trim()}`;
+    return { ok: true, detail: `xdp-loader attached the libxdp dispatcher (freplace works); ${tail}` };
   } catch (e) {
     return { ok: false, detail: `probe failed: ${lastLines(errText(e))}` };
   } finally {
     await target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
-    await target.run(['rm', '-rf', `${target.workDir}/probe-freplace`], { allowFailure: true });
+    await target.run(['rm', '-rf', dir], { allowFailure: true });
   }
 }
 
