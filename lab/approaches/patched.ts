@@ -23,6 +23,7 @@ import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInte
 import { CHAIN_MAP, VERDICT_MAP } from '../chain/loader.ts';
 import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
 import { readState } from '../chain/state.ts';
+import type { PatchMode } from '../chain/ops.ts';
 
 function chainDir(ctx: ApproachContext): string {
   return `${ctx.pinDir}/chain`;
@@ -72,117 +73,141 @@ async function spec(ctx: ApproachContext, path: string): Promise<ChainProgramSpe
   return { path, maps: await sharedMaps(ctx, path) };
 }
 
-export const patched: Approach = {
-  name: 'patched',
-  summary: "The thesis's chain: the unmodified trio objects patched (Alg. 3.4) and chained by constant-index tail calls, patch mode probed per kernel.",
+/** The patched approach, with its patch mode fixed (for the microbenchmarks) or probed (default). */
+export interface PatchedApproach extends Approach {
+  /** The fixed mode; undefined = the one the kernel probe chooses. */
+  readonly mode: PatchMode | undefined;
+  /** The same approach with the patch mode fixed (e.g. to measure inline where subprog also loads). */
+  withMode(mode: PatchMode): PatchedApproach;
+}
 
-  async supports(target: Target) {
-    let f;
-    try {
-      f = await cachedFeatures(target, { chainOnly: true });
-    } catch (e) {
-      return { supported: false, reason: `kernel probe failed: ${(e as Error).message.split('\n')[0]}` };
-    }
-    if (f.maxChainPrograms !== null && maxChainLength(f, false) < STAGES.length) {
-      return { supported: false, reason: `${f.kernelRelease} runs only ${f.maxChainPrograms} programs per packet through tail calls` };
-    }
-    const notes = [`patch mode ${f.patchModeReason}`];
-    if (f.patchMode === 'inline') {
-      // Inline mode cannot chain a program that has bpf2bpf calls of its own: check the trio.
-      const patcher = await defaultPatcher();
-      for (const stage of STAGES) {
-        const path = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
-        if (!existsSync(path)) continue;
-        const withCalls = patcher.listPrograms(new Uint8Array(await readFile(path)), path).filter((p) => p.hasSubprogCalls);
-        if (withCalls.length > 0) {
-          return { supported: false, reason: `${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail}) and ${path} has bpf2bpf calls (${withCalls.map((p) => p.name).join(', ')})` };
+function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
+  return {
+    name: 'patched',
+    mode: fixedMode,
+    summary:
+      fixedMode === undefined
+        ? "The thesis's chain: the unmodified trio objects patched (Alg. 3.4) and chained by constant-index tail calls, patch mode probed per kernel."
+        : `The thesis's chain, patch mode fixed to ${fixedMode}.`,
+
+    withMode(mode: PatchMode): PatchedApproach {
+      return patchedApproach(mode);
+    },
+
+    async supports(target: Target) {
+      let f;
+      try {
+        f = await cachedFeatures(target, { chainOnly: true });
+      } catch (e) {
+        return { supported: false, reason: `kernel probe failed: ${(e as Error).message.split('\n')[0]}` };
+      }
+      if (f.maxChainPrograms !== null && maxChainLength(f, false) < STAGES.length) {
+        return { supported: false, reason: `${f.kernelRelease} runs only ${f.maxChainPrograms} programs per packet through tail calls` };
+      }
+      const mode = fixedMode ?? f.patchMode;
+      if (mode === 'subprog' && !f.features.tailCallsWithBpf2bpf.ok) {
+        return { supported: false, reason: `subprog mode: ${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail})` };
+      }
+      const notes = [fixedMode === undefined ? `patch mode ${f.patchModeReason}` : `patch mode ${fixedMode} (fixed; the probe would choose ${f.patchMode})`];
+      if (mode === 'inline') {
+        // Inline mode cannot chain a program that has bpf2bpf calls of its own: check the trio.
+        const patcher = await defaultPatcher();
+        for (const stage of STAGES) {
+          const path = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
+          if (!existsSync(path)) continue;
+          const withCalls = patcher.listPrograms(new Uint8Array(await readFile(path)), path).filter((p) => p.hasSubprogCalls);
+          if (withCalls.length > 0) {
+            return { supported: false, reason: `${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail}) and ${path} has bpf2bpf calls (${withCalls.map((p) => p.name).join(', ')})` };
+          }
         }
       }
-    }
-    return { supported: true, notes };
-  },
+      return { supported: true, notes };
+    },
 
-  async load(ctx: ApproachContext) {
-    const objects = STAGES.map((s) => OBJECTS.standalone[s]);
-    await prepareLoad(ctx, objects);
-    // A crashed run may have left the chain's state file (it lives outside bpffs).
-    await chainDetach(ctx.target, chainDir(ctx));
-    await orTeardown(
-      ctx,
-      async () => {
-        const features = await cachedFeatures(ctx.target, { chainOnly: true });
-        const programs = [];
-        for (const s of STAGES) programs.push(await spec(ctx, localObject(ctx, OBJECTS.standalone[s])));
-        const state = await chainInit(ctx.target, { pinDir: chainDir(ctx), name: `${ctx.netns}-${ctx.ifname}`, programs, features });
-        const present = await pinProgramMaps(ctx.target, mapsDir(ctx), state.programs.map((p) => p.id));
-        await applyTrioConfig(ctx.target, mapsDir(ctx), DEFAULT_TRIO_CONFIG, present);
-      },
-      async () => {
-        await chainDetach(ctx.target, chainDir(ctx));
-      },
-    );
-  },
-
-  async attach(ctx: ApproachContext) {
-    await requireInterface(ctx);
-    await orTeardown(
-      ctx,
-      async () => {
-        await chainAttach(ctx.target, chainDir(ctx), { ifname: ctx.ifname, netns: ctx.netns });
-      },
-      async () => {
-        await chainDetach(ctx.target, chainDir(ctx));
-      },
-    );
-  },
-
-  /**
-   * Metrics and logger: one atomic PROG_ARRAY update (Alg. 3.2). The filter is attached directly
-   * (no trampoline, as in the thesis's measurements), so replacing it recreates the chain and
-   * swaps the attach point in one netlink call (Alg. 3.3). `objectPath` is read on the machine
-   * running the lab. The new program reuses the trio maps pinned in maps/.
-   */
-  async replace(ctx: ApproachContext, stage: Stage, objectPath: string) {
-    const index = STAGES.indexOf(stage);
-    const state = await readState(ctx.target, chainDir(ctx));
-    if (!state) {
-      throw new LabError('CHAIN', `patched: no chain loaded under ${chainDir(ctx)}`, { remedy: 'Call load() (and attach()) before replace().' });
-    }
-    let ids: number[];
-    if (index === 0 && !state.trampoline) {
-      const programs = [await spec(ctx, objectPath)];
-      for (const p of state.programs.slice(1)) programs.push(await spec(ctx, p.source));
-      ids = (await chainRecreate(ctx.target, chainDir(ctx), programs)).programs.map((p) => p.id);
-    } else {
-      ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
-    }
-    await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
-  },
-
-  async detach(ctx: ApproachContext) {
-    await teardown(ctx, async () => {
+    async load(ctx: ApproachContext) {
+      const objects = STAGES.map((s) => OBJECTS.standalone[s]);
+      await prepareLoad(ctx, objects);
+      // A crashed run may have left the chain's state file (it lives outside bpffs).
       await chainDetach(ctx.target, chainDir(ctx));
-    });
-  },
+      await orTeardown(
+        ctx,
+        async () => {
+          const features = await cachedFeatures(ctx.target, { chainOnly: true });
+          const programs = [];
+          for (const s of STAGES) programs.push(await spec(ctx, localObject(ctx, OBJECTS.standalone[s])));
+          const state = await chainInit(ctx.target, { pinDir: chainDir(ctx), name: `${ctx.netns}-${ctx.ifname}`, programs, features, mode: fixedMode });
+          const present = await pinProgramMaps(ctx.target, mapsDir(ctx), state.programs.map((p) => p.id));
+          await applyTrioConfig(ctx.target, mapsDir(ctx), DEFAULT_TRIO_CONFIG, present);
+        },
+        async () => {
+          await chainDetach(ctx.target, chainDir(ctx));
+        },
+      );
+    },
 
-  async describe(ctx: ApproachContext): Promise<Description> {
-    const st = await chainStatus(ctx.target, chainDir(ctx));
-    const programs: LoadedProgram[] = st.state.programs.map((p) => ({ role: STAGES[p.index] ?? `slot${p.index}`, name: p.program, id: p.id, tag: p.tag }));
-    if (st.state.trampoline) programs.unshift({ role: 'head', name: 'xcl_head', id: st.state.trampoline.id });
-    const att = await attachedMode(ctx);
-    const head = st.state.trampoline?.id ?? st.state.programs[0]?.id;
-    return {
-      approach: 'patched',
-      attached: head !== undefined && att.ids.includes(head),
-      xdpMode: att.mode,
-      programs,
-      maps: [
-        ...(await pinnedMaps(ctx)),
-        { name: CHAIN_MAP, id: st.state.maps.chain.id },
-        { name: VERDICT_MAP, id: st.state.maps.verdict.id },
-      ],
-      hop: 'tail-call-constant',
-      notes: [`patch mode ${st.state.mode}: ${st.state.modeReason}`, ...st.state.notes, ...st.problems.map((p) => `problem: ${p}`)],
-    };
-  },
-};
+    async attach(ctx: ApproachContext) {
+      await requireInterface(ctx);
+      await orTeardown(
+        ctx,
+        async () => {
+          await chainAttach(ctx.target, chainDir(ctx), { ifname: ctx.ifname, netns: ctx.netns });
+        },
+        async () => {
+          await chainDetach(ctx.target, chainDir(ctx));
+        },
+      );
+    },
+
+    /**
+     * Metrics and logger: one atomic PROG_ARRAY update (Alg. 3.2). The filter is attached directly
+     * (no trampoline, as in the thesis's measurements), so replacing it recreates the chain and
+     * swaps the attach point in one netlink call (Alg. 3.3). `objectPath` is read on the machine
+     * running the lab. The new program reuses the trio maps pinned in maps/.
+     */
+    async replace(ctx: ApproachContext, stage: Stage, objectPath: string) {
+      const index = STAGES.indexOf(stage);
+      const state = await readState(ctx.target, chainDir(ctx));
+      if (!state) {
+        throw new LabError('CHAIN', `patched: no chain loaded under ${chainDir(ctx)}`, { remedy: 'Call load() (and attach()) before replace().' });
+      }
+      let ids: number[];
+      if (index === 0 && !state.trampoline) {
+        const programs = [await spec(ctx, objectPath)];
+        for (const p of state.programs.slice(1)) programs.push(await spec(ctx, p.source));
+        ids = (await chainRecreate(ctx.target, chainDir(ctx), programs)).programs.map((p) => p.id);
+      } else {
+        ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
+      }
+      await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
+    },
+
+    async detach(ctx: ApproachContext) {
+      await teardown(ctx, async () => {
+        await chainDetach(ctx.target, chainDir(ctx));
+      });
+    },
+
+    async describe(ctx: ApproachContext): Promise<Description> {
+      const st = await chainStatus(ctx.target, chainDir(ctx));
+      const programs: LoadedProgram[] = st.state.programs.map((p) => ({ role: STAGES[p.index] ?? `slot${p.index}`, name: p.program, id: p.id, tag: p.tag }));
+      if (st.state.trampoline) programs.unshift({ role: 'head', name: 'xcl_head', id: st.state.trampoline.id });
+      const att = await attachedMode(ctx);
+      const head = st.state.trampoline?.id ?? st.state.programs[0]?.id;
+      return {
+        approach: 'patched',
+        attached: head !== undefined && att.ids.includes(head),
+        xdpMode: att.mode,
+        programs,
+        maps: [
+          ...(await pinnedMaps(ctx)),
+          { name: CHAIN_MAP, id: st.state.maps.chain.id },
+          { name: VERDICT_MAP, id: st.state.maps.verdict.id },
+        ],
+        hop: 'tail-call-constant',
+        notes: [`patch mode ${st.state.mode}: ${st.state.modeReason}`, ...st.state.notes, ...st.problems.map((p) => `problem: ${p}`)],
+      };
+    },
+  };
+}
+
+export const patched: PatchedApproach = patchedApproach(undefined);

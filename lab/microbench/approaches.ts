@@ -4,8 +4,7 @@
  *   - ns per packet: BPF_PROG_TEST_RUN on the entry program with the representative IPv6/TCP packet;
  *   - load+attach, replace (the metrics stage) and detach latency, timed around the approach's own
  *     calls on a veth in the bench's namespace.
- * The patched approach is measured once per patch mode the kernel supports (when it lets the bench
- * choose the mode; see ModeSelectable).
+ * The patched approach is measured once per patch mode the kernel supports (patched.withMode).
  */
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,6 +13,7 @@ import { LabError, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Approach, ApproachContext, ApproachName, Description, Stage } from '../approaches/approach.ts';
 import { APPROACHES } from '../approaches/index.ts';
+import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/ops.ts';
 import { buildCorpus } from '../packets/corpus.ts';
@@ -128,9 +128,6 @@ function stagesRun(d: Description): number {
 }
 
 /** A patched approach may let the caller choose the patch mode; this is how we ask for one. */
-interface ModeSelectable {
-  withMode?(mode: PatchMode): Approach;
-}
 
 export async function measureApproaches(sb: Sandbox, features: KernelFeatures, o: ApproachMeasureOptions): Promise<ApproachMeasurement> {
   const t = sb.target;
@@ -150,21 +147,7 @@ export async function measureApproaches(sb: Sandbox, features: KernelFeatures, o
     if (!features.features.tailCallsWithBpf2bpf.ok) {
       out.unsupported.push({ variant: 'patched-subprog', hop: 'tail-call-constant', status: 'unsupported', reason: `kernel ${features.kernelRelease}: ${features.features.tailCallsWithBpf2bpf.detail}` });
     }
-    const selectable = a as Approach & ModeSelectable;
-    if (typeof selectable.withMode === 'function') {
-      for (const m of modes) units.push({ variant: `patched-${m}`, approach: selectable.withMode(m) });
-    } else {
-      units.push({ variant: `patched-${features.patchMode}`, approach: a });
-      const other = modes.filter((m) => m !== features.patchMode);
-      for (const m of other) {
-        out.unsupported.push({
-          variant: `patched-${m}`,
-          hop: 'tail-call-constant',
-          status: 'failed',
-          reason: `lab/approaches/patched.ts always uses the probed patch mode (${features.patchMode}) and offers no withMode(mode); the ${m} mode is measured on trivial programs only (chain/patched-${m})`,
-        });
-      }
-    }
+    for (const m of modes) units.push({ variant: `patched-${m}`, approach: patched.withMode(m) });
   }
 
   // Which units this kernel runs at all.

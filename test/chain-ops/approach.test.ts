@@ -121,4 +121,23 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
     expect((await target.run(['test', '-e', ctx.pinDir], { allowFailure: true })).exitCode).not.toBe(0);
     expect((await target.run(['test', '-e', statePath(`${ctx.pinDir}/chain`)], { allowFailure: true })).exitCode).not.toBe(0);
   });
+
+  it('withMode fixes the patch mode: the inline trio loads, passes ping6, and says which mode it runs', async () => {
+    const inline = patched.withMode('inline');
+    const ictx = { ...ctx, pinDir: `${ctx.pinDir}-inline` };
+    try {
+      expect((await inline.supports(target)).supported).toBe(true);
+      await inline.load(ictx);
+      await inline.attach(ictx);
+      const d = await inline.describe(ictx);
+      expect(d.attached).toBe(true);
+      expect(d.notes.join('\n')).toMatch(/patch mode inline/);
+      expect((await readState(target, `${ictx.pinDir}/chain`))?.mode).toBe('inline');
+      const ping = await execa('nsenter', [`--net=/run/netns/${env.a.netns}`, 'ping', '-6', '-c', '3', '-i', '0.2', env.b.ip6], { reject: false });
+      expect(ping.stdout).toMatch(/3 packets transmitted, 3 received/);
+    } finally {
+      await inline.detach(ictx);
+    }
+    expect(await bpftool.xdpAttached(target, env.b.ifname, env.b.netns)).toEqual([]);
+  });
 });

@@ -136,17 +136,14 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
     expect(manual?.nsPerPacket).toHaveLength(REPETITIONS);
     expect(manual?.chainLength).toBe(3);
     expect(manual?.hop).toBe('tail-call-constant');
-    // The probed mode is always measured; another mode either is, or carries the reason it is not.
+    // Every patch mode the kernel loads is measured on the trio itself (here both: 6.18 mixes
+    // tail calls with bpf2bpf calls, and the inline mode loads everywhere).
     for (const m of supportedPatchModes(features).modes) {
       const p = byVariant.get(`patched-${m}`);
       expect(p, `patched-${m}`).toBeDefined();
       expect(p!.chainLength).toBe(3);
-      if (m === features.patchMode || p!.nsPerPacket.length > 0) {
-        expect(p!.nsPerPacket, `patched-${m}`).toHaveLength(REPETITIONS);
-        expect(p!.hop).toBe('tail-call-constant');
-      } else {
-        expect((p as MicroRecord & { reason?: string }).reason, `patched-${m}`).toMatch(/^failed: .*patch mode/);
-      }
+      expect(p!.nsPerPacket, `patched-${m}: ${(p as MicroRecord & { reason?: string }).reason ?? ''}`).toHaveLength(REPETITIONS);
+      expect(p!.hop).toBe('tail-call-constant');
     }
     const disp = byVariant.get('dispatcher');
     expect(disp, 'dispatcher record').toBeDefined();
