@@ -339,6 +339,16 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
       APPROACH_ORDER.indexOf(a.approach) - APPROACH_ORDER.indexOf(b.approach),
   );
   const approaches = APPROACH_ORDER.filter((a) => cells.some((c) => c.approach === a));
+  // A kernel the machine could not obtain skips every approach for one reason: say it once.
+  const wholeKernelSkipped = new Set<string>();
+  for (const k of kernels) {
+    const mine = cells.filter((c) => c.kernel === k.label);
+    if (mine.length > 0 && mine.every((c) => c.record?.status === 'skipped' && c.runs.length === 0)) {
+      wholeKernelSkipped.add(k.label);
+      const reason = mine[0]!.record?.reason;
+      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: every approach skipped${reason ? ` — ${reason}` : ' (no reason recorded)'}` });
+    }
+  }
   for (const cell of cells) {
     cell.runs.sort((a, b) => a.iteration - b.iteration);
     for (const r of cell.runs) perRunValues(cell, r, packetsAreCalls);
@@ -346,7 +356,7 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
       const s = summarize(cell.values[m], `${cell.kernel}/${cell.approach}/${m}`, opts.resamples);
       if (s) cell.stats[m] = s;
     }
-    cellFlags(cell, kernelInfo.get(cell.kernel) ?? null, flags, run.pseudoRun !== null);
+    if (!wholeKernelSkipped.has(cell.kernel)) cellFlags(cell, kernelInfo.get(cell.kernel) ?? null, flags, run.pseudoRun !== null);
   }
 
   const table = cells.map((c) => thesisRow(c, kernelInfo.get(c.kernel) ?? null));
@@ -433,6 +443,15 @@ function median(s: Summary | undefined): number | null {
   return s ? s.median : null;
 }
 
+/**
+ * A cell's reason in a table cell: one line. A skipped cell keeps only its first line (the full
+ * reason, with how to fix it, is in the warnings once per kernel); others are folded onto one line.
+ */
+export function noteReason(status: string, reason: string): string {
+  if (status === 'skipped') return `${reason.split('\n')[0]!.replace(/:$/, '')} (see Warnings)`;
+  return reason.replace(/\s*\n\s*/g, ' ').trim();
+}
+
 function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   const notes: string[] = [];
   if (cell.tcg) notes.push(TCG_WARNING);
@@ -440,7 +459,7 @@ function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   const rec = cell.record;
   const status: ThesisRow['status'] = rec ? rec.status : 'incomplete';
   if (status === 'incomplete') notes.push('incomplete: no cell record (matrix interrupted or still running)');
-  else if (status !== 'done') notes.push(`${status}${rec?.reason ? `: ${rec.reason}` : ''}`);
+  else if (status !== 'done') notes.push(`${status}${rec?.reason ? `: ${noteReason(status, rec.reason)}` : ''}`);
   if (cell.approach === 'none') notes.push('no probe data: no XDP program, veth_poll not probed');
   else if (cell.values.cycles.length === 0 && cell.values.calls.length > 0) notes.push(`cycles null: ${(cell.nullReasons.cycles ?? []).join('; ')}`);
   const calls = median(cell.stats.calls);

@@ -11,6 +11,7 @@ import {
   MIN_RUNS,
   TCG_WARNING,
   fmtP,
+  noteReason,
   type Cell,
   type MetricKey,
   type ReportModel,
@@ -151,7 +152,7 @@ function cellNote(c: Cell, m: MetricKey): string {
   const notes: string[] = [];
   if (c.tcg) notes.push('TCG');
   if (c.runs.length > 0 && c.runs.length < MIN_RUNS) notes.push(`n<${MIN_RUNS}`);
-  if (c.record && c.record.status !== 'done') notes.push(`${c.record.status}${c.record.reason ? `: ${c.record.reason}` : ''}`);
+  if (c.record && c.record.status !== 'done') notes.push(`${c.record.status}${c.record.reason ? `: ${noteReason(c.record.status, c.record.reason)}` : ''}`);
   const missing = c.runs.length - c.values[m].length;
   if (missing > 0 && c.nullReasons[m]) notes.push(`${c.values[m].length === 0 ? 'none' : `${missing} missing`}: ${c.nullReasons[m]!.join('; ')}`);
   return notes.join('; ');

@@ -133,6 +133,22 @@ describe('partial matrix', () => {
     expect(s.skippedCharts.find((c) => c.id === 'fig-5.1a-throughput')!.reason).toMatch(/^no /);
   });
 
+  it('a kernel nobody could provide: one warning with the whole reason, one-line notes in the tables', async () => {
+    const lines = readFileSync(join(FIXTURES, 'small', 'raw.jsonl'), 'utf8').trim().split('\n');
+    const reason = 'kernel 4.19 not available: no provider could obtain kernel 4.19:\n  - debian: no package\n  - kernel.org: cannot reach cdn.kernel.org\n  fix: set XCL_KERNEL_4_19';
+    const skipped = ['manual', 'dispatcher', 'patched'].map((approach) =>
+      JSON.stringify({ kind: 'cell', schema: 1, runId: lines[0] ? (JSON.parse(lines[0]) as { runId: string }).runId : 'x', kernel: '4.19', approach, status: 'skipped', reason, runs: 0 }),
+    );
+    const dir = scratchDir('skipped-kernel');
+    writeFileSync(join(dir, 'raw.jsonl'), `${[...lines, ...skipped].join('\n')}\n`);
+    const s = await renderReport(dir, { resamples: 200 });
+    const about419 = s.flags.filter((f) => f.text.startsWith('4.19'));
+    expect(about419.map((f) => f.text)).toEqual([`4.19: every approach skipped — ${reason}`]);
+    const t51 = parseCsv(readFileSync(join(dir, 'report', 'table-5.1.csv'), 'utf8')).filter((r) => r[1] === '4.19');
+    expect(t51).toHaveLength(3);
+    for (const r of t51) expect(r[9]).toBe('skipped: kernel 4.19 not available: no provider could obtain kernel 4.19 (see Warnings)');
+  });
+
   it('duplicate run records (a resume gone wrong) count once and are reported', async () => {
     const lines = readFileSync(join(FIXTURES, 'small', 'raw.jsonl'), 'utf8').trim().split('\n');
     const dir = scratchDir('dup');
