@@ -77,7 +77,7 @@ export const localProvider: Provider = {
 
   async available(ctx: ProviderContext): Promise<Availability> {
     const req = requested(ctx);
-    if (!req) return { ok: false, reason: `no image given (set ${localEnvName(ctx.entry.version)}=/path/to/bzImage or pass --kernel-image)` };
+    if (!req) return { ok: false, reason: `no image given (set ${localEnvName(ctx.entry.version)}=/path/to/bzImage, or \`npm run kernel -- ${ctx.entry.version} --kernel-image PATH\`)` };
     if (!(await exists(req.path))) return { ok: false, reason: `${req.from}=${req.path}: no such file or directory` };
     return { ok: true, note: `${req.from}=${req.path}` };
   },
@@ -85,7 +85,7 @@ export const localProvider: Provider = {
   async obtain(ctx: ProviderContext): Promise<Obtained> {
     const req = requested(ctx);
     const envName = localEnvName(ctx.entry.version);
-    if (!req) throw new LabError('NO_PROVIDER', `no image given (set ${envName}=/path/to/bzImage or pass --kernel-image)`);
+    if (!req) throw new LabError('NO_PROVIDER', `no image given (set ${envName}=/path/to/bzImage, or \`npm run kernel -- ${ctx.entry.version} --kernel-image PATH\`)`);
     const path = resolve(req.path);
     if (!(await exists(path))) {
       throw new LabError('MISSING_FILE', `${req.from}=${req.path}: no such file or directory`, {
