@@ -3,7 +3,8 @@
  * missing object, missing interface / namespace, not root, a load that fails part way, an attach
  * that fails part way. (A compile error is covered by test/programs/build.test.ts.)
  */
-import { copyFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,7 +87,17 @@ describe.skipIf(need.skip)('bad input', () => {
       await expectLabError(a.load({ ...ctxOf(a), target: nobody }), 'NOT_ROOT', /needs root \(running as uid 65534\)/);
       await expectClean(ctxOf(a));
     }
-    await expectLabError(load(nobody, `${objectDir}/filter.o`, '/sys/fs/bpf/xt2bad_nobody'), 'NOT_ROOT', /Operation not permitted/);
+    // The object must be readable by nobody, wherever the checkout lives (a CI clone may sit in a
+    // 0700 directory): a copy in a world-readable temporary directory.
+    const pub = await mkdtemp(join(tmpdir(), 'xt2pub-'));
+    try {
+      await chmod(pub, 0o755);
+      await copyFile(`${objectDir}/filter.o`, join(pub, 'filter.o'));
+      await chmod(join(pub, 'filter.o'), 0o644);
+      await expectLabError(load(nobody, join(pub, 'filter.o'), '/sys/fs/bpf/xt2bad_nobody'), 'NOT_ROOT', /Operation not permitted/);
+    } finally {
+      await rm(pub, { recursive: true, force: true });
+    }
     await expectLabError(createTestEnv(nobody, { name: 'xt2badn' }), 'NOT_ROOT', /needs root/);
     expect(await leftovers(target, 'xt2badn')).toEqual([]);
   });
