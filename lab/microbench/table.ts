@@ -36,6 +36,9 @@ export function formatMicrobench(r: MicrobenchResult): string {
     );
   }
 
+  const verdict = targetVerdict(r);
+  if (verdict.length > 0) out.push('', ...verdict);
+
   if (r.scaling.length > 0) {
     const lengths = [...new Set(r.scaling.flatMap((s) => [...s.medians.keys()]))].sort((a, b) => a - b);
     out.push('', 'Chain-length scaling, median ns per packet (trivial XDP_PASS programs):');
@@ -68,6 +71,40 @@ export function formatMicrobench(r: MicrobenchResult): string {
     for (const u of r.unsupported) out.push(`  ${u.variant}: ${u.status}: ${u.reason}`);
   }
   return out.join('\n');
+}
+
+/**
+ * The issue's target, checked on this run's numbers: is the patched chain within measurement error
+ * of manual chaining (the repetitions' ranges overlap), and within two tail calls of the fused
+ * program (a tail call = the fitted cost per constant-index hop)? Ratios, as benchmarks report.
+ */
+export function targetVerdict(r: MicrobenchResult): string[] {
+  const row = (v: string) => r.approaches.find((a) => a.variant === v && a.nsPerPacket.length > 0);
+  const manual = row('manual');
+  const fused = row('fused');
+  const hop = r.scaling.find((s) => s.variant === 'chain/manual-constant')?.fit?.slope ?? null;
+  const patchedRows = r.approaches.filter((a) => a.variant.startsWith('patched') && a.nsPerPacket.length > 0);
+  if (patchedRows.length === 0 || (!manual && !fused)) return [];
+  const out = ['Target: patched within measurement error of manual, and within two tail calls of fused:'];
+  const range = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
+  for (const p of patchedRows) {
+    const pm = medianOf(p.nsPerPacket)!;
+    const [plo, phi] = range(p.nsPerPacket);
+    if (manual) {
+      const mm = medianOf(manual.nsPerPacket)!;
+      const [mlo, mhi] = range(manual.nsPerPacket);
+      const overlap = plo <= mhi && mlo <= phi;
+      out.push(
+        `  ${p.variant} / manual = ${fmt(pm / mm, 2)} (${pm - mm >= 0 ? '+' : ''}${fmt(pm - mm)} ns): ${overlap ? 'within measurement error (ranges overlap)' : 'NOT within measurement error (ranges do not overlap)'}`,
+      );
+    }
+    if (fused && hop !== null && hop > 0) {
+      const fm = medianOf(fused.nsPerPacket)!;
+      const calls = (pm - fm) / hop;
+      out.push(`  ${p.variant} / fused = ${fmt(pm / fm, 2)} (${fmt(pm - fm)} ns = ${fmt(calls)} tail calls of ${fmt(hop, 2)} ns): ${calls <= 2 ? 'within two tail calls' : 'NOT within two tail calls'}`);
+    }
+  }
+  return out;
 }
 
 /** Records per kind, for the CLI's closing line. */

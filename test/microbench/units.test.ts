@@ -10,7 +10,7 @@ import { RawRecord } from '../../lab/bench/record.ts';
 import { fitPerHop, t975 } from '../../lab/microbench/stats.ts';
 import { progRunBatch, u32Words } from '../../lab/microbench/runner.ts';
 import { runMicrobenchDetailed, scalingRow, unsupportedRecord, type MicrobenchResult } from '../../lab/microbench/index.ts';
-import { formatMicrobench } from '../../lab/microbench/table.ts';
+import { formatMicrobench, targetVerdict } from '../../lab/microbench/table.ts';
 import { openSandbox } from '../../lab/microbench/sandbox.ts';
 import type { KernelFeatures } from '../../lab/features.ts';
 
@@ -225,5 +225,30 @@ describe('records and table', () => {
     expect(text).toContain('chain/dispatcher: unsupported: no freplace here');
     expect(text).toMatch(/fused\s+none\s+1\s+41\.0/);
     expect(text).toContain('34 programs');
+  });
+
+  it('checks the issue\'s target on the run\'s own numbers: ratios, overlap with manual, tail calls over fused', () => {
+    // A constant-index hop of exactly 2 ns per program.
+    const hop = scalingRow({ variant: 'chain/manual-constant', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [10]], [2, [12]], [3, [14]]]) });
+    const rows = [
+      { variant: 'fused', approach: 'fused' as const, hop: 'none' as const, chainLength: 1, nsPerPacket: [40, 41, 42], notes: [] },
+      { variant: 'manual', approach: 'manual' as const, hop: 'tail-call-constant' as const, chainLength: 3, nsPerPacket: [43, 44, 45], notes: [] },
+      // inline: ranges overlap with manual; 45 - 41 = 4 ns = 2 tail calls of 2 ns
+      { variant: 'patched-inline', approach: 'patched' as const, hop: 'tail-call-constant' as const, chainLength: 3, nsPerPacket: [44, 45, 46], notes: [] },
+      // subprog: no overlap; 61 - 41 = 20 ns = 10 tail calls
+      { variant: 'patched-subprog', approach: 'patched' as const, hop: 'tail-call-constant' as const, chainLength: 3, nsPerPacket: [60, 61, 62], notes: [] },
+    ];
+    const result: MicrobenchResult = { target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [hop], approaches: rows, unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 3, notes: [] };
+    const lines = targetVerdict(result);
+    expect(lines).toEqual([
+      'Target: patched within measurement error of manual, and within two tail calls of fused:',
+      '  patched-inline / manual = 1.02 (+1.0 ns): within measurement error (ranges overlap)',
+      '  patched-inline / fused = 1.10 (4.0 ns = 2.0 tail calls of 2.00 ns): within two tail calls',
+      '  patched-subprog / manual = 1.39 (+17.0 ns): NOT within measurement error (ranges do not overlap)',
+      '  patched-subprog / fused = 1.49 (20.0 ns = 10.0 tail calls of 2.00 ns): NOT within two tail calls',
+    ]);
+    expect(formatMicrobench(result)).toContain(lines[3]);
+    // Nothing to say without a patched measurement.
+    expect(targetVerdict({ ...result, approaches: rows.slice(0, 2) })).toEqual([]);
   });
 });
