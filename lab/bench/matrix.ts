@@ -31,6 +31,7 @@ import { median } from 'simple-statistics';
 import { REPO_ROOT } from './helper.ts';
 import { renderReport } from '../report/index.ts';
 import { runMicrobenchToFile } from '../microbench/index.ts';
+import { formatMicrobench } from '../microbench/table.ts';
 
 export interface MatrixOptions {
   kernels: string[];
@@ -316,7 +317,10 @@ class Matrix {
         signal: this.o.signal,
       });
       this.doneMicro.add(s.kernel);
-      this.emit(`${s.kernel}: ${r.records.length} microbenchmark record(s)`);
+      const table = join(this.runDir, 'micro', `${s.kernel}.txt`);
+      await mkdir(join(this.runDir, 'micro'), { recursive: true });
+      await writeFile(table, `${formatMicrobench(r)}\n`);
+      this.emit(`${s.kernel}: ${r.records.length} microbenchmark record(s); tables in ${table}`);
     } catch (e) {
       if (isLabError(e, 'INTERRUPTED')) throw e;
       const msg = `${s.kernel}: microbenchmarks failed: ${errorText(e)}`;

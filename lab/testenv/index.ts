@@ -72,16 +72,21 @@ export class TestEnv implements AsyncDisposable {
   readonly a: Endpoint;
   /** Receiver side: the approach under test attaches to b.ifname inside b.netns. */
   readonly b: Endpoint;
-  readonly viaTutorial: boolean;
+  /** The xdp-tutorial testenv.sh that made this environment (and must tear it down), if any. */
+  readonly tutorialScript: string | undefined;
   private disposed = false;
   private readonly servers = new Map<string, Promise<CommandResult>>();
 
-  constructor(target: Target, name: string, a: Endpoint, b: Endpoint, viaTutorial: boolean) {
+  constructor(target: Target, name: string, a: Endpoint, b: Endpoint, tutorialScript?: string) {
     this.target = target;
     this.name = name;
     this.a = a;
     this.b = b;
-    this.viaTutorial = viaTutorial;
+    this.tutorialScript = tutorialScript;
+  }
+
+  get viaTutorial(): boolean {
+    return this.tutorialScript !== undefined;
   }
 
   /** Runs argv inside a namespace (nsenter --net=). */
@@ -173,10 +178,11 @@ export class TestEnv implements AsyncDisposable {
       }
     }
     for (const pidFile of [...this.servers.keys()]) await this.stopServer(pidFile);
-    if (this.viaTutorial) {
-      const dir = tutorialDir(undefined);
-      if (dir) await this.target.run([`${dir}/testenv/testenv.sh`, 'teardown', `--name=${this.name}`], { allowFailure: true });
-      await this.target.run(['ip', 'netns', 'del', this.b.netns], { allowFailure: true });
+    if (this.tutorialScript) {
+      await this.target.run([this.tutorialScript, 'teardown', `--name=${this.name}`], { allowFailure: true });
+      // The root-namespace handle is ours; the sender's namespace is the script's, removed here
+      // too in case its teardown did not.
+      for (const ns of [this.b.netns, this.a.netns]) await this.target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
     } else {
       for (const ns of [this.a.netns, this.b.netns]) {
         const r = await this.target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
@@ -253,7 +259,7 @@ export async function createTestEnv(target: Target, opts: TestEnvOptions): Promi
     delete a.ip4;
     delete b.ip4;
   }
-  const env = new TestEnv(target, opts.name, a, b, false);
+  const env = new TestEnv(target, opts.name, a, b);
   if (opts.replaceStale ?? true) {
     for (const ns of [a.netns, b.netns]) await target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
   }
@@ -323,8 +329,10 @@ async function createViaTutorial(target: Target, opts: TestEnvOptions, dir: stri
   }
   await target.run(['ip', 'netns', 'del', rootName], { allowFailure: true });
   try {
-    await target.run(['ip', 'netns', 'attach', rootName, '1']);
-    return await tutorialEnv(target, opts, rootName);
+    // A named handle on the root namespace: the shell's own (it runs there). Not PID 1, whose
+    // namespace link a container may not let us bind.
+    await target.sh(`ip netns attach ${shellQuote(rootName)} $$`);
+    return await tutorialEnv(target, opts, rootName, script);
   } catch (e) {
     await target.run(['ip', 'netns', 'del', rootName], { allowFailure: true });
     await target.run([script, 'teardown', `--name=${opts.name}`], { allowFailure: true });
@@ -332,7 +340,7 @@ async function createViaTutorial(target: Target, opts: TestEnvOptions, dir: stri
   }
 }
 
-async function tutorialEnv(target: Target, opts: TestEnvOptions, rootName: string): Promise<TestEnv> {
+async function tutorialEnv(target: Target, opts: TestEnvOptions, rootName: string, script: string): Promise<TestEnv> {
   const addrs = async (netns: string, ifname: string): Promise<{ ip6: string; ip4?: string }> => {
     const out = await target.run(nsenterArgv(netns, ['ip', '-j', 'addr', 'show', 'dev', ifname]));
     const j = JSON.parse(out.stdout) as { addr_info?: { family: string; local: string; scope: string }[] }[];
@@ -348,7 +356,7 @@ async function tutorialEnv(target: Target, opts: TestEnvOptions, rootName: strin
     opts.name,
     { netns: opts.name, ifname: 'veth0', ...(await addrs(opts.name, 'veth0')) },
     { netns: rootName, ifname: opts.name, ...(await addrs(rootName, opts.name)) },
-    true,
+    script,
   );
   return env;
 }

@@ -3,6 +3,8 @@
  * commands entered with nsenter, pinned iperf3, and teardown on every path.
  */
 import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
@@ -97,17 +99,38 @@ describe.skipIf(need.skip)('createTestEnv on the host', () => {
   });
 });
 
-const tutorial = process.env.XDP_TUTORIAL_DIR;
-describe.skipIf(need.skip || !tutorial || !existsSync(`${tutorial}/testenv/testenv.sh`))(`with XDP_TUTORIAL_DIR (${tutorial ?? 'unset: skipped'})`, () => {
-  it('uses testenv.sh: the receiver is the root-namespace veth, reached through a named handle', async () => {
-    const target = await hostTarget();
-    {
-      await using env = await createTestEnv(target, { name: 'xt2tut' });
-      expect(env.viaTutorial).toBe(true);
-      expect(env.b.netns).toBe('xt2tutroot');
-      expect(await env.ping6(2)).toEqual({ transmitted: 2, received: 2 });
-    }
-    expect(await namespaces(target, 'xt2tut')).toEqual([]);
-    await removeScratch();
+/**
+ * The XDP_TUTORIAL_DIR path: a stand-in speaking testenv.sh's command line (test/fixtures), and a
+ * real xdp-tutorial checkout when XDP_TUTORIAL_DIR names one.
+ */
+const FIXTURE_TUTORIAL = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'xdp-tutorial');
+const realTutorial = process.env.XDP_TUTORIAL_DIR;
+const tutorials: [string, string | undefined][] = [
+  ['a stand-in testenv.sh (test/fixtures/xdp-tutorial)', FIXTURE_TUTORIAL],
+  [`XDP_TUTORIAL_DIR (${realTutorial ?? 'unset: skipped'})`, realTutorial && existsSync(`${realTutorial}/testenv/testenv.sh`) ? realTutorial : undefined],
+];
+for (const [label, dir] of tutorials) {
+  describe.skipIf(need.skip || !dir)(`with ${label}`, () => {
+    it('uses testenv.sh: the receiver is the root-namespace veth, reached through a named handle; teardown removes both', async () => {
+      const target = await hostTarget();
+      {
+        await using env = await createTestEnv(target, { name: 'xt2tut', xdpTutorialDir: dir });
+        expect(env.viaTutorial).toBe(true);
+        expect(env.tutorialScript).toBe(`${dir}/testenv/testenv.sh`);
+        expect(env.a).toMatchObject({ netns: 'xt2tut', ifname: 'veth0' });
+        expect(env.b.netns).toBe('xt2tutroot');
+        expect(await env.ping6(2)).toEqual({ transmitted: 2, received: 2 });
+      }
+      expect(await namespaces(target, 'xt2tut')).toEqual([]);
+      await removeScratch();
+    });
   });
+}
+
+it('a directory without testenv/testenv.sh is a clear MISSING_FILE error', { skip: need.skip }, async () => {
+  const target = await hostTarget();
+  const err = await createTestEnv(target, { name: 'xt2tutx', xdpTutorialDir: '/nonexistent/xdp-tutorial' }).catch((e: unknown) => e);
+  expect(isLabError(err, 'MISSING_FILE')).toBe(true);
+  expect((err as Error).message).toContain('/nonexistent/xdp-tutorial/testenv/testenv.sh');
+  expect(await namespaces(target, 'xt2tutx')).toEqual([]);
 });
