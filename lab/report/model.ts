@@ -171,7 +171,15 @@ export interface MicroGroup {
   points: { chainLength: number; repeat: number; stats: Summary }[];
   /** Cost per added hop, for variants measured at two or more chain lengths. */
   fit: LinearFit | null;
+  /**
+   * The same through chains of at most SHORT_CHAIN programs only: one line over 1..33 can hide two
+   * regimes (seen on the development host: ~1.5 ns per hop up to 8 programs, ~8 ns beyond).
+   */
+  shortFit: LinearFit | null;
 }
+
+/** Longest chain in the short-chain fit. */
+export const SHORT_CHAIN = 8;
 
 export interface LatencyGroup {
   kernel: string;
@@ -641,10 +649,16 @@ function microGroups(recs: MicroRecord[], kernelInfo: Map<string, KernelInfo>, r
       tcg: kernelInfo.get(g.kernel)?.tcg ?? false,
       points,
       fit: kind === 'scaling' && points.length >= 2 ? fitLine(points.map((p) => [p.chainLength, p.stats.median] as const)) : null,
+      shortFit: kind === 'scaling' ? shortFit(points) : null,
     });
   }
   const order = [...kernelInfo.keys()];
   return out.sort((a, b) => order.indexOf(a.kernel) - order.indexOf(b.kernel) || a.variant.localeCompare(b.variant));
+}
+
+function shortFit(points: MicroGroup['points']): LinearFit | null {
+  const short = points.filter((p) => p.chainLength <= SHORT_CHAIN);
+  return new Set(short.map((p) => p.chainLength)).size >= 2 ? fitLine(short.map((p) => [p.chainLength, p.stats.median] as const)) : null;
 }
 
 function latencyGroups(recs: LatencyRecord[], kernelInfo: Map<string, KernelInfo>, resamples?: number): LatencyGroup[] {

@@ -10,7 +10,7 @@ import { RawRecord } from '../../lab/bench/record.ts';
 import { fitPerHop, t975 } from '../../lab/microbench/stats.ts';
 import { progRunBatch, u32Words } from '../../lab/microbench/runner.ts';
 import { runMicrobenchDetailed, scalingRow, unsupportedRecord, type MicrobenchResult } from '../../lab/microbench/index.ts';
-import { formatMicrobench, targetVerdict } from '../../lab/microbench/table.ts';
+import { formatMicrobench, shortChainSlope, targetVerdict } from '../../lab/microbench/table.ts';
 import { openSandbox } from '../../lab/microbench/sandbox.ts';
 import type { KernelFeatures } from '../../lab/features.ts';
 
@@ -250,5 +250,17 @@ describe('records and table', () => {
     expect(formatMicrobench(result)).toContain(lines[3]);
     // Nothing to say without a patched measurement.
     expect(targetVerdict({ ...result, approaches: rows.slice(0, 2) })).toEqual([]);
+  });
+
+  it('shows the short-chain slope beside the full fit: a knee after 8 programs does not hide the cheap regime', () => {
+    // 1.5 ns per hop up to 8 programs, 8 ns per hop after.
+    const medians = new Map<number, number>();
+    for (let len = 1; len <= 33; len++) medians.set(len, len <= 8 ? 20 + 1.5 * len : 32 + 8 * (len - 8));
+    expect(shortChainSlope(medians)).toBeCloseTo(1.5, 6);
+    expect(shortChainSlope(new Map([[16, 100], [33, 200]]))).toBeNull();
+    const row = scalingRow({ variant: 'chain/manual-constant', hop: 'tail-call-constant', explains: 'immediate', byLength: new Map([...medians].map(([l, ns]) => [l, [ns]])) });
+    const text = formatMicrobench({ target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [row], approaches: [], unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 1, notes: [] });
+    expect(text).toMatch(/ns\/hop ≤8\s+1\.50/);
+    expect(row.fit!.slope).toBeGreaterThan(5);
   });
 });

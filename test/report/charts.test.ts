@@ -74,6 +74,9 @@ describe('microbenchmark and latency charts', () => {
     const fit = (variant: string) => rows.find((r) => r.variant === variant)!;
     expect(Number(fit('manual').fit_ns_per_hop)).toBeCloseTo(2, 9);
     expect(Number(fit('manual').fit_intercept_ns)).toBeCloseTo(10, 9);
+    // every length here is ≤ 8: the short-chain slope is the same line
+    expect(Number(fit('manual').fit_ns_per_hop_le8)).toBeCloseTo(2, 9);
+    expect(fit('fused').fit_ns_per_hop_le8).toBe('');
     expect(Number(fit('patched-subprog').fit_ns_per_hop)).toBeCloseTo(21, 9);
     expect(Number(fit('dispatcher').fit_ns_per_hop)).toBeCloseTo(5, 9);
     expect(fit('fused').fit_ns_per_hop).toBe('');
