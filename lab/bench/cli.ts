@@ -54,7 +54,7 @@ function positiveNumber(value: string): number {
 }
 
 interface CommonOptions {
-  approaches: ApproachName[];
+  approaches?: ApproachName[];
   runs?: number;
   duration?: number;
   quick?: boolean;
@@ -67,10 +67,10 @@ interface CommonOptions {
 
 function addCommonOptions(cmd: Command): Command {
   return cmd
-    .option('--approaches <list>', `comma-separated approaches (${APPROACH_NAMES.join(', ')})`, parseApproaches, [...APPROACH_NAMES])
+    .option('--approaches <list>', `comma-separated approaches (default: all: ${APPROACH_NAMES.join(',')})`, parseApproaches)
     .option('--runs <n>', `measured iperf3 runs per cell (default ${DEFAULT_RUNS}; 2 with --quick)`, positiveInt)
     .option('--duration <s>', `seconds per iperf3 run (default ${DEFAULT_DURATION_S}; 2 with --quick)`, positiveNumber)
-    .option('--quick', 'a few minutes end to end: 2 runs of 2 s, short warm-ups')
+    .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, quick microbenchmarks (about 5 minutes per kernel under TCG)')
     .option('--run-id <id>', 'results/<run-id>; an existing id is resumed (finished cells and runs are skipped)')
     .option('--out <dir>', 'parent directory of the run directory (default results/)')
     .option('--prefix <name>', 'name prefix for namespaces, veths and bpffs pins', 'xlab')
@@ -126,7 +126,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
   try {
     const result = await runMatrix({
       kernels,
-      approaches: o.approaches,
+      approaches: o.approaches ?? [...APPROACH_NAMES],
       runs: o.runs ?? (o.quick ? 2 : DEFAULT_RUNS),
       durationS: o.duration ?? (o.quick ? 2 : DEFAULT_DURATION_S),
       quick: o.quick ?? false,
@@ -152,10 +152,12 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
 export function matrixCommand(): Command {
   return addCommonOptions(
     new Command('matrix')
-      .description('every kernel x every approach: iperf3 runs through a veth pair with veth_poll probes, raw results in results/<run-id>/')
-      .option('--kernels <list>', `comma-separated kernels (default: ${DEFAULT_KERNELS.join(',')})`, parseKernels, [...DEFAULT_KERNELS]),
-  ).action(async (o: CommonOptions & { kernels: string[] }) => {
-    await matrixAction(o.kernels, o);
+      .description(
+        'every kernel x every approach: iperf3 runs through a veth pair with veth_poll probes, then the BPF_PROG_TEST_RUN microbenchmarks on each kernel; raw results in results/<run-id>/, report at the end. Kernels this machine cannot obtain are recorded as skipped with the reason.',
+      )
+      .option('--kernels <list>', `comma-separated kernels (default: ${DEFAULT_KERNELS.join(',')})`, parseKernels),
+  ).action(async (o: CommonOptions & { kernels?: string[] }) => {
+    await matrixAction(o.kernels ?? [...DEFAULT_KERNELS], o);
   });
 }
 
