@@ -46,6 +46,22 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
     return n;
   }
 
+  /**
+   * Packets metrics counted and records the logger took, read when no packet arrived during the
+   * two reads (IPv6 ND/MLD keeps trickling in): two identical snapshots in a row.
+   */
+  async function settled(): Promise<{ metrics: number; logger: number }> {
+    const read = async () => ({ metrics: totalPackets(await readMetrics(target, `${ctx.pinDir}/maps`)), logger: await loggerSeen() });
+    let prev = await read();
+    for (let i = 0; i < 20; i++) {
+      const next = await read();
+      if (next.metrics === prev.metrics && next.logger === prev.logger) return next;
+      prev = next;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('counters never settled: traffic did not stop');
+  }
+
   async function underPing(work: () => Promise<void>): Promise<{ transmitted: number; received: number }> {
     const ping = execa('nsenter', [`--net=/run/netns/${env.a.netns}`, 'ping', '-6', '-q', '-i', '0.002', '-w', '600', env.b.ip6], { reject: false });
     try {
@@ -81,20 +97,19 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
 
   it('ping6 crosses all three; every packet metrics counts is seen by the logger', async () => {
     await applyTrioConfig(target, `${ctx.pinDir}/maps`, { denyPorts: [23], logSampleN: 1 });
-    const m0 = totalPackets(await readMetrics(target, `${ctx.pinDir}/maps`));
-    const l0 = await loggerSeen();
+    const c0 = await settled();
+    const icmp0 = (await readMetrics(target, `${ctx.pinDir}/maps`)).icmpv6.packets;
     expect(await env.ping6(10)).toEqual({ transmitted: 10, received: 10 });
-    const m1 = await readMetrics(target, `${ctx.pinDir}/maps`);
-    expect(m1.icmpv6.packets).toBeGreaterThanOrEqual(10);
-    expect(totalPackets(m1) - m0).toBe((await loggerSeen()) - l0);
+    const c1 = await settled();
+    expect((await readMetrics(target, `${ctx.pinDir}/maps`)).icmpv6.packets - icmp0).toBeGreaterThanOrEqual(10);
+    expect(c1.metrics - c0.metrics).toBe(c1.logger - c0.logger);
   });
 
   for (const stage of ['metrics', 'filter'] as Stage[]) {
     it(`replaces ${stage} under traffic without loss (${stage === 'filter' ? 'recreate + attach-point swap' : 'one slot update'})`, async () => {
       const before = await patched.describe(ctx);
       const stats0 = (await bpftool.mapShow(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.metrics}` })).id;
-      const m0 = totalPackets(await readMetrics(target, `${ctx.pinDir}/maps`));
-      const l0 = await loggerSeen();
+      const c0 = await settled();
       const p = await underPing(() => patched.replace(ctx, stage, join(DEFAULT_OUT_DIR, `${stage}.o`)));
       expect(p.transmitted).toBeGreaterThan(50);
       expect(p.transmitted - p.received).toBeLessThanOrEqual(1);
@@ -111,7 +126,8 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
       }
       // The trio's maps were taken over, not recreated, so the counts carry across the swap.
       expect((await bpftool.mapShow(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.metrics}` })).id).toBe(stats0);
-      expect(totalPackets(await readMetrics(target, `${ctx.pinDir}/maps`)) - m0).toBe((await loggerSeen()) - l0);
+      const c1 = await settled();
+      expect(c1.metrics - c0.metrics).toBe(c1.logger - c0.logger);
     }, 120_000);
   }
 

@@ -86,6 +86,22 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
     return { metrics: totalPackets(m), logger, tcp: m.ipv4_tcp.packets, icmp: m.ipv4_icmp.packets };
   }
 
+  /**
+   * counts() when no packet arrived while it read the two maps (IPv6 ND/MLD keeps trickling in):
+   * two identical snapshots in a row. A packet landing between the metrics read and the logger
+   * read would otherwise look like a packet one of them missed.
+   */
+  async function stableCounts(s: ChainStatus): Promise<Awaited<ReturnType<typeof counts>>> {
+    let prev = await counts(s);
+    for (let i = 0; i < 20; i++) {
+      const next = await counts(s);
+      if (JSON.stringify(next) === JSON.stringify(prev)) return next;
+      prev = next;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('counters never settled: traffic did not stop');
+  }
+
   it('attach, status, traffic through all three in order, replace under traffic, detach', async () => {
     const v = veth!;
     const a = await cli('attach', '--dev', v.devB, '--netns', v.nsB, '--name', NAME, obj('filter'), obj('metrics'), obj('logger'));
@@ -107,13 +123,13 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
     await bpftool.mapUpdate(target, { id: await mapOf(s.state.programs[2]!.id, 'log_config') }, bpftool.u32le(0), bpftool.u32le(1));
 
     // Baseline after configuring: packets seen before (IPv6 DAD/ND on link-up) met a logger that was off.
-    const c0 = await counts(s);
+    const c0 = await stableCounts(s);
     const inA = ['nsenter', `--net=/run/netns/${v.nsA}`];
     const p1 = await execa(inA[0]!, [...inA.slice(1), 'ping', '-c', '20', '-i', '0.01', '-W', '1', v.ipB], { reject: false });
     expect(p1.stdout).toMatch(/20 packets transmitted, 20 received/);
     // SYNs to the denied port: the filter drops them, so metrics and logger never see them.
     await execa(inA[0]!, [...inA.slice(1), 'bash', '-c', `for i in 1 2 3; do timeout 0.3 bash -c 'echo > /dev/tcp/${v.ipB}/4444' 2>/dev/null; done; true`], { reject: false });
-    const c1 = await counts(s);
+    const c1 = await stableCounts(s);
     expect(c1.icmp - c0.icmp).toBe(20);
     expect(c1.tcp - c0.tcp).toBe(0);
     // Every packet metrics counted went on to the logger, and nothing reached the logger otherwise.
@@ -138,7 +154,7 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
     expect(s2.state.programs[0]!.id).toBe(s.state.programs[0]!.id);
     expect(s2.state.programs[2]!.id).toBe(s.state.programs[2]!.id);
     expect(await mapOf(s2.state.programs[1]!.id, 'metrics_stats')).toBe(statsMap);
-    const c2 = await counts(s2);
+    const c2 = await stableCounts(s2);
     expect(c2.icmp - c1.icmp).toBeGreaterThanOrEqual(Number(st![1]) - 1);
     // Packets that crossed the swap: each ran metrics (old or new, same map) and then the logger.
     expect(c2.logger - c1.logger).toBe(c2.metrics - c1.metrics);
