@@ -74,6 +74,12 @@ function benchCommand(): Command {
       }
       const rows = await benchPatch(objects);
       for (const r of rows) process.stdout.write(`${r.file.padEnd(40)} ${r.mode.padEnd(8)} ${r.ms.toFixed(2)} ms\n`);
+      // Ratios within this one run: comparable across machines where absolute times are not.
+      for (const file of new Set(rows.map((r) => r.file))) {
+        const sub = rows.find((r) => r.file === file && r.mode === 'subprog');
+        const inl = rows.find((r) => r.file === file && r.mode === 'inline');
+        if (sub && inl && sub.ms > 0) process.stdout.write(`${file.padEnd(40)} inline/subprog = ${(inl.ms / sub.ms).toFixed(2)}\n`);
+      }
     });
   bench
     .command('boot')
