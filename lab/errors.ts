@@ -67,9 +67,13 @@ export function isLabError(e: unknown, code?: LabErrorCode): e is LabError {
   return e instanceof LabError && (code === undefined || e.code === code);
 }
 
+/** The message of anything thrown (an Error's message, else its string form). */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Wraps an unknown failure so it keeps its cause but gains a code and context. */
 export function wrapError(code: LabErrorCode, context: string, e: unknown, remedy?: string): LabError {
   if (e instanceof LabError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  return new LabError(code, `${context}: ${msg}`, { cause: e, remedy });
+  return new LabError(code, `${context}: ${errorMessage(e)}`, { cause: e, remedy });
 }

@@ -4,7 +4,7 @@
  * read. Version numbers only fill in when the kernel gives no better evidence, and the detail says so.
  * `npm run kernel` prints the result; the chain uses it to choose the patch mode and its length limit.
  */
-import { LabError, wrapError } from './errors.ts';
+import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
 import { shellQuote } from './target.ts';
 import * as bpftool from './bpftool.ts';
@@ -121,10 +121,6 @@ function lastLines(text: string, n = 3): string {
   return text.trim().split('\n').filter(Boolean).slice(-n).join(' | ');
 }
 
-function errText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 export interface ProbeOptions {
   /** Name prefix for the probe's bpffs pins and network namespace (tests pass their own). */
   prefix?: string;
@@ -199,8 +195,8 @@ export async function probeFeatures(target: Target, options: ProbeOptions = {}):
       const p = await bpftool.load(target, mixObj, `${pinDir}/mix`, { type: 'xdp' });
       f.tailCallsWithBpf2bpf = { ok: true, detail: `a program with a bpf2bpf call and a tail call loads (${p.jited ? 'JITed' : 'interpreted'})` };
     } catch (e) {
-      const m = /tail_calls are not allowed[^\n]*|mixing of tail_calls[^\n]*/.exec(errText(e));
-      f.tailCallsWithBpf2bpf = { ok: false, detail: m ? `verifier: ${m[0]}` : `load failed: ${lastLines(errText(e))}` };
+      const m = /tail_calls are not allowed[^\n]*|mixing of tail_calls[^\n]*/.exec(errorMessage(e));
+      f.tailCallsWithBpf2bpf = { ok: false, detail: m ? `verifier: ${m[0]}` : `load failed: ${lastLines(errorMessage(e))}` };
     }
 
     // The limit, measured: one packet through a self tail-calling counter.
@@ -221,7 +217,7 @@ export async function probeFeatures(target: Target, options: ProbeOptions = {}):
         detail: `one packet ran ${maxChainPrograms} programs (${maxChainPrograms - 1} tail calls) before the kernel stopped the chain`,
       };
     } catch (e) {
-      f.maxTailCalls = { ok: false, detail: `probe failed: ${lastLines(errText(e))}` };
+      f.maxTailCalls = { ok: false, detail: `probe failed: ${lastLines(errorMessage(e))}` };
     }
   } finally {
     await bpftool.unpin(target, pinDir);
@@ -286,7 +282,7 @@ async function probeFreplace(target: Target, tag: string, hasTrampolines: boolea
       : `a program that tail-calls does not attach: ${(/Couldn't [^\n]*|[^\n]*(?:Invalid argument|not supported|denied)[^\n]*/.exec(withTail)?.[0] ?? lastLines(withTail, 1)).trim()}`;
     return { ok: true, detail: `xdp-loader attached the libxdp dispatcher (freplace works); ${tail}` };
   } catch (e) {
-    return { ok: false, detail: `probe failed: ${lastLines(errText(e))}` };
+    return { ok: false, detail: `probe failed: ${lastLines(errorMessage(e))}` };
   } finally {
     await target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
     await target.run(['rm', '-rf', dir], { allowFailure: true });

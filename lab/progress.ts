@@ -2,6 +2,8 @@
  * Long work (kernel downloads, image builds, boots, benchmark runs) reports typed events;
  * only lab/ui turns them into a progress bar or plain lines. Library code never prints.
  */
+import { errorMessage } from './errors.ts';
+
 export type ProgressEvent =
   | { kind: 'phase-start'; id: string; label: string; total?: number }
   | { kind: 'phase-progress'; id: string; done: number; total?: number; note?: string }
@@ -26,7 +28,7 @@ export async function phase<T>(
     sink({ kind: 'phase-end', id, ok: true });
     return result;
   } catch (e) {
-    sink({ kind: 'phase-end', id, ok: false, message: e instanceof Error ? e.message : String(e) });
+    sink({ kind: 'phase-end', id, ok: false, message: errorMessage(e) });
     throw e;
   }
 }

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { APPROACH_NAMES, type Approach, type ApproachContext, type ApproachName } from '../approaches/approach.ts';
-import { LabError, isLabError } from '../errors.ts';
+import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { SCHEMA_VERSION, type CellRecord, type ProbeTotals, type Provenance, type RunRecord } from './record.ts';
@@ -90,11 +90,6 @@ export function validateKernelName(k: string): string {
 
 const cellKey = (kernel: string, approach: ApproachName): string => `${kernel}|${approach}`;
 const runKey = (kernel: string, approach: ApproachName, i: number): string => `${kernel}|${approach}|${i}`;
-
-function errorText(e: unknown): string {
-  if (e instanceof LabError) return e.message;
-  return e instanceof Error ? e.message : String(e);
-}
 
 const gbit = (bps: number): string => (bps / 1e9).toFixed(3);
 
@@ -287,7 +282,7 @@ class Matrix {
       this.emit(`report: ${path}`);
       return path;
     } catch (e) {
-      const msg = `report not rendered: ${errorText(e)}`;
+      const msg = `report not rendered: ${errorMessage(e)}`;
       this.warnings.push(msg);
       this.emit(msg, 'warn');
       return null;
@@ -323,7 +318,7 @@ class Matrix {
       this.emit(`${s.kernel}: ${r.records.length} microbenchmark record(s); tables in ${table}`);
     } catch (e) {
       if (isLabError(e, 'INTERRUPTED')) throw e;
-      const msg = `${s.kernel}: microbenchmarks failed: ${errorText(e)}`;
+      const msg = `${s.kernel}: microbenchmarks failed: ${errorMessage(e)}`;
       this.warnings.push(msg);
       this.emit(msg, 'warn');
     }
@@ -336,7 +331,7 @@ class Matrix {
     try {
       session = await this.openKernel(kernel, { prefix: this.o.prefix, progress: this.o.progress, signal: this.o.signal });
     } catch (e) {
-      const reason = isLabError(e) ? e.describe() : errorText(e);
+      const reason = isLabError(e) ? e.describe() : errorMessage(e);
       this.o.progress({ kind: 'phase-end', id: phaseId, ok: false, message: reason });
       if (isLabError(e, 'INTERRUPTED')) throw e;
       // A kernel this machine cannot obtain or boot: every pending cell says why, once.
@@ -351,7 +346,7 @@ class Matrix {
       await this.runSession(session, pending);
       await this.runMicro(session);
     } finally {
-      await session.dispose().catch((e: unknown) => this.emit(`${kernel}: teardown failed: ${errorText(e)}`, 'warn'));
+      await session.dispose().catch((e: unknown) => this.emit(`${kernel}: teardown failed: ${errorMessage(e)}`, 'warn'));
     }
   }
 
@@ -404,7 +399,7 @@ class Matrix {
       try {
         support = await impl.supports(s.target);
       } catch (e) {
-        support = { supported: false as const, reason: `support check failed: ${errorText(e)}` };
+        support = { supported: false as const, reason: `support check failed: ${errorMessage(e)}` };
       }
       if (!support.supported) {
         this.emit(`${kernel}: ${name} unsupported: ${support.reason}`, 'warn');
@@ -449,7 +444,7 @@ class Matrix {
         await this.measure(s, first.impl, first.ctx, warm, null, 'warm-up');
       } catch (e) {
         // Not the cell's verdict: its measured runs retry and record a failure properly.
-        this.emit(`${kernel}: warm-up with ${first.name} failed: ${errorText(e)}`, 'warn');
+        this.emit(`${kernel}: warm-up with ${first.name} failed: ${errorMessage(e)}`, 'warn');
       }
     }
 
@@ -467,11 +462,11 @@ class Matrix {
           } catch (e) {
             lastErr = e;
             if (isLabError(e, 'INTERRUPTED')) throw e;
-            this.emit(`${note} failed${attempt === 0 ? ', retrying once' : ''}: ${errorText(e)}`, 'warn');
+            this.emit(`${note} failed${attempt === 0 ? ', retrying once' : ''}: ${errorMessage(e)}`, 'warn');
           }
         }
         if (m === null) {
-          await this.failCell(kernel, r.name, `run ${i} failed twice: ${errorText(lastErr)}`);
+          await this.failCell(kernel, r.name, `run ${i} failed twice: ${errorMessage(lastErr)}`);
           runnable.splice(runnable.indexOf(r), 1);
           continue;
         }
@@ -565,7 +560,7 @@ class Matrix {
       if (pm) m.patchMode = pm;
       return m;
     } finally {
-      await impl.detach(ctx).catch((e: unknown) => this.emit(`${s.kernel}: ${impl.name}: detach failed: ${errorText(e)}`, 'warn'));
+      await impl.detach(ctx).catch((e: unknown) => this.emit(`${s.kernel}: ${impl.name}: detach failed: ${errorMessage(e)}`, 'warn'));
     }
   }
 
@@ -612,7 +607,7 @@ class Matrix {
         note = `probe overhead on ${s.kernel} (${chosen.name}, ${pairs} paired runs of ${this.o.durationS} s): median ${gbit(a)} Gbit/s with probes vs ${gbit(b)} without (${pct >= 0 ? '+' : ''}${pct.toFixed(1)}%)`;
       } catch (e) {
         if (isLabError(e, 'INTERRUPTED')) throw e;
-        note = `probe overhead on ${s.kernel} not measured: ${errorText(e)}`;
+        note = `probe overhead on ${s.kernel} not measured: ${errorMessage(e)}`;
       }
     }
     detail.note = note;

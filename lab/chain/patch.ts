@@ -27,7 +27,7 @@
  *
  * Both modes add the two maps as BTF-defined maps in .maps so stock libbpf loads the result.
  */
-import { LabError } from '../errors.ts';
+import { errorMessage, LabError } from '../errors.ts';
 import {
   type ElfSymbol,
   type Relocation,
@@ -661,7 +661,7 @@ function verifyOutput(out: Uint8Array, file: string, name: string, section: stri
     obj = readObject(out, `${file} (patched)`);
     checkObject(obj);
   } catch (e) {
-    throw new LabError('PATCH', `${file}: internal error: the patched object does not re-parse: ${e instanceof Error ? e.message : String(e)}`, { cause: e, remedy: 'Report this object; the patcher produced an inconsistent result.' });
+    throw new LabError('PATCH', `${file}: internal error: the patched object does not re-parse: ${errorMessage(e)}`, { cause: e, remedy: 'Report this object; the patcher produced an inconsistent result.' });
   }
   const prog = programSymbols(obj).find((p) => p.name === name && p.section!.name === section);
   if (!prog) throw new LabError('PATCH', `${file}: internal error: program "${name}" missing from the patched object`);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
+import { errorMessage, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from './types.ts';
 
 /** Repository root (lab/kernels/ → ../../). */
@@ -56,7 +56,7 @@ export function loadCatalog(path: string = CATALOG_PATH): Catalog {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new LabError('MISSING_FILE', `kernel catalog ${path}: ${e instanceof Error ? e.message : String(e)}`, {
+    throw new LabError('MISSING_FILE', `kernel catalog ${path}: ${errorMessage(e)}`, {
       cause: e,
       remedy: 'Restore kernels/catalog.json from git (git checkout kernels/catalog.json).',
     });

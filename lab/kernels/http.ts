@@ -11,7 +11,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { LabError } from '../errors.ts';
+import { errorMessage, LabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 
 /** Connect timeout in ms (env XCL_CONNECT_TIMEOUT_MS, default 4000). */
@@ -41,7 +41,7 @@ function hostOf(url: string): string {
 
 /** "cannot reach host: ENOTFOUND" — the shape every network failure message takes. */
 function unreachable(url: string, e: unknown): LabError {
-  const code = (e as { code?: string }).code ?? (e instanceof Error ? e.message : String(e));
+  const code = (e as { code?: string }).code ?? (errorMessage(e));
   return new LabError('DOWNLOAD', `cannot reach ${hostOf(url)}: ${code}`, {
     cause: e,
     remedy: 'Check the network connection or proxy, or supply a kernel image yourself (XCL_KERNEL_<ver>=path).',

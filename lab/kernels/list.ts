@@ -8,6 +8,7 @@ import { loadCatalog } from './catalog.ts';
 import { lookupCache } from './cache.ts';
 import type { Provider } from './provider.ts';
 import { DEFAULT_PROVIDERS, providerContext } from './resolve.ts';
+import { errorMessage } from '../errors.ts';
 
 export interface ProviderStatus {
   name: string;
@@ -43,7 +44,7 @@ export async function listKernels(
             const a = await p.available(ctx);
             return a.ok ? { name: p.name, available: true, ...(a.note ? { reason: a.note } : {}) } : { name: p.name, available: false, reason: a.reason };
           } catch (e) {
-            return { name: p.name, available: false, reason: e instanceof Error ? e.message : String(e) };
+            return { name: p.name, available: false, reason: errorMessage(e) };
           }
         }),
       );

@@ -10,7 +10,7 @@
  * The dispatcher (libxdp, freplace) has no slots to empty: xdp-loader loads L copies for each L.
  */
 import { basename } from 'node:path';
-import { LabError, isLabError, wrapError } from '../errors.ts';
+import { errorMessage, isLabError, LabError, wrapError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool.ts';
@@ -44,7 +44,7 @@ export interface Unsupported {
 /** First lines of an error, for a one-line reason. Interruptions are never swallowed. */
 export function failureReason(e: unknown): string {
   if (isLabError(e, 'INTERRUPTED')) throw e;
-  const text = e instanceof Error ? e.message : String(e);
+  const text = errorMessage(e);
   return text.split('\n').slice(0, 4).join(' | ');
 }
 

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
-import { LabError, isLabError } from '../errors.ts';
+import { errorMessage, isLabError, LabError } from '../errors.ts';
 import type { ProgressEvent, ProgressSink } from '../progress.ts';
 import { renderReport, type ReportSummary } from './index.ts';
 import { THESIS_RUN_ID, writeThesisPseudoRun } from './thesis.ts';
@@ -69,7 +69,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
     .parseAsync(process.argv)
     .catch((e: unknown) => {
       if (isLabError(e)) process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
-      else process.stderr.write(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+      else process.stderr.write(`error: ${errorMessage(e)}\n`);
       process.exitCode = 1;
     });
 }

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { LabError, wrapError } from '../errors.ts';
+import { errorMessage, LabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
@@ -81,7 +81,7 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
     try {
       reference = readReference(opts.referenceDir ?? DEFAULT_REFERENCE_DIR);
     } catch (e) {
-      sink({ kind: 'log', level: 'warn', message: `thesis reference not read: ${e instanceof Error ? e.message : String(e)}` });
+      sink({ kind: 'log', level: 'warn', message: `thesis reference not read: ${errorMessage(e)}` });
     }
     const model = buildModel(run, { reference, resamples: opts.resamples });
     sink({ kind: 'phase-progress', id: 'report', done: 2, total: 4, note: 'statistics' });
@@ -114,7 +114,7 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
       significance: model.sentences.map((s) => s.text),
     };
   } catch (e) {
-    sink({ kind: 'phase-end', id: 'report', ok: false, message: e instanceof Error ? e.message : String(e) });
+    sink({ kind: 'phase-end', id: 'report', ok: false, message: errorMessage(e) });
     if (e instanceof LabError) throw e;
     throw wrapError('REPORT', `report of ${dir}`, e, 'Run with --verbose and file an issue with the raw results attached.');
   }

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
+import { errorMessage, LabError } from '../errors.ts';
 import {
   CellRecord,
   LatencyRecord,
@@ -104,7 +104,7 @@ export function loadRun(runDir: string): LoadedRun {
         const last = i === lines.length - 1 && !text.endsWith('\n');
         out.badLines.push({
           ...where,
-          error: `bad JSON (${e instanceof Error ? e.message : String(e)})${last ? '; last line without newline: a record cut by a kill?' : ''}`,
+          error: `bad JSON (${errorMessage(e)})${last ? '; last line without newline: a record cut by a kill?' : ''}`,
         });
         return;
       }
@@ -149,7 +149,7 @@ export function loadRun(runDir: string): LoadedRun {
         if (!p.success) out.warnings.push(`${shown(join('provenance', f))}: provenance skipped, schema mismatch: ${describeZod(p.error)}`);
         else out.provenance.set(p.data.kernel, p.data);
       } catch (e) {
-        out.warnings.push(`${shown(join('provenance', f))}: provenance skipped, bad JSON (${e instanceof Error ? e.message : String(e)})`);
+        out.warnings.push(`${shown(join('provenance', f))}: provenance skipped, bad JSON (${errorMessage(e)})`);
       }
     }
   }
@@ -160,7 +160,7 @@ export function loadRun(runDir: string): LoadedRun {
       if (m.success) out.pseudoRun = m.data;
       else out.warnings.push(`${shown(PSEUDO_RUN_FILE)}: marker ignored, schema mismatch: ${describeZod(m.error)}`);
     } catch (e) {
-      out.warnings.push(`${shown(PSEUDO_RUN_FILE)}: marker ignored, bad JSON (${e instanceof Error ? e.message : String(e)})`);
+      out.warnings.push(`${shown(PSEUDO_RUN_FILE)}: marker ignored, bad JSON (${errorMessage(e)})`);
     }
   }
   const runIds = new Set([...out.runs, ...out.cells, ...out.micro, ...out.latency].map((r) => r.runId));

@@ -4,7 +4,7 @@
  * in the cache) before the clock starts; each boot is a fresh QEMU that is always reaped.
  */
 import { loadavg } from 'node:os';
-import { isLabError } from '../errors.ts';
+import { errorMessage, isLabError } from '../errors.ts';
 import { resolveKernel } from '../kernels/resolve.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
@@ -111,7 +111,7 @@ export async function benchBoot(versions: readonly string[], opts: BenchBootOpti
         result.metTarget = result.medianSeconds !== null && result.medianSeconds <= result.targetSeconds;
       }
     } catch (e) {
-      result.error = isLabError(e) ? e.describe() : e instanceof Error ? e.message : String(e);
+      result.error = isLabError(e) ? e.describe() : errorMessage(e);
       sink({ kind: 'log', level: 'error', message: `boot bench ${version}: ${result.error.split('\n')[0]}` });
     }
   }

@@ -14,7 +14,7 @@ import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile 
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
+import { errorMessage, LabError } from '../errors.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { runTool } from './proc.ts';
@@ -328,7 +328,7 @@ export async function buildRootfs(opts: ImageOptions = {}): Promise<Rootfs> {
       if (!built) throw new LabError('IMAGE', `rootfs ${dir} is incomplete right after building it`);
       return { ...built, built: true };
     } catch (e) {
-      sink({ kind: 'phase-end', id, ok: false, message: e instanceof Error ? e.message : String(e) });
+      sink({ kind: 'phase-end', id, ok: false, message: errorMessage(e) });
       await removeTree(staging).catch(() => undefined);
       throw e;
     }
@@ -572,7 +572,7 @@ export async function buildVmImage(kernel: KernelImage, opts: ImageOptions = {})
       if (!built) throw new LabError('IMAGE', `image ${dir} is incomplete right after building it`);
       return { ...built, built: true };
     } catch (e) {
-      sink({ kind: 'phase-end', id, ok: false, message: e instanceof Error ? e.message : String(e) });
+      sink({ kind: 'phase-end', id, ok: false, message: errorMessage(e) });
       await removeTree(staging).catch(() => undefined);
       throw e;
     }

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { LabError, isLabError } from '../errors.ts';
+import { errorMessage, isLabError, LabError } from '../errors.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { commandFailed, shellQuote, type Accelerator, type CommandResult, type RunOptions, type Target } from '../target.ts';
@@ -429,7 +429,7 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
     }
     return await attempt('tcg');
   } catch (e) {
-    sink({ kind: 'phase-end', id: phaseId, ok: false, message: e instanceof Error ? e.message : String(e) });
+    sink({ kind: 'phase-end', id: phaseId, ok: false, message: errorMessage(e) });
     // Keep the runtime directory only when it holds the console log the error points to.
     untrackDir(runDir);
     if (opts.consoleLog) await rm(runDir, { recursive: true, force: true });
