@@ -8,23 +8,14 @@ import { Command } from 'commander';
 import { matrixCommand, kernelCommand } from './bench/cli.ts';
 import { chainCommand } from './chain/cli.ts';
 import { benchPatch } from './chain/bench.ts';
-import { LabError, isLabError } from './errors.ts';
+import { LabError } from './errors.ts';
 import { listKernels } from './kernels/list.ts';
 import { benchChainCommand } from './microbench/cli.ts';
 import { buildPrograms } from './programs/build.ts';
 import { reportCommand } from './report/cli.ts';
+import { printError } from './ui/cli.ts';
 import { consoleSink } from './ui/render.ts';
 import { benchBoot } from './vm/bench.ts';
-
-function printError(e: unknown): never {
-  if (isLabError(e)) {
-    process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
-    if (process.env.XCL_VERBOSE && e.stack) process.stderr.write(`${e.stack}\n`);
-  } else {
-    process.stderr.write(`unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  }
-  process.exit(1);
-}
 
 function buildCommand(): Command {
   return new Command('build')

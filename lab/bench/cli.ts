@@ -4,9 +4,9 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { APPROACH_NAMES, type ApproachName } from '../approaches/approach.ts';
-import { LabError, isLabError } from '../errors.ts';
+import { LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
-import type { ProgressSink } from '../progress.ts';
+import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 import { runMatrix, validateKernelName, type MatrixResult } from './matrix.ts';
 import type { KernelSession } from './session.ts';
@@ -41,12 +41,6 @@ function parseApproaches(value: string): ApproachName[] {
   return names as ApproachName[];
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
-
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 1) throw new InvalidArgumentError(`expected a number of seconds >= 1, got "${value}"`);
@@ -78,30 +72,6 @@ function addCommonOptions(cmd: Command): Command {
     .option('--plain', 'plain progress lines even on a terminal');
 }
 
-/** Ctrl-C once: finish the run in flight, record it, stop (resumable). Twice: exit now. */
-function interruptible(sink: ProgressSink): { signal: AbortSignal; release(): void } {
-  const ac = new AbortController();
-  let count = 0;
-  const onSig = (): void => {
-    count++;
-    if (count === 1) {
-      sink({ kind: 'log', level: 'warn', message: 'interrupt: finishing the run in flight, then stopping (Ctrl-C again to abort now)' });
-      ac.abort();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSig);
-  process.on('SIGTERM', onSig);
-  return {
-    signal: ac.signal,
-    release(): void {
-      process.off('SIGINT', onSig);
-      process.off('SIGTERM', onSig);
-    },
-  };
-}
-
 function summary(r: MatrixResult): string {
   const lines = [`results: ${r.rawFile} (${r.appended.runs} run(s), ${r.appended.cells} cell(s) recorded now)`];
   for (const c of r.cells) {
@@ -112,17 +82,10 @@ function summary(r: MatrixResult): string {
   return lines.join('\n');
 }
 
-function fail(e: unknown): never {
-  if (isLabError(e)) {
-    process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
-    process.exit(e.code === 'INTERRUPTED' ? 130 : 1);
-  }
-  throw e;
-}
-
 async function matrixAction(kernels: string[], o: CommonOptions, session?: KernelSession): Promise<void> {
   const sink = consoleSink({ plain: o.plain ?? false });
-  const intr = interruptible(sink);
+  // Once: finish the run in flight, record it, stop (resumable).
+  const intr = interruptible(sink, 'finishing the run in flight, then stopping');
   try {
     const result = await runMatrix({
       kernels,
@@ -143,7 +106,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
   } catch (e) {
     sink.stop();
     await session?.dispose().catch(() => undefined);
-    fail(e);
+    printError(e);
   } finally {
     intr.release();
   }
@@ -187,7 +150,7 @@ export function kernelCommand(): Command {
     } catch (e) {
       sink.stop();
       await opened?.dispose().catch(() => undefined);
-      fail(e);
+      printError(e);
     }
     if (!opened) return;
     if (!o.matrix) {

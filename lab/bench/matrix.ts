@@ -13,7 +13,7 @@ import { APPROACH_NAMES, type Approach, type ApproachContext, type ApproachName 
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
-import { SCHEMA_VERSION, type CellRecord, type ProbeTotals, type Provenance, type RunRecord } from './record.ts';
+import { SCHEMA_VERSION, newRunId, type CellRecord, type ProbeTotals, type Provenance, type RunRecord } from './record.ts';
 import { appendRecord, loadRecords } from './jsonl.ts';
 import { ProbeSession, probeUnavailableReason } from './probe.ts';
 import {
@@ -74,11 +74,6 @@ export interface MatrixResult {
   warnings: string[];
   /** Path returned by renderReport, when it ran. */
   report: string | null;
-}
-
-/** Default run id: UTC time to the second, sortable. */
-export function newRunId(now = new Date()): string {
-  return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
 }
 
 export function validateKernelName(k: string): string {

@@ -7,6 +7,11 @@ import { z } from 'zod';
 
 export const SCHEMA_VERSION = 1;
 
+/** A new run id (the name of results/<run-id>/): UTC time to the second, sortable. */
+export function newRunId(now = new Date()): string {
+  return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
+}
+
 const approach = z.enum(['none', 'fused', 'manual', 'dispatcher', 'patched']);
 const accelerator = z.enum(['host', 'kvm', 'tcg']);
 

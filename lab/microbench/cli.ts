@@ -7,23 +7,14 @@
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { LabError, isLabError } from '../errors.ts';
+import { Command } from 'commander';
+import { newRunId } from '../bench/record.ts';
+import { LabError } from '../errors.ts';
 import { HostTarget } from '../target.ts';
+import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 import { runMicrobenchToFile } from './index.ts';
 import { countRecords, formatMicrobench } from './table.ts';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  return n;
-}
-
-/** Same format as the matrix's run ids: UTC time to the second, sortable. */
-function defaultRunId(now = new Date()): string {
-  return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
-}
 
 interface ChainOptions {
   quick?: boolean;
@@ -57,19 +48,12 @@ export function benchChainCommand(): Command {
     .option('--plain', 'plain progress lines even on a terminal')
     .action(async (o: ChainOptions) => {
       const sink = consoleSink({ plain: o.plain ?? false });
-      const ac = new AbortController();
-      const onSig = (): void => {
-        if (ac.signal.aborted) process.exit(130);
-        sink({ kind: 'log', level: 'warn', message: 'interrupt: stopping after the measurement in flight and cleaning up (Ctrl-C again to abort now)' });
-        ac.abort();
-      };
-      process.on('SIGINT', onSig);
-      process.on('SIGTERM', onSig);
+      const intr = interruptible(sink, 'stopping after the measurement in flight and cleaning up');
       try {
         if (process.getuid?.() !== 0) {
           throw new LabError('NOT_ROOT', 'bench chain: loading BPF programs needs root', { remedy: 'Run it as root (sudo npm run bench -- chain).' });
         }
-        const outDir = resolve(o.out ?? join('results', defaultRunId()));
+        const outDir = resolve(o.out ?? join('results', newRunId()));
         const runId = basename(outDir);
         await mkdir(outDir, { recursive: true });
         const rawFile = join(outDir, 'raw.jsonl');
@@ -84,21 +68,15 @@ export function benchChainCommand(): Command {
           prefix: o.prefix,
           parts: { approaches: o.approaches, scaling: o.scaling, latency: o.latency },
           progress: sink,
-          signal: ac.signal,
+          signal: intr.signal,
         });
         sink.stop();
         process.stdout.write(`${formatMicrobench(result)}\n\nresults: ${rawFile} (${countRecords(result.records)} appended)\n`);
       } catch (e) {
         sink.stop();
-        if (isLabError(e)) {
-          process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
-          process.exitCode = e.code === 'INTERRUPTED' ? 130 : 1;
-          return;
-        }
-        throw e;
+        printError(e);
       } finally {
-        process.off('SIGINT', onSig);
-        process.off('SIGTERM', onSig);
+        intr.release();
       }
     });
 }

@@ -5,10 +5,11 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
-import { errorMessage, isLabError, LabError } from '../errors.ts';
+import { LabError } from '../errors.ts';
 import type { ProgressEvent, ProgressSink } from '../progress.ts';
 import { renderReport, type ReportSummary } from './index.ts';
 import { THESIS_RUN_ID, writeThesisPseudoRun } from './thesis.ts';
+import { printError } from '../ui/cli.ts';
 
 export const DEFAULT_THESIS_DIR = `results/${THESIS_RUN_ID}`;
 
@@ -67,9 +68,5 @@ export function reportCommand(opts: { progress?: ProgressSink; print?: (line: st
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   reportCommand()
     .parseAsync(process.argv)
-    .catch((e: unknown) => {
-      if (isLabError(e)) process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
-      else process.stderr.write(`error: ${errorMessage(e)}\n`);
-      process.exitCode = 1;
-    });
+    .catch(printError);
 }

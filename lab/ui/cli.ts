@@ -1,0 +1,47 @@
+/**
+ * What every command of the CLI shares: option parsers, Ctrl-C handling, and the one way an error
+ * reaches the terminal (code, what happened, how to fix it; exit 130 when interrupted, else 1).
+ */
+import { InvalidArgumentError } from 'commander';
+import { errorMessage, isLabError } from '../errors.ts';
+import type { ProgressSink } from '../progress.ts';
+
+/** commander parser for counts (runs, repeats, lengths). */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+/**
+ * Ctrl-C (or SIGTERM) once: warn with `onFirst` and abort the signal, so the work stops at its next
+ * safe point and cleans up. Twice: exit now. `release()` removes the handlers.
+ */
+export function interruptible(sink: ProgressSink, onFirst: string): { signal: AbortSignal; release(): void } {
+  const ac = new AbortController();
+  const onSig = (): void => {
+    if (ac.signal.aborted) process.exit(130);
+    sink({ kind: 'log', level: 'warn', message: `interrupt: ${onFirst} (Ctrl-C again to abort now)` });
+    ac.abort();
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  return {
+    signal: ac.signal,
+    release(): void {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    },
+  };
+}
+
+/** Prints `error [CODE]: message` and the fix, then exits (130 if interrupted). */
+export function printError(e: unknown): never {
+  if (isLabError(e)) {
+    process.stderr.write(`error [${e.code}]: ${e.describe()}\n`);
+    if (process.env.XCL_VERBOSE && e.stack) process.stderr.write(`${e.stack}\n`);
+    process.exit(e.code === 'INTERRUPTED' ? 130 : 1);
+  }
+  process.stderr.write(`unexpected error: ${e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
+  process.exit(1);
+}
