@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, constants, mkdir, open as openFile, readFile as read, rename, rm, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { LabError, type LabErrorCode } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
@@ -122,52 +122,3 @@ export async function onPath(cmd: string): Promise<boolean> {
   return false;
 }
 
-/**
- * An exclusive lock between processes sharing a cache (VM tests and benchmarks may resolve at the
- * same time): a file created with O_EXCL holding the owner's pid. A lock whose owner is dead is
- * taken over. Returns the release function.
- */
-export async function acquireLock(path: string, onWait: (owner: number) => void, timeoutMs = 6 * 3600_000): Promise<() => Promise<void>> {
-  await mkdir(dirname(path), { recursive: true });
-  const started = Date.now();
-  let told = false;
-  for (;;) {
-    try {
-      const fh = await openFile(path, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return async () => {
-        await unlink(path).catch(() => undefined);
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    const owner = Number((await read(path, 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(owner) || owner <= 0 || !alive(owner)) {
-      // Written but not yet filled in by a live owner looks like "" for a moment: give it a beat.
-      if (!Number.isInteger(owner) || owner <= 0) await new Promise((r) => setTimeout(r, 200));
-      const again = Number((await read(path, 'utf8').catch(() => '')).trim());
-      if (!Number.isInteger(again) || again <= 0 || !alive(again)) await unlink(path).catch(() => undefined);
-      continue;
-    }
-    if (!told) {
-      onWait(owner);
-      told = true;
-    }
-    if (Date.now() - started > timeoutMs) {
-      throw new LabError('BAD_INPUT', `${path}: still held by process ${owner} after ${Math.round(timeoutMs / 60000)} min`, {
-        remedy: `If process ${owner} is not a lab command, delete ${path}.`,
-      });
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -18,7 +18,7 @@ import { LabError, isLabError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { DEFAULT_CACHE_DIR, catalogEntry, loadCatalog } from './catalog.ts';
 import { dropCache, lookupCache, readManifest, writeManifest } from './cache.ts';
-import { acquireLock } from './exec.ts';
+import { acquireLock } from '../lock.ts';
 import { bootModulePlan, type BootModule } from './modules.ts';
 import type { Provider, ProviderContext } from './provider.ts';
 import { debianProvider } from './providers/debian.ts';
@@ -65,6 +65,9 @@ function hostError(): LabError {
   });
 }
 
+/** A kernel.org build can take hours on a small machine: wait that long for another resolver. */
+const RESOLVE_LOCK_TIMEOUT_MS = 6 * 3600_000;
+
 export async function resolveKernel(
   version: string,
   opts: { cacheDir?: string; localImage?: string; progress?: ProgressSink; providers?: Provider[] } = {},
@@ -94,9 +97,14 @@ export async function resolveKernel(
   }
 
   // One obtain at a time per cache: providers share apt lists, downloads and build trees.
-  const release = await acquireLock(join(ctx.cacheDir, '.resolve.lock'), (owner) =>
-    progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: waiting for process ${owner}, which is resolving a kernel in ${ctx.cacheDir}` }),
-  );
+  const lock = join(ctx.cacheDir, '.resolve.lock');
+  const release = await acquireLock(lock, {
+    timeoutMs: RESOLVE_LOCK_TIMEOUT_MS,
+    onWait: (owner) =>
+      progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: waiting for process ${owner}, which is resolving a kernel in ${ctx.cacheDir}` }),
+    timeoutError: (owner) =>
+      new LabError('BAD_INPUT', `${lock}: still held by process ${owner} after ${RESOLVE_LOCK_TIMEOUT_MS / 60_000} min`, { remedy: `If process ${owner} is not a lab command, delete ${lock}.` }),
+  });
   try {
     return await obtainFromProviders(ctx, providers, local, envName);
   } finally {

@@ -18,6 +18,7 @@ import { errorMessage, LabError } from '../errors.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { runTool } from './proc.ts';
+import { pidAlive, withLock, type LockOptions } from '../lock.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RECIPE_DIR = join(REPO_ROOT, 'vm-images');
@@ -165,44 +166,16 @@ export function rootfsHash(recipeDir: string = RECIPE_DIR): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Locking: two processes (a test run and a bench) may ask for the same image at once.
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+const IMAGE_LOCK_TIMEOUT_MS = 30 * 60_000;
 
-async function withLock<T>(lockDir: string, timeoutMs: number, work: () => Promise<T>): Promise<T> {
-  await mkdir(dirname(lockDir), { recursive: true });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await mkdir(lockDir);
-      await writeFile(join(lockDir, 'pid'), String(process.pid));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const owner = Number((await readFile(join(lockDir, 'pid'), 'utf8').catch(() => '')).trim());
-      // No pid yet means the owner is between mkdir and writeFile: wait for it.
-      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
-        await rm(lockDir, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new LabError('IMAGE', `another process (pid ${owner || '?'}) holds ${lockDir} for more than ${timeoutMs / 1000} s`, {
-          remedy: `Wait for it to finish, or remove ${lockDir} if that process is gone.`,
-        });
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-  try {
-    return await work();
-  } finally {
-    await rm(lockDir, { recursive: true, force: true });
-  }
+function imageLock(path: string): LockOptions {
+  return {
+    timeoutMs: IMAGE_LOCK_TIMEOUT_MS,
+    timeoutError: (owner) =>
+      new LabError('IMAGE', `another process (pid ${owner}) holds ${path} for more than ${IMAGE_LOCK_TIMEOUT_MS / 1000} s`, {
+        remedy: `Wait for it to finish, or remove ${path} if that process is gone.`,
+      }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +254,8 @@ export async function buildRootfs(opts: ImageOptions = {}): Promise<Rootfs> {
   if (cached) return cached;
 
   requireRoot('Building the VM root filesystem');
-  return withLock(join(cacheDir, `.lock-rootfs-${hash.slice(0, 16)}`), 30 * 60_000, async () => {
+  const lock = join(cacheDir, `.lock-rootfs-${hash.slice(0, 16)}`);
+  return withLock(lock, imageLock(lock), async () => {
     const again = await readRootfs(dir, hash);
     if (again) return again;
     await mkdir(cacheDir, { recursive: true });
@@ -504,7 +478,8 @@ export async function buildVmImage(kernel: KernelImage, opts: ImageOptions = {})
   if (cached) return cached;
 
   requireRoot(`Building the VM image for ${kernel.release}`);
-  return withLock(join(cacheDir, 'images', `.lock-${kernel.release}-${hash.slice(0, 12)}`), 30 * 60_000, async () => {
+  const lock = join(cacheDir, 'images', `.lock-${kernel.release}-${hash.slice(0, 12)}`);
+  return withLock(lock, imageLock(lock), async () => {
     const again = await readImage(dir, hash, rootfs.clientKey);
     if (again) return again;
     await mkdir(dirname(dir), { recursive: true });
