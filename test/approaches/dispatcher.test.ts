@@ -4,7 +4,7 @@
  * fall back to one program. Where the kernel has it, the three programs run in chain order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requirements } from '../support/requirements.ts';
+import { agree, requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { xdpAttached } from '../../lab/bpftool.ts';
@@ -12,6 +12,7 @@ import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
 import type { ApproachContext, Support } from '../../lab/approaches/approach.ts';
 import { dispatcher } from '../../lab/approaches/dispatcher.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool', 'xdp-loader');
 
@@ -20,7 +21,7 @@ describe.skipIf(need.skip)('dispatcher (xdp-loader, libxdp)', () => {
   let env: TestEnv;
   let objectDir: string;
   let support: Support;
-  const ctx = (): ApproachContext => ({ target, ifname: env.b.ifname, netns: env.b.netns, pinDir: '/sys/fs/bpf/xt2disp', objectDir });
+  const ctx = (): ApproachContext => ({ target, ifname: env.b.ifname, netns: env.b.netns, pinDir: `/sys/fs/bpf/xt2disp${RUN_TAG}`, objectDir });
 
   async function libxdpPinsFor(ifname: string): Promise<string[]> {
     const link = await env.exec(env.b.netns, ['ip', '-j', 'link', 'show', 'dev', ifname]);
@@ -32,18 +33,19 @@ describe.skipIf(need.skip)('dispatcher (xdp-loader, libxdp)', () => {
   beforeAll(async () => {
     target = await hostTarget();
     ({ objectDir } = await builtObjects());
-    env = await createTestEnv(target, { name: 'xt2disp' });
+    env = await createTestEnv(target, { name: `xt2disp${RUN_TAG}` });
     support = await dispatcher.supports(target);
   });
   afterAll(async () => {
     await removeScratch();
     await dispatcher.detach(ctx()).catch(() => undefined);
     await env?.[Symbol.asyncDispose]();
-    expect(await leftovers(target, 'xt2disp')).toEqual([]);
+    expect(await leftovers(target, `xt2disp${RUN_TAG}`)).toEqual([]);
   });
 
   it('supports() answers from a real xdp-loader run and leaves its probe namespace behind it', async () => {
     expect(typeof support.supported).toBe('boolean');
+    agree('freplace', support.supported, support.supported ? 'xdp-loader attached three programs' : support.reason);
     expect(await leftovers(target, 'xcldp')).toEqual([]);
     if (!support.supported) expect(support.reason).toMatch(/libxdp/);
   });
@@ -62,8 +64,8 @@ describe.skipIf(need.skip)('dispatcher (xdp-loader, libxdp)', () => {
   });
 
   it('kernel without freplace: unsupported with libxdp\'s message; attach fails with it; nothing left attached', async (t) => {
-    if (support.supported) t.skip();
-    if (support.supported) return;
+    agree('freplace', support.supported);
+    if (support.supported) return t.skip('this kernel has freplace: the test of its absence does not apply');
     expect(support.reason).toMatch(/Can't fall back to legacy load with 3 programs/);
     await dispatcher.load(ctx());
     const err = await dispatcher.attach(ctx()).catch((e: unknown) => e);
@@ -75,8 +77,8 @@ describe.skipIf(need.skip)('dispatcher (xdp-loader, libxdp)', () => {
   });
 
   it('kernel with freplace: three programs behind the dispatcher in chain order; ping6 passes; detach is clean', async (t) => {
-    if (!support.supported) t.skip();
-    if (!support.supported) return;
+    agree('freplace', support.supported);
+    if (!support.supported) return t.skip(`this kernel has no freplace: ${support.reason}`);
     await dispatcher.load(ctx());
     await dispatcher.attach(ctx());
     const d = await dispatcher.describe(ctx());

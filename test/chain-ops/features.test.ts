@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { requirements } from '../support/requirements.ts';
+import { agree, requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import { FEATURE_LABELS, formatFeatures, probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { RUN_ID, hostTarget } from './support.ts';
@@ -36,6 +36,8 @@ describe.skipIf(need.skip)('probeFeatures on the host kernel', () => {
     expect(f.features.bpffs.ok).toBe(true);
     // requirements('kprobes') looks at the same sysfs/tracefs files independently.
     expect(f.features.kprobes.ok).toBe(!requirements('kprobes').skip);
+    // Only a probe can tell freplace; the machine's declaration checks the probe.
+    agree('freplace', f.features.freplace.ok, f.features.freplace.detail);
     expect(f.kernelRelease).toBe(target.kernelRelease);
   });
 

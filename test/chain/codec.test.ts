@@ -15,14 +15,8 @@ import { LIBXDP_OBJECTS, compile, frameCorpus, packet, readBytes, runInPrivateBp
 
 const needClang = requirements('clang');
 const needKernel = requirements('root', 'bpf', 'bpftool');
-const haveLlvm = (() => {
-  try {
-    execFileSync('sh', ['-c', 'command -v llvm-objdump && command -v llvm-readelf'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const needLlvm = requirements('llvm');
+const needLibxdp = requirements('libxdp-objects');
 
 let dir = '';
 const ours: string[] = [];
@@ -74,7 +68,7 @@ describe('instruction codec', () => {
   });
 });
 
-describe.skipIf(needClang.skip && LIBXDP_OBJECTS.length === 0)('ELF/BTF/BTF.ext round trip', () => {
+describe.skipIf(needClang.skip && needLibxdp.skip)('ELF/BTF/BTF.ext round trip', () => {
   it('writing is stable: write(read(write(read(x)))) equals write(read(x))', () => {
     for (const p of [...ours, ...LIBXDP_OBJECTS]) {
       const once = writeObject(readObject(readBytes(p), p));
@@ -99,7 +93,7 @@ describe.skipIf(needClang.skip && LIBXDP_OBJECTS.length === 0)('ELF/BTF/BTF.ext 
     }
   });
 
-  it.skipIf(!haveLlvm)('llvm-objdump, llvm-readelf and bpftool see the same object', () => {
+  it.skipIf(needLlvm.skip)('llvm-objdump, llvm-readelf and bpftool see the same object', () => {
     for (const p of [...ours, ...LIBXDP_OBJECTS]) {
       expect(describeWithTools(roundTrip(p)), p).toBe(describeWithTools(p));
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isLabError } from '../../lab/errors.ts';
 import { missingBuildTools } from '../../lab/kernels/build.ts';
+import { checkFeature } from '../support/requirements.ts';
 import { LAB_CONFIG_FRAGMENT } from '../../lab/kernels/catalog.ts';
 import { parseFragment, readKconfig } from '../../lab/kernels/kconfig.ts';
 import { kernelOrgProvider } from '../../lab/kernels/providers/kernel-org.ts';
@@ -17,7 +18,7 @@ import { fakeBzImage, fakeSourceTarball, serveDir, sha256, type FakeServer } fro
 
 const TARBALL = 'linux-6.1.137.tar.xz'; // the catalog's kernelOrg.tarball for 6.1
 const missingTools = await missingBuildTools();
-if (missingTools.length > 0) console.warn(`[skip] kernel.org build path: needs ${missingTools.join(', ')}`);
+const needBuild = checkFeature('kernel-build-tools', missingTools.length > 0 ? `kernel.org build path: needs ${missingTools.join(', ')}` : null);
 
 let work = '';
 let server: FakeServer;
@@ -54,7 +55,7 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe.skipIf(missingTools.length > 0)('kernel.org provider (loopback fixture, fake source tree)', () => {
+describe.skipIf(needBuild.skip)('kernel.org provider (loopback fixture, fake source tree)', () => {
   it('downloads, verifies, configures with the lab fragment, builds and caches', async () => {
     // A 6.1-like tree: every fragment symbol exists except KCSAN (optional: must be skipped).
     const symbols = [...fragment.options.keys()].filter((o) => o !== 'CONFIG_KCSAN');

@@ -8,15 +8,15 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { renderReport } from '../../lab/report/index.ts';
 import { writeThesisPseudoRun } from '../../lab/report/thesis.ts';
-import { chromiumPath, checkPage } from './chromium.ts';
+import { checkPage } from './chromium.ts';
+import { requirements } from '../support/requirements.ts';
 import { cleanScratch, fixtureCopy, scratchDir } from './helpers.ts';
 
-const chromium = chromiumPath();
-if (!chromium) console.warn('[skip] chromium not installed (apt-get install -y chromium)');
+const need = requirements('chromium');
 
 afterAll(cleanScratch);
 
-describe.skipIf(!chromium)('HTML report in headless Chromium', () => {
+describe.skipIf(need.skip)('HTML report in headless Chromium', () => {
   it('the checker itself sees console errors and broken images (negative control)', async () => {
     const dir = scratchDir('badpage');
     const page = join(dir, 'bad.html');

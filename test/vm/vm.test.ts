@@ -14,7 +14,7 @@ import { LabError } from '../../lab/errors.ts';
 import type { KernelImage } from '../../lab/kernels/types.ts';
 import { buildVmImage, REPO_ROOT, type VmImage } from '../../lab/vm/image.ts';
 import { bootVm, probeKvm, type VmTarget } from '../../lab/vm/vm.ts';
-import { requirements } from '../support/requirements.ts';
+import { agree, requirements } from '../support/requirements.ts';
 import { testKernel } from './kernels.ts';
 
 const need = requirements('root', 'qemu', 'debootstrap');
@@ -190,7 +190,7 @@ describe.skipIf(need.skip)('QEMU runner (TCG)', () => {
 
   it('with accel "kvm" either boots under KVM or fails with a clear VM_BOOT (never silently emulates)', async () => {
     const verdict = await probeKvm(k61);
-    if (verdict.ok) {
+    if (agree('kvm', verdict.ok, verdict.ok ? 'the probe booted a guest under KVM' : verdict.reason)) {
       await using vm = await bootVm({ kernel: k61, image: img61, accel: 'kvm', name: vmName() });
       expect(vm.accelerator).toBe('kvm');
     } else {
