@@ -19,6 +19,7 @@ import { fused } from '../../lab/approaches/fused.ts';
 import { manual } from '../../lab/approaches/manual.ts';
 import { PROGRAMS_DIR } from '../../lab/programs/build.ts';
 import { builtObjects, hostTarget, leftovers, UnprivilegedTarget, removeScratch, scratchDir } from '../programs/support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool');
 
@@ -39,7 +40,7 @@ describe.skipIf(need.skip)('bad input', () => {
     target,
     ifname: env.b.ifname,
     netns: env.b.netns,
-    pinDir: `/sys/fs/bpf/xt2bad_${a.name}`,
+    pinDir: `/sys/fs/bpf/xt2bad${RUN_TAG}_${a.name}`,
     objectDir,
     ...over,
   });
@@ -52,14 +53,14 @@ describe.skipIf(need.skip)('bad input', () => {
   beforeAll(async () => {
     target = await hostTarget();
     ({ objectDir } = await builtObjects());
-    env = await createTestEnv(target, { name: 'xt2bad' });
+    env = await createTestEnv(target, { name: `xt2bad${RUN_TAG}` });
   });
   afterAll(async () => {
     await removeScratch();
     for (const a of [none, fused, manual]) await a.detach(ctxOf(a)).catch(() => undefined);
-    await unpin(target, '/sys/fs/bpf/xt2bad_foreign');
+    await unpin(target, `/sys/fs/bpf/xt2bad${RUN_TAG}_foreign`);
     await env?.[Symbol.asyncDispose]();
-    expect(await leftovers(target, 'xt2bad')).toEqual([]);
+    expect(await leftovers(target, `xt2bad${RUN_TAG}`)).toEqual([]);
   });
 
   it('missing object: MISSING_FILE naming the file, nothing loaded', async () => {
@@ -69,16 +70,16 @@ describe.skipIf(need.skip)('bad input', () => {
       await expectLabError(a.load(ctx), 'MISSING_FILE', new RegExp(`${empty}/\\w+\\.o does not exist`));
       await expectClean(ctx);
     }
-    await expectLabError(loadAll(target, join(empty, 'filter.o'), '/sys/fs/bpf/xt2bad_x'), 'MISSING_FILE', /filter\.o does not exist/);
+    await expectLabError(loadAll(target, join(empty, 'filter.o'), `/sys/fs/bpf/xt2bad${RUN_TAG}_x`), 'MISSING_FILE', /filter\.o does not exist/);
   });
 
   it('missing interface or namespace: NO_INTERFACE naming it', async () => {
     for (const a of [none, fused, manual]) {
-      await expectLabError(a.load(ctxOf(a, { ifname: 'xt2nosuch' })), 'NO_INTERFACE', /no interface xt2nosuch in network namespace xt2badb/);
-      await expectLabError(a.load(ctxOf(a, { netns: 'xt2nons' })), 'NO_INTERFACE', /network namespace xt2nons does not exist/);
+      await expectLabError(a.load(ctxOf(a, { ifname: `xt2nosuch${RUN_TAG}` })), 'NO_INTERFACE', new RegExp(`no interface xt2nosuch${RUN_TAG} in network namespace xt2bad${RUN_TAG}b`));
+      await expectLabError(a.load(ctxOf(a, { netns: `xt2nons${RUN_TAG}` })), 'NO_INTERFACE', new RegExp(`network namespace xt2nons${RUN_TAG} does not exist`));
       await expectClean(ctxOf(a));
     }
-    await expectLabError(netAttachXdp(target, { pinned: '/sys/fs/bpf/whatever' }, 'xt2nosuch', { netns: env.b.netns }), 'NO_INTERFACE', /no interface xt2nosuch/);
+    await expectLabError(netAttachXdp(target, { pinned: '/sys/fs/bpf/whatever' }, `xt2nosuch${RUN_TAG}`, { netns: env.b.netns }), 'NO_INTERFACE', /no interface xt2nosuch/);
   });
 
   it('not root: NOT_ROOT from the approaches and from bpftool itself', async () => {
@@ -94,12 +95,12 @@ describe.skipIf(need.skip)('bad input', () => {
       await chmod(pub, 0o755);
       await copyFile(`${objectDir}/filter.o`, join(pub, 'filter.o'));
       await chmod(join(pub, 'filter.o'), 0o644);
-      await expectLabError(load(nobody, join(pub, 'filter.o'), '/sys/fs/bpf/xt2bad_nobody'), 'NOT_ROOT', /Operation not permitted/);
+      await expectLabError(load(nobody, join(pub, 'filter.o'), `/sys/fs/bpf/xt2bad${RUN_TAG}_nobody`), 'NOT_ROOT', /Operation not permitted/);
     } finally {
       await rm(pub, { recursive: true, force: true });
     }
-    await expectLabError(createTestEnv(nobody, { name: 'xt2badn' }), 'NOT_ROOT', /needs root/);
-    expect(await leftovers(target, 'xt2badn')).toEqual([]);
+    await expectLabError(createTestEnv(nobody, { name: `xt2badn${RUN_TAG}` }), 'NOT_ROOT', /needs root/);
+    expect(await leftovers(target, `xt2badn${RUN_TAG}`)).toEqual([]);
   });
 
   it('a load failing part way (manual chain, third object rejected by the verifier): LOAD with the verifier\'s words, nothing pinned or attached', async () => {
@@ -121,13 +122,13 @@ describe.skipIf(need.skip)('bad input', () => {
   });
 
   it('an attach failing part way (another program holds the interface): ATTACH, then nothing attached and no pins', async () => {
-    await load(target, `${objectDir}/filter.o`, '/sys/fs/bpf/xt2bad_foreign');
-    await netAttachXdp(target, { pinned: '/sys/fs/bpf/xt2bad_foreign' }, env.b.ifname, { netns: env.b.netns });
+    await load(target, `${objectDir}/filter.o`, `/sys/fs/bpf/xt2bad${RUN_TAG}_foreign`);
+    await netAttachXdp(target, { pinned: `/sys/fs/bpf/xt2bad${RUN_TAG}_foreign` }, env.b.ifname, { netns: env.b.netns });
     for (const a of [fused, manual]) {
       const ctx = ctxOf(a);
       await a.load(ctx);
       if ((await xdpAttached(target, env.b.ifname, env.b.netns)).length === 0) {
-        await netAttachXdp(target, { pinned: '/sys/fs/bpf/xt2bad_foreign' }, env.b.ifname, { netns: env.b.netns });
+        await netAttachXdp(target, { pinned: `/sys/fs/bpf/xt2bad${RUN_TAG}_foreign` }, env.b.ifname, { netns: env.b.netns });
       }
       await expectLabError(a.attach(ctx), 'ATTACH', /Device or resource busy/);
       await expectClean(ctx);
@@ -142,7 +143,7 @@ describe.skipIf(need.skip)('bad input', () => {
       await expectClean(ctx);
     }
     // Even when the namespace is gone.
-    await fused.detach(ctxOf(fused, { netns: 'xt2nons' }));
+    await fused.detach(ctxOf(fused, { netns: `xt2nons${RUN_TAG}` }));
   });
 
   it('replace is refused where the approach cannot do it', async () => {

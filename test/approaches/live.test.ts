@@ -16,6 +16,7 @@ import { fused } from '../../lab/approaches/fused.ts';
 import { manual } from '../../lab/approaches/manual.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool', 'iperf3');
 const PING_COUNT = 10;
@@ -45,12 +46,12 @@ describe.skipIf(need.skip)('approaches with live traffic (host kernel, veth in n
   let target: HostTarget;
   let env: TestEnv;
   let objectDir: string;
-  const ctxOf = (a: Approach): ApproachContext => ({ target, ifname: env.b.ifname, netns: env.b.netns, pinDir: `/sys/fs/bpf/xt2live_${a.name}`, objectDir });
+  const ctxOf = (a: Approach): ApproachContext => ({ target, ifname: env.b.ifname, netns: env.b.netns, pinDir: `/sys/fs/bpf/xt2live${RUN_TAG}_${a.name}`, objectDir });
 
   beforeAll(async () => {
     target = await hostTarget();
     ({ objectDir } = await builtObjects());
-    env = await createTestEnv(target, { name: 'xt2live' });
+    env = await createTestEnv(target, { name: `xt2live${RUN_TAG}` });
   });
 
   afterAll(async () => {
@@ -58,7 +59,7 @@ describe.skipIf(need.skip)('approaches with live traffic (host kernel, veth in n
     for (const a of [none, fused, manual]) await a.detach(ctxOf(a)).catch(() => undefined);
     await env?.[Symbol.asyncDispose]();
     console.info('[live traffic]', JSON.stringify(measured));
-    expect(await leftovers(target, 'xt2live')).toEqual([]);
+    expect(await leftovers(target, `xt2live${RUN_TAG}`)).toEqual([]);
   });
 
   async function flushNeighbours(): Promise<void> {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
+import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool.ts';
 import type { ApproachContext, Stage } from '../../lab/approaches/approach.ts';
@@ -65,9 +66,10 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
   async function underPing(work: () => Promise<void>): Promise<{ transmitted: number; received: number }> {
     const ping = execa('nsenter', [`--net=/run/netns/${env.a.netns}`, 'ping', '-6', '-q', '-i', '0.002', '-w', '600', env.b.ip6], { reject: false });
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      const icmp = async () => (await readMetrics(target, `${ctx.pinDir}/maps`)).icmpv6.packets;
+      await counterMoves('ICMPv6 packets counted by metrics', icmp, 5);
       await work();
-      await new Promise((r) => setTimeout(r, 500));
+      await counterMoves('ICMPv6 packets counted by metrics after the replace', icmp, 5);
     } finally {
       ping.kill('SIGINT');
     }
@@ -111,7 +113,7 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
       const stats0 = (await bpftool.mapShow(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.metrics}` })).id;
       const c0 = await settled();
       const p = await underPing(() => patched.replace(ctx, stage, join(DEFAULT_OUT_DIR, `${stage}.o`)));
-      expect(p.transmitted).toBeGreaterThan(50);
+      expect(p.transmitted).toBeGreaterThanOrEqual(10);
       expect(p.transmitted - p.received).toBeLessThanOrEqual(1);
       const after = await patched.describe(ctx);
       expect(after.attached).toBe(true);

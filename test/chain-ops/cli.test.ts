@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa, type ResultPromise } from 'execa';
 import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
+import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool.ts';
 import { parseProgramSpec, parseVerdicts } from '../../lab/chain/cli.ts';
@@ -138,10 +139,11 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
     // Replace metrics (slot 1) under traffic; the new program takes over metrics_stats.
     const statsMap = await mapOf(s.state.programs[1]!.id, 'metrics_stats');
     ping = execa(inA[0]!, [...inA.slice(1), 'ping', '-q', '-i', '0.002', '-w', '600', v.ipB], { reject: false });
-    await new Promise((r) => setTimeout(r, 500));
+    const icmp = async () => (await counts(s)).icmp;
+    await counterMoves('ICMP packets counted by metrics', icmp, 5);
     const rep = await cli('replace', '--name', NAME, '--index', '1', obj('metrics'));
     expect(rep.exitCode, rep.stderr).toBe(0);
-    await new Promise((r) => setTimeout(r, 500));
+    await counterMoves('ICMP packets counted by the new metrics', async () => (await counts(await status())).icmp, 5);
     ping.kill('SIGINT');
     const pr = await ping;
     ping = null;

@@ -11,6 +11,7 @@ import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import * as bpftool from '../../lab/bpftool.ts';
 import { hostTarget, leftovers, removeScratch, scratchDir } from './support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 describe('parseEventPipe', () => {
   it('reads records (numeric or hex bytes) and lost counts; tolerates an unclosed array', () => {
@@ -35,7 +36,7 @@ describe('checkPinPath', () => {
 const need = requirements('root', 'bpf', 'bpftool');
 describe.skipIf(need.skip)('bpftool on the host kernel', () => {
   let target: HostTarget;
-  const dir = '/sys/fs/bpf/xt2tool';
+  const dir = `/sys/fs/bpf/xt2tool${RUN_TAG}`;
   beforeAll(async () => {
     target = await hostTarget();
     await bpftool.ensureBpffs(target);
@@ -45,7 +46,7 @@ describe.skipIf(need.skip)('bpftool on the host kernel', () => {
   afterAll(async () => {
     await removeScratch();
     await bpftool.unpin(target, dir);
-    expect(await leftovers(target, 'xt2tool')).toEqual([]);
+    expect(await leftovers(target, `xt2tool${RUN_TAG}`)).toEqual([]);
   });
 
   it('map create / update / lookup / dump / delete round trip; a missing key is null', async () => {

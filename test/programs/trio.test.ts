@@ -15,9 +15,10 @@ import { manual } from '../../lab/approaches/manual.ts';
 import { fused } from '../../lab/approaches/fused.ts';
 import type { ApproachContext } from '../../lab/approaches/approach.ts';
 import { builtObjects, corpusFiles, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool');
-const PIN = '/sys/fs/bpf/xt2trio';
+const PIN = `/sys/fs/bpf/xt2trio${RUN_TAG}`;
 
 function expectedMetrics(cases: readonly CorpusCase[]): MetricsSnapshot {
   const m = emptyMetrics();
@@ -56,7 +57,7 @@ describe.skipIf(need.skip)('trio under BPF_PROG_TEST_RUN', () => {
   afterAll(async () => {
     await removeScratch();
     await unpin(target, PIN);
-    expect(await leftovers(target, 'xt2trio')).toEqual([]);
+    expect(await leftovers(target, `xt2trio${RUN_TAG}`)).toEqual([]);
   });
 
   async function loadStandalone(stage: 'filter' | 'metrics' | 'logger', tag: string, logSampleN: number): Promise<{ entry: string; maps: string }> {
@@ -125,7 +126,7 @@ describe.skipIf(need.skip)('trio under BPF_PROG_TEST_RUN', () => {
     const ctxOf = (name: string): ApproachContext => ({ target, ifname: env.b.ifname, netns: env.b.netns, pinDir: `${PIN}/${name}`, objectDir });
 
     beforeAll(async () => {
-      env = await createTestEnv(target, { name: 'xt2trio' });
+      env = await createTestEnv(target, { name: `xt2trio${RUN_TAG}` });
     });
     afterAll(async () => {
       await manual.detach(ctxOf('manual')).catch(() => undefined);

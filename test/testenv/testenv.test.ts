@@ -12,6 +12,7 @@ import { isLabError } from '../../lab/errors.ts';
 import { load, netAttachXdp, unpin } from '../../lab/bpftool.ts';
 import { createTestEnv, parseIperf3 } from '../../lab/testenv/index.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
+import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'iperf3');
 
@@ -44,12 +45,12 @@ describe.skipIf(need.skip)('createTestEnv on the host', () => {
   });
   afterAll(async () => {
     await removeScratch();
-    expect(await leftovers(target, 'xt2env')).toEqual([]);
+    expect(await leftovers(target, `xt2env${RUN_TAG}`)).toEqual([]);
   });
 
   it('builds the veth pair with fc00:dead:cafe:1::1/64 and ::2/64 (nodad, usable at once) and IPv4', async () => {
-    await using env = await createTestEnv(target, { name: 'xt2env', xdpTutorialDir: '' });
-    expect(await namespaces(target, 'xt2env')).toEqual(expect.arrayContaining(['xt2enva', 'xt2envb']));
+    await using env = await createTestEnv(target, { name: `xt2env${RUN_TAG}`, xdpTutorialDir: '' });
+    expect(await namespaces(target, `xt2env${RUN_TAG}`)).toEqual(expect.arrayContaining([`xt2env${RUN_TAG}a`, `xt2env${RUN_TAG}b`]));
     const a = await env.exec(env.a.netns, ['ip', '-6', 'addr', 'show', 'dev', env.a.ifname]);
     expect(a.stdout).toMatch(/inet6 fc00:dead:cafe:1::1\/64 scope global nodad/);
     expect(a.stdout).not.toMatch(/fc00:dead:cafe:1::1[^\n]*tentative/);
@@ -63,7 +64,7 @@ describe.skipIf(need.skip)('createTestEnv on the host', () => {
   });
 
   it('runs a pinned iperf3 pair and returns the client report', async () => {
-    await using env = await createTestEnv(target, { name: 'xt2env', xdpTutorialDir: '' });
+    await using env = await createTestEnv(target, { name: `xt2env${RUN_TAG}`, xdpTutorialDir: '' });
     const r = await env.iperf3({ seconds: 1, serverCpu: 1, clientCpu: 0 });
     expect(r.bitsPerSecond).toBeGreaterThan(0);
     expect(r.bytesReceived).toBeGreaterThan(0);
@@ -76,19 +77,19 @@ describe.skipIf(need.skip)('createTestEnv on the host', () => {
   it('tears down namespaces and XDP when the body throws', async () => {
     const { objectDir } = await builtObjects();
     const body = async (): Promise<void> => {
-      await using env = await createTestEnv(target, { name: 'xt2env', xdpTutorialDir: '' });
-      await load(target, `${objectDir}/filter.o`, '/sys/fs/bpf/xt2env_prog');
-      await netAttachXdp(target, { pinned: '/sys/fs/bpf/xt2env_prog' }, env.b.ifname, { netns: env.b.netns });
+      await using env = await createTestEnv(target, { name: `xt2env${RUN_TAG}`, xdpTutorialDir: '' });
+      await load(target, `${objectDir}/filter.o`, `/sys/fs/bpf/xt2env${RUN_TAG}_prog`);
+      await netAttachXdp(target, { pinned: `/sys/fs/bpf/xt2env${RUN_TAG}_prog` }, env.b.ifname, { netns: env.b.netns });
       throw new Error('boom');
     };
     await expect(body()).rejects.toThrow('boom');
-    expect(await namespaces(target, 'xt2env')).toEqual([]);
-    await unpin(target, '/sys/fs/bpf/xt2env_prog');
+    expect(await namespaces(target, `xt2env${RUN_TAG}`)).toEqual([]);
+    await unpin(target, `/sys/fs/bpf/xt2env${RUN_TAG}_prog`);
   });
 
   it('replaces namespaces a crashed run left with the same name', async () => {
-    await target.run(['ip', 'netns', 'add', 'xt2enva']);
-    await using env = await createTestEnv(target, { name: 'xt2env', xdpTutorialDir: '' });
+    await target.run(['ip', 'netns', 'add', `xt2env${RUN_TAG}a`]);
+    await using env = await createTestEnv(target, { name: `xt2env${RUN_TAG}`, xdpTutorialDir: '' });
     expect(await env.ping6(1)).toEqual({ transmitted: 1, received: 1 });
   });
 
@@ -114,14 +115,14 @@ for (const [label, dir] of tutorials) {
     it('uses testenv.sh: the receiver is the root-namespace veth, reached through a named handle; teardown removes both', async () => {
       const target = await hostTarget();
       {
-        await using env = await createTestEnv(target, { name: 'xt2tut', xdpTutorialDir: dir });
+        await using env = await createTestEnv(target, { name: `xt2tut${RUN_TAG}`, xdpTutorialDir: dir });
         expect(env.viaTutorial).toBe(true);
         expect(env.tutorialScript).toBe(`${dir}/testenv/testenv.sh`);
-        expect(env.a).toMatchObject({ netns: 'xt2tut', ifname: 'veth0' });
-        expect(env.b.netns).toBe('xt2tutroot');
+        expect(env.a).toMatchObject({ netns: `xt2tut${RUN_TAG}`, ifname: 'veth0' });
+        expect(env.b.netns).toBe(`xt2tut${RUN_TAG}root`);
         expect(await env.ping6(2)).toEqual({ transmitted: 2, received: 2 });
       }
-      expect(await namespaces(target, 'xt2tut')).toEqual([]);
+      expect(await namespaces(target, `xt2tut${RUN_TAG}`)).toEqual([]);
       await removeScratch();
     });
   });
@@ -129,8 +130,8 @@ for (const [label, dir] of tutorials) {
 
 it('a directory without testenv/testenv.sh is a clear MISSING_FILE error', { skip: need.skip }, async () => {
   const target = await hostTarget();
-  const err = await createTestEnv(target, { name: 'xt2tutx', xdpTutorialDir: '/nonexistent/xdp-tutorial' }).catch((e: unknown) => e);
+  const err = await createTestEnv(target, { name: `xt2tutx${RUN_TAG}`, xdpTutorialDir: '/nonexistent/xdp-tutorial' }).catch((e: unknown) => e);
   expect(isLabError(err, 'MISSING_FILE')).toBe(true);
   expect((err as Error).message).toContain('/nonexistent/xdp-tutorial/testenv/testenv.sh');
-  expect(await namespaces(target, 'xt2tutx')).toEqual([]);
+  expect(await namespaces(target, `xt2tutx${RUN_TAG}`)).toEqual([]);
 });
