@@ -114,6 +114,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
 
     const env: TestEnv = await createTestEnv(target, { name: `${prefix}m` });
     cleanups.push(() => env[Symbol.asyncDispose]());
+    for (const line of env.staleCleaned) progress?.({ kind: 'log', level: 'warn', message: `${target.name}: cleaned up: ${line}` });
 
     const iso = parseCpuList((await target.sh('cat /sys/devices/system/cpu/isolated', { allowFailure: true })).stdout.trim());
     const online = parseCpuList((await target.sh('cat /sys/devices/system/cpu/online', { allowFailure: true })).stdout.trim());

@@ -76,6 +76,8 @@ export class TestEnv implements AsyncDisposable {
   readonly tutorialScript: string | undefined;
   private disposed = false;
   private readonly servers = new Map<string, Promise<CommandResult>>();
+  /** What a crashed earlier run had left under these names and was removed first, one line each. */
+  staleCleaned: string[] = [];
 
   constructor(target: Target, name: string, a: Endpoint, b: Endpoint, tutorialScript?: string) {
     this.target = target;
@@ -122,7 +124,8 @@ export class TestEnv implements AsyncDisposable {
     // The server's pid is recorded so that only this server is ever stopped (pkill would match
     // iperf3 processes of other namespaces: process names are not per network namespace).
     const pidFile = `/tmp/xcl-iperf3-${this.name}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.pid`;
-    const serverArgv = nsenterArgv(this.b.netns, [...pin(o.serverCpu ?? 1), 'iperf3', '-s', '-1', '-J', '-B', dst, '-p', String(port)]);
+    // pdeathsig: if the lab is killed outright, the kernel stops iperf3 with it.
+    const serverArgv = [...ORPHAN_PROOF, ...nsenterArgv(this.b.netns, [...pin(o.serverCpu ?? 1), 'iperf3', '-s', '-1', '-J', '-B', dst, '-p', String(port)])];
     const server = this.target.sh(`echo $$ > ${pidFile}; exec ${serverArgv.map(shellQuote).join(' ')}`, {
       allowFailure: true,
       timeoutMs: (o.seconds + 60) * 1000,
@@ -130,9 +133,8 @@ export class TestEnv implements AsyncDisposable {
     this.servers.set(pidFile, server);
     try {
       await this.waitListening(port, server);
-      const client = await this.exec(
-        this.a.netns,
-        [...pin(o.clientCpu ?? 0), 'iperf3', '-c', dst, '-p', String(port), '-t', String(o.seconds), '-J', ...(o.clientArgs ?? [])],
+      const client = await this.target.run(
+        [...ORPHAN_PROOF, ...nsenterArgv(this.a.netns, [...pin(o.clientCpu ?? 0), 'iperf3', '-c', dst, '-p', String(port), '-t', String(o.seconds), '-J', ...(o.clientArgs ?? [])])],
         { allowFailure: true, timeoutMs: (o.seconds + 60) * 1000 },
       );
       return parseIperf3(client.stdout, `${this.target.name}: iperf3 client in ${this.a.netns}`);
@@ -261,7 +263,7 @@ export async function createTestEnv(target: Target, opts: TestEnvOptions): Promi
   }
   const env = new TestEnv(target, opts.name, a, b);
   if (opts.replaceStale ?? true) {
-    for (const ns of [a.netns, b.netns]) await target.run(['ip', 'netns', 'del', ns], { allowFailure: true });
+    for (const ns of [a.netns, b.netns]) env.staleCleaned.push(...(await removeStaleNamespace(target, ns)));
   }
   try {
     const q = shellQuote;
@@ -290,6 +292,29 @@ export async function createTestEnv(target: Target, opts: TestEnvOptions): Promi
     await env[Symbol.asyncDispose]().catch(() => undefined);
     throw e;
   }
+}
+
+/** Runs a command so that the kernel kills it when its parent (the lab, or its SSH session) dies. */
+const ORPHAN_PROOF = ['setpriv', '--pdeathsig', 'KILL', '--'];
+
+/**
+ * Removes a namespace a killed run left behind, and first every process still inside it (an
+ * iperf3 server outlives a SIGKILLed lab on a kernel without pdeathsig support in its tools).
+ * Returns what it removed, for the caller to say.
+ */
+export async function removeStaleNamespace(target: Target, netns: string): Promise<string[]> {
+  const exists = await target.run(['test', '-e', `/run/netns/${netns}`], { allowFailure: true });
+  if (exists.exitCode !== 0) return [];
+  const cleaned: string[] = [];
+  const pids = (await target.run(['ip', 'netns', 'pids', netns], { allowFailure: true })).stdout.split(/\s+/).filter((p) => /^\d+$/.test(p));
+  for (const pid of pids) {
+    const comm = (await target.run(['cat', `/proc/${pid}/comm`], { allowFailure: true })).stdout.trim() || '?';
+    const k = await target.run(['kill', '-KILL', pid], { allowFailure: true });
+    if (k.exitCode === 0) cleaned.push(`killed ${comm} (pid ${pid}) left running in namespace ${netns}`);
+  }
+  const del = await target.run(['ip', 'netns', 'del', netns], { allowFailure: true });
+  if (del.exitCode === 0) cleaned.push(`deleted namespace ${netns} left by an earlier run`);
+  return cleaned;
 }
 
 /** Both ends up with carrier: only then does the first ping get through. */

@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from 'commander';
 import { errorMessage, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
+import { watchLaunchers } from './launcher.ts';
 
 /** commander parser for counts (runs, repeats, lengths). */
 export function positiveInt(value: string): number {
@@ -13,9 +14,14 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** How long the lab may take to stop cleanly once its launcher is gone, before it exits anyway. */
+export const ORPHAN_GRACE_MS = 120_000;
+
 /**
  * Ctrl-C (or SIGTERM) once: warn with `onFirst` and abort the signal, so the work stops at its next
- * safe point and cleans up. Twice: exit now. `release()` removes the handlers.
+ * safe point and cleans up. Twice: exit now. The same first step happens when the process that
+ * launched the lab (npm, tsx) is killed outright; then the lab exits after ORPHAN_GRACE_MS at the
+ * latest. `release()` removes the handlers.
  */
 export function interruptible(sink: ProgressSink, onFirst: string): { signal: AbortSignal; release(): void } {
   const ac = new AbortController();
@@ -24,11 +30,17 @@ export function interruptible(sink: ProgressSink, onFirst: string): { signal: Ab
     sink({ kind: 'log', level: 'warn', message: `interrupt: ${onFirst} (Ctrl-C again to abort now)` });
     ac.abort();
   };
+  const stopWatching = watchLaunchers((who) => {
+    sink({ kind: 'log', level: 'warn', message: `the process that launched the lab is gone (${who.comm}, pid ${who.pid}): ${onFirst}` });
+    setTimeout(() => process.exit(137), ORPHAN_GRACE_MS).unref();
+    ac.abort();
+  });
   process.on('SIGINT', onSig);
   process.on('SIGTERM', onSig);
   return {
     signal: ac.signal,
     release(): void {
+      stopWatching();
       process.off('SIGINT', onSig);
       process.off('SIGTERM', onSig);
     },
