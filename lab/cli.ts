@@ -11,6 +11,7 @@ import { benchPatch } from './chain/bench.ts';
 import { LabError } from './errors.ts';
 import { listKernels } from './kernels/list.ts';
 import { benchChainCommand } from './microbench/cli.ts';
+import { coverageBenchCommand } from './report/coverage-bench.ts';
 import { buildPrograms } from './programs/build.ts';
 import { reportCommand } from './report/cli.ts';
 import { printError } from './ui/cli.ts';
@@ -87,6 +88,7 @@ function benchCommand(): Command {
       }
     });
   bench.addCommand(benchChainCommand());
+  bench.addCommand(coverageBenchCommand());
   return bench;
 }
 
