@@ -5,7 +5,7 @@
  * a few runs and a resume that finishes without duplicates.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -27,6 +27,17 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
+/** Probe helpers this test started: their stdout is a file under one of this test's directories. */
+async function ourProbeHelpers(): Promise<string> {
+  const pids = (await execa('pgrep', ['-f', 'veth_probe-'], { reject: false })).stdout.split('\n').filter(Boolean);
+  const ours = [];
+  for (const pid of pids) {
+    const out = await readlink(`/proc/${pid}/fd/1`).catch(() => '');
+    if (dirs.some((d) => out.startsWith(d))) ours.push(pid);
+  }
+  return ours.join(' ');
+}
+
 async function leftovers(): Promise<string[]> {
   const ns = (await execa('ip', ['netns', 'list'], { reject: false })).stdout
     .split('\n')
@@ -35,7 +46,7 @@ async function leftovers(): Promise<string[]> {
   const pins = existsSync('/sys/fs/bpf/xdp-chain-lab')
     ? (await readdir('/sys/fs/bpf/xdp-chain-lab')).filter((n) => n.startsWith(`${PREFIX}m`))
     : [];
-  const probes = (await execa('pgrep', ['-f', 'veth_probe-'], { reject: false })).stdout.trim();
+  const probes = await ourProbeHelpers();
   return [...ns, ...pins.map((p) => `pin ${p}`), ...(probes ? [`probe helper pids ${probes}`] : [])];
 }
 
