@@ -114,13 +114,20 @@ export async function pinChainMaps(target: Target, prog: bpftool.ProgInfo, pins:
     if (m.name === CHAIN_MAP && m.type === 'prog_array') chainId = id;
     else if (m.name === VERDICT_MAP && m.type === 'percpu_array') verdictId = id;
   }
-  if (chainId === undefined || verdictId === undefined) {
-    throw new LabError('CHAIN', `${where}: program ${prog.name} (id ${prog.id}) has no ${chainId === undefined ? `PROG_ARRAY "${CHAIN_MAP}"` : `PERCPU_ARRAY "${VERDICT_MAP}"`} map`, {
+  if (chainId === undefined) {
+    throw new LabError('CHAIN', `${where}: program ${prog.name} (id ${prog.id}) has no PROG_ARRAY "${CHAIN_MAP}" map`, {
       remedy: 'Only objects produced by the chain patch (npm run chain -- patch) can be chained.',
     });
   }
   await bpftool.mapPin(target, { id: chainId }, pins.chain);
-  await bpftool.mapPin(target, { id: verdictId }, pins.verdict);
+  if (verdictId === undefined) {
+    // A head whose verdicts are all success verdicts never touches C (it is zero at the head), so
+    // the kernel dropped the map from it: the chain's copy is made here for the programs after it.
+    const m = await bpftool.mapCreate(target, pins.verdict, { type: 'percpu_array', keySize: 4, valueSize: 4, entries: 1, name: VERDICT_MAP });
+    verdictId = m.id;
+  } else {
+    await bpftool.mapPin(target, { id: verdictId }, pins.verdict);
+  }
   return { chainId, verdictId };
 }
 

@@ -4,18 +4,18 @@
  * The patched program behaves as:
  *
  *   c ← body(ctx)
- *   if c ∉ S ∪ R: return c
- *   if index = 0: C ← (c ∈ R ? c : 0)      ← the reset the thesis omits: no stale C across packets
- *   else if c ∈ R: C ← c
+ *   if c ∉ S ∪ R: C ← 0; return c           ← leaving the chain: no stale C for the next packet
+ *   if c ∈ R: C ← c
  *   tail_call(ctx, chain, index + 1)       ← immediate index: the JIT patches a direct jump
- *   return C ≠ 0 ? C : c                    ← only reached when there is no next program
+ *   r ← C ≠ 0 ? C : c; C ← 0; return r      ← only reached when there is no next program
  *
  * (The thesis stores C only when a next program exists, so a last program's own R verdict loses
- * to an earlier remembered one; here it wins, as the issue specifies. Nothing else differs.)
+ * to an earlier remembered one; here it wins. The thesis never clears C, so a remembered
+ * XDP_REDIRECT leaks into the next packet; here C is zero whenever no packet is in the chain.)
  *
- * C lives in a one-entry per-CPU array. Off the redirect path, a non-head program touches it only
- * at the end of the chain; the head touches it once per packet (the reset) and returns c directly
- * at the end, since it knows what it just stored.
+ * C lives in a one-entry per-CPU array. Since every exit clears it, the head needs no reset and a
+ * packet that every program passes touches the map once, at the end of the chain (see
+ * emitChainTail for each path).
  *
  * Two ways to run the body:
  * - 'subprog': the body moves to .text as a static function `<prog>__body` and the entry, which
@@ -367,18 +367,23 @@ interface TailOptions {
  * names the stack slot holding it). Uses r6-r9 and the 4 bytes at keyOff as the map key.
  * Only reachable blocks are emitted: the verifier rejects unreachable instructions.
  *
- * Registers: r7 = c; r8 = the value the head stores (head) or 1 when this program already stored
- * C = c on the redirect path (non-head), so the end path returns c without a second lookup.
+ * The saved verdict C is zero whenever no packet is inside the chain on this CPU (XDP runs one
+ * packet at a time per CPU): every way out of the chain leaves it zero. So the head needs no reset,
+ * and the common path (every program returns an S verdict) touches the map once, at the end of
+ * the chain, which must read C anyway:
+ * - c ∉ S ∪ R: the packet leaves early; a non-head clears C (an earlier program may have set it);
+ *   the head returns at once (C is zero at the head by the invariant).
+ * - c ∈ R: C ← c, then the tail call; r9 keeps the map value pointer (callee-saved across the
+ *   helper) and r8 = 1 says this program stored, so the end clears C without a second lookup.
+ * - no next program (the tail call returned): return C ≠ 0 ? C : c and clear C.
  * When the last program itself returns an R verdict, its own verdict wins over an earlier
- * remembered one (it stores before the tail call tells it that it is last): this is the
- * issue's wording ("remember it; tail-call i+1; when there is no next program, return the
- * remembered redirect verdict"), and the thesis's pseudocode differs only in that corner.
+ * remembered one (it stores before the tail call tells it that it is last).
  */
 export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot?: number }): void {
   const head = o.index === 0;
   const R = o.redirect;
   const S = o.success.filter((v) => !R.includes(v));
-  const lookup = (mark: string): void => {
+  const lookup = (mark: VerdictMark): void => {
     a.emit(stImm(BPF_W, 10, o.keyOff, 0));
     a.emit(mov64Reg(2, 10));
     a.emit(add64Imm(2, o.keyOff));
@@ -389,62 +394,60 @@ export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot
   a.emit(mov32Reg(7, 0)); // c, as the kernel sees it (u32)
   for (const v of R) a.jump(jeqImm(7, v, 0), 'redirect');
   for (const v of S) a.jump(jeqImm(7, v, 0), 'success');
-  a.emit(mov64Reg(0, 7)); // c ∉ S ∪ R
+  // c ∉ S ∪ R: the packet leaves the chain here.
+  if (!head) {
+    lookup('verdict:clear');
+    a.jump(jeqImm(0, 0, 0), 'leave');
+    a.emit(stImm(BPF_W, 0, 0, 0)); // C ← 0
+    a.label('leave');
+  }
+  a.emit(mov64Reg(0, 7));
   a.emit(exit());
   if (R.length === 0 && S.length === 0) return;
-  if (head) {
-    // The head resets C for every packet it passes on: C ← (c ∈ R ? c : 0).
-    if (S.length > 0) {
-      a.label('success');
-      a.emit(mov64Imm(8, 0));
-      if (R.length > 0) a.jump(ja(0), 'store');
-    }
-    if (R.length > 0) {
-      a.label('redirect');
-      a.emit(mov64Reg(8, 7));
-    }
-    a.label('store');
+  if (S.length > 0) {
+    a.label('success'); // common path: no map access before the tail call
+    a.emit(mov64Imm(8, 0));
+    if (R.length > 0) a.jump(ja(0), 'tail');
+  }
+  if (R.length > 0) {
+    a.label('redirect');
+    a.emit(mov64Imm(8, 1));
     lookup('verdict:store');
+    a.emit(mov64Reg(9, 0));
     a.jump(jeqImm(0, 0, 0), 'tail');
-    a.emit(stxMem(BPF_W, 0, 8, 0));
-  } else {
-    if (S.length > 0) {
-      a.label('success'); // common path: no map access before the tail call
-      a.emit(mov64Imm(8, 0));
-      if (R.length > 0) a.jump(ja(0), 'tail');
-    }
-    if (R.length > 0) {
-      a.label('redirect');
-      a.emit(mov64Imm(8, 1));
-      lookup('verdict:store');
-      a.jump(jeqImm(0, 0, 0), 'tail');
-      a.emit(stxMem(BPF_W, 0, 7, 0)); // C ← c
-    }
+    a.emit(stxMem(BPF_W, 0, 7, 0)); // C ← c
   }
   a.label('tail');
   a.emit(mov64Reg(1, 6));
   a.emit(ldMap(2), 'chain');
   a.emit(mov64Imm(3, o.index + 1)); // immediate: lets the JIT emit a direct jump
   a.emit(callHelper(HELPER_TAIL_CALL));
-  // Only reached when there is no next program: return C if set, else c.
-  if (head) {
-    a.emit(mov64Reg(0, 7)); // C was just reset: return c
-    a.emit(exit());
-    return;
+  // Only reached when there is no next program.
+  if (R.length > 0) {
+    // This program stored C = c itself: return c and clear C through the pointer kept in r9.
+    a.jump(jeqImm(8, 0, 0), 'read');
+    a.jump(jeqImm(9, 0, 0), 'retc');
+    a.emit(stImm(BPF_W, 9, 0, 0));
+    a.jump(ja(0), 'retc');
+    a.label('read');
   }
-  if (S.length > 0) {
-    // Arrived by the success path (r8 = 0): return the C an earlier program remembered, if any.
-    if (R.length > 0) a.jump(jneImm(8, 0, 0), 'retc');
+  if (!head) {
+    // Arrived by the success path: return the C an earlier program remembered, if any, and clear it.
     lookup('verdict:end');
     a.jump(jeqImm(0, 0, 0), 'retc');
-    a.emit(ldxMem(BPF_W, 0, 0, 0));
-    a.jump(jeqImm(0, 0, 0), 'retc');
+    a.emit(ldxMem(BPF_W, 1, 0, 0));
+    a.jump(jeqImm(1, 0, 0), 'retc');
+    a.emit(stImm(BPF_W, 0, 0, 0)); // C ← 0
+    a.emit(mov64Reg(0, 1));
     a.emit(exit());
   }
   a.label('retc');
   a.emit(mov64Reg(0, 7));
   a.emit(exit());
 }
+
+/** Which use of the verdict map an ld_imm64 is for (all relocate against the same map). */
+export type VerdictMark = 'verdict:store' | 'verdict:end' | 'verdict:clear';
 
 function relFor(obj: BpfObject, target: Section): Section {
   let rel = relSectionFor(obj.elf, target);
@@ -508,15 +511,17 @@ function remapSection(obj: BpfObject, sec: Section, map: (off: number) => Place,
   const ext = obj.ext;
   if (!ext) return;
   const move = <T extends { insn_off: number }>(secs: ExtInfoSec<T>[]): void => {
-    const block = secs.find((b) => b.sec_name === sec.name);
-    if (!block) return;
-    const stay: T[] = [];
-    for (const r of block.records) {
-      const p = map(r.insn_off);
-      if (p.section === sec) stay.push({ ...r, insn_off: p.off });
-      else infoFor(secs, p.section.name).records.push({ ...r, insn_off: p.off });
+    // Every block naming the section: the format allows several, and a record left in a second
+    // one would keep its old offset.
+    for (const block of secs.filter((b) => b.sec_name === sec.name)) {
+      const stay: T[] = [];
+      for (const r of block.records) {
+        const p = map(r.insn_off);
+        if (p.section === sec) stay.push({ ...r, insn_off: p.off });
+        else infoFor(secs, p.section.name).records.push({ ...r, insn_off: p.off });
+      }
+      block.records = stay;
     }
-    block.records = stay;
   };
   move(ext.func_info);
   move(ext.line_info);

@@ -1,7 +1,7 @@
 /**
  * Patched objects chained for real on the host kernel with stock bpftool: one pinned PROG_ARRAY
  * and verdict map shared by every program, packets run through the head with BPF_PROG_TEST_RUN,
- * verdicts compared with the reference model of Algorithm 3.4 (with the head reset), and each
+ * verdicts compared with the reference model of Algorithm 3.4 (no stale verdict across packets), and each
  * program's own counter checked to move exactly once per packet that reached it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -161,17 +161,19 @@ describe.skipIf(need.skip)('patched chains on the host kernel', () => {
     });
   }
 
-  it('control: without the head reset (head patched as index 1) the leak is visible', () => {
-    // The head is patched as a non-head (no reset, tail-calls slot 2); the test above would fail
-    // on such a chain, which shows it can fail.
+  it('control: a verdict left in the map (by a chain that does not clear it) leaks into the next packet', () => {
+    // Every way out of the patched chain clears C, so nothing leaks on its own; write a stale C as
+    // the thesis's chain (which never clears) would leave it, and the test above would fail.
     const specs: Spec[] = [
-      { obj: obj.v0!, mode: 'subprog', ...D, patchIndex: 1, slot: 0 },
-      { obj: obj.v2!, mode: 'subprog', ...D, patchIndex: 2, slot: 2 },
+      { obj: obj.v0!, mode: 'subprog', ...D },
+      { obj: obj.v2!, mode: 'subprog', ...D },
     ];
     const chain = buildChain(specs);
-    expect(progRun(chain.head, packet([3, 0, 1]), dir)).toBe(1); // head TX remembered, then DROP
+    bpftool('map', 'update', 'pinned', chain.verdictMap, 'key', '0', '0', '0', '0', 'value', '3', '0', '0', '0');
     const leaked = progRun(chain.head, packet([2, 0, 2]), dir);
     expect(leaked).toBe(chainVerdict(specs, [2, 2], false, 3).verdict);
     expect(leaked).toBe(3);
+    // The end of the chain read it and cleared it: the next packet is clean again.
+    expect(progRun(chain.head, packet([2, 0, 2]), dir)).toBe(2);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Walks every path of the emitted chain epilogue in a small interpreter (no kernel): one step of
- * Algorithm 3.4 with the head reset, the immediate tail-call index, and which paths touch the
- * per-CPU verdict map.
+ * Algorithm 3.4 with the saved verdict cleared wherever a packet leaves the chain, the immediate
+ * tail-call index, and which paths touch the per-CPU verdict map.
  */
 import { describe, expect, it } from 'vitest';
 import { Asm, type Insn } from '../../lab/chain/insn.ts';
@@ -33,31 +33,37 @@ describe('chain epilogue (interpreted)', () => {
         const { insns, mapAt } = build(index, cfg.success, cfg.redirect);
         for (let c = 0; c <= 5; c++) {
           for (const hasNext of [true, false]) {
-            for (const C0 of [0, 3, 4]) {
+            // C is zero at the head (every way out of the chain leaves it zero); further down it
+            // holds whatever an earlier program remembered.
+            for (const C0 of index === 0 ? [0] : [0, 3, 4]) {
               const w: InterpWorld = { C: C0, hasNext, lookups: 0, tailCalled: false, mapAt };
               const out = run(insns, c, w);
               const inR = cfg.redirect.includes(c);
               const inS = cfg.success.includes(c);
               if (!inR && !inS) {
+                // Leaving early: the body's verdict, and C cleared for the next packet.
                 expect(out).toBe(c);
                 expect(w.tailCalled).toBe(false);
-                expect(w.lookups).toBe(0);
-                expect(w.C).toBe(C0);
+                expect(w.C).toBe(0);
+                expect(w.lookups).toBe(index === 0 ? 0 : 1);
                 continue;
               }
               expect(w.tailCalled).toBe(true);
               expect(w.tailIndex).toBe(index + 1);
               // What the next program sees in C.
-              const expectC = index === 0 ? (inR ? c : 0) : inR ? c : C0;
+              const expectC = inR ? c : C0;
               if (hasNext) {
                 expect(out).toBe('tail');
                 expect(w.C).toBe(expectC);
-                // The common path (S, not R, not head) never touches the map.
-                expect(w.lookups).toBe(index === 0 || inR ? 1 : 0);
+                // The common path (an S verdict) never touches the map before the tail call, not
+                // even at the head.
+                expect(w.lookups).toBe(inR ? 1 : 0);
               } else {
-                // no next program: return C (as the next program would have seen it) if set, else c
+                // No next program: return C (as the next program would have seen it) if set, else
+                // c; and leave C zero.
                 expect(out).toBe(expectC ? expectC : c);
-                expect(w.lookups).toBeLessThanOrEqual(1);
+                expect(w.C).toBe(0);
+                expect(w.lookups).toBe(index === 0 && !inR ? 0 : 1);
               }
             }
           }
@@ -65,6 +71,35 @@ describe('chain epilogue (interpreted)', () => {
       });
     }
   }
+
+  it('a packet that every program passes does one map lookup in all, at the end of the chain', () => {
+    const chain = [0, 1, 2].map((i) => build(i, [2], [3, 4]));
+    const w: InterpWorld = { C: 0, hasNext: true, lookups: 0, tailCalled: false, mapAt: chain[0]!.mapAt };
+    for (const [i, p] of chain.entries()) {
+      w.hasNext = i < chain.length - 1;
+      w.mapAt = p.mapAt;
+      const out = run(p.insns, 2, w);
+      expect(out).toBe(i < chain.length - 1 ? 'tail' : 2);
+    }
+    expect(w.lookups).toBe(1);
+  });
+
+  it('a remembered redirect followed by a drop leaves no stale verdict for the next packet', () => {
+    const chain = [0, 1, 2].map((i) => build(i, [2], [3, 4]));
+    const w: InterpWorld = { C: 0, hasNext: true, lookups: 0, tailCalled: false, mapAt: chain[0]!.mapAt };
+    expect(run(chain[0]!.insns, 4, w)).toBe('tail'); // head: XDP_REDIRECT remembered
+    expect(w.C).toBe(4);
+    w.mapAt = chain[1]!.mapAt;
+    expect(run(chain[1]!.insns, 1, w)).toBe(1); // second: XDP_DROP leaves the chain
+    expect(w.C).toBe(0);
+    // The next packet passes everywhere: its verdict is XDP_PASS, not the old redirect.
+    for (const [i, p] of chain.entries()) {
+      w.hasNext = i < chain.length - 1;
+      w.mapAt = p.mapAt;
+      expect(run(p.insns, 2, w)).toBe(i < chain.length - 1 ? 'tail' : 2);
+    }
+  });
+
   it('tail-call index is an immediate move right before the call', () => {
     const { insns } = build(5, [2], [3, 4]);
     const k = insns.findIndex((i) => i.code === 0x85 && i.imm === 12);

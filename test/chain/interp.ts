@@ -50,7 +50,10 @@ export function run(insns: readonly Insn[], r0: number, world: InterpWorld, ctx 
       case 0xbc: reg[i.dst] = mask32(reg[i.src]!); break; // mov32 reg
       case 0x07: reg[i.dst] = reg[i.dst]! + BigInt(i.imm); break; // add64 imm
       case 0x18: reg[i.dst] = world.mapAt.get(slots[pc]!) === 'chain' ? 0xaaaan : 0xbbbbn; break;
-      case 0x62: stack.set(Number(reg[i.dst]!) + i.off, BigInt(i.imm)); break; // st32
+      case 0x62: // st32
+        if (reg[i.dst] === VERDICT_PTR) world.C = i.imm;
+        else stack.set(Number(reg[i.dst]!) + i.off, BigInt(i.imm));
+        break;
       case 0x7b: stack.set(Number(reg[i.dst]!) + i.off, reg[i.src]!); break; // stx64
       case 0x63: // stx32
         if (reg[i.dst] === VERDICT_PTR) world.C = Number(mask32(reg[i.src]!));
