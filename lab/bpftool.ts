@@ -26,6 +26,12 @@ export interface ProgInfo {
   mapIds: number[];
   btfId?: number;
   loadedAt?: number;
+  /**
+   * Run-time statistics (kernel.bpf_stats_enabled or BPF_ENABLE_STATS): bpftool prints them only
+   * once the program has accumulated some, so undefined means zero or never enabled.
+   */
+  runTimeNs?: number;
+  runCnt?: number;
 }
 
 export interface MapInfo {
@@ -408,6 +414,8 @@ interface RawProg {
   map_ids?: number[];
   btf_id?: number;
   loaded_at?: number;
+  run_time_ns?: number;
+  run_cnt?: number;
 }
 
 function progFromRaw(p: RawProg): ProgInfo {
@@ -422,6 +430,8 @@ function progFromRaw(p: RawProg): ProgInfo {
     mapIds: p.map_ids ?? [],
     btfId: p.btf_id,
     loadedAt: p.loaded_at,
+    ...(p.run_time_ns !== undefined ? { runTimeNs: p.run_time_ns } : {}),
+    ...(p.run_cnt !== undefined ? { runCnt: p.run_cnt } : {}),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
- * Builds the userspace probe helper (programs/user/*.c) with cc + libbpf into build/user/.
- * The output name carries a hash of the sources, the compiler and the libbpf headers, so an
- * unchanged tree rebuilds nothing and a changed one never reuses a stale binary.
+ * Builds the userspace helpers (programs/user/<name>_user.c: the veth_poll probe and the BPF
+ * run-time statistics switch) with cc + libbpf into build/user/<name>-<hash>.
+ * The output name carries a hash of the helper's source, the shared headers, the compiler and the
+ * libbpf headers, so an unchanged tree rebuilds nothing and a changed one never reuses a stale binary.
  * Built on the host and copied to guests: Debian bookworm's libbpf1 there matches libbpf-dev here.
  */
 import { createHash } from 'node:crypto';
@@ -23,6 +24,14 @@ export interface HelperBuild {
   built: boolean;
 }
 
+/** The helpers this lab builds: name → source file in programs/user and what it links against. */
+export const USER_HELPERS = {
+  veth_probe: { source: 'veth_probe_user.c', libbpf: true },
+  // Only the bpf() syscall: no libbpf, so it runs on a target whatever libbpf it has.
+  bpf_stats: { source: 'bpf_stats_user.c', libbpf: false },
+} as const;
+export type UserHelperName = keyof typeof USER_HELPERS;
+
 export interface HelperBuildOptions {
   sourceDir?: string;
   outDir?: string;
@@ -35,54 +44,65 @@ async function ccVersion(cc: string): Promise<string> {
     if (r.exitCode !== 0) throw new Error(String(r.stderr));
     return String(r.stdout).split('\n')[0] ?? '';
   } catch (e) {
-    throw new LabError('MISSING_TOOL', `probe helper: C compiler \`${cc}\` not usable`, {
+    throw new LabError('MISSING_TOOL', `helper build: C compiler \`${cc}\` not usable`, {
       cause: e,
       remedy: 'Install gcc or clang (run `npm run setup`).',
     });
   }
 }
 
-/** Builds build/user/veth_probe-<hash> (and a stable symlink-free copy name) from programs/user/veth_probe_user.c. */
-export async function buildProbeHelper(options: HelperBuildOptions = {}): Promise<HelperBuild> {
+/** Builds build/user/veth_probe-<hash> from programs/user/veth_probe_user.c. */
+export function buildProbeHelper(options: HelperBuildOptions = {}): Promise<HelperBuild> {
+  return buildUserHelper('veth_probe', options);
+}
+
+/** Builds build/user/bpf_stats-<hash> from programs/user/bpf_stats_user.c. */
+export function buildStatsHelper(options: HelperBuildOptions = {}): Promise<HelperBuild> {
+  return buildUserHelper('bpf_stats', options);
+}
+
+export async function buildUserHelper(name: UserHelperName, options: HelperBuildOptions = {}): Promise<HelperBuild> {
   const sourceDir = options.sourceDir ?? join(REPO_ROOT, 'programs', 'user');
   const outDir = options.outDir ?? join(REPO_ROOT, 'build', 'user');
   const cc = options.cc ?? 'cc';
-  const source = join(sourceDir, 'veth_probe_user.c');
+  const { source: sourceName, libbpf } = USER_HELPERS[name];
+  const source = join(sourceDir, sourceName);
+  const what = name === 'veth_probe' ? 'probe helper' : `${name} helper`;
   if (!existsSync(source)) {
-    throw new LabError('MISSING_FILE', `probe helper: ${source} not found`, {
+    throw new LabError('MISSING_FILE', `${what}: ${source} not found`, {
       remedy: 'Run from a complete checkout of the lab.',
     });
   }
   const libbpfHeader = '/usr/include/bpf/libbpf.h';
-  if (!existsSync(libbpfHeader)) {
-    throw new LabError('MISSING_TOOL', `probe helper: ${libbpfHeader} not found (libbpf-dev)`, {
+  if (libbpf && !existsSync(libbpfHeader)) {
+    throw new LabError('MISSING_TOOL', `${what}: ${libbpfHeader} not found (libbpf-dev)`, {
       remedy: 'Install libbpf-dev (run `npm run setup`).',
     });
   }
   const hash = createHash('sha256');
-  for (const name of (await readdir(sourceDir)).filter((n) => n.endsWith('.c') || n.endsWith('.h')).sort()) {
-    hash.update(name).update('\0').update(await readFile(join(sourceDir, name))).update('\0');
+  for (const file of (await readdir(sourceDir)).filter((n) => n === sourceName || n.endsWith('.h')).sort()) {
+    hash.update(file).update('\0').update(await readFile(join(sourceDir, file))).update('\0');
   }
   hash.update(await ccVersion(cc)).update('\0');
   const versionHeader = '/usr/include/bpf/libbpf_version.h';
   if (existsSync(versionHeader)) hash.update(await readFile(versionHeader));
   const digest = hash.digest('hex').slice(0, 16);
-  const path = join(outDir, `veth_probe-${digest}`);
+  const path = join(outDir, `${name}-${digest}`);
   if (existsSync(path)) return { path, hash: digest, built: false };
 
   await mkdir(outDir, { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  const r = await execa(cc, ['-O2', '-g', '-Wall', '-Wextra', '-o', tmp, source, '-lbpf'], { reject: false, all: true });
+  const r = await execa(cc, ['-O2', '-g', '-Wall', '-Wextra', '-o', tmp, source, ...(libbpf ? ['-lbpf'] : [])], { reject: false, all: true });
   if (r.exitCode !== 0) {
     await rm(tmp, { force: true });
-    throw new LabError('COMPILE', `probe helper: ${source}: cc failed (exit ${r.exitCode}):\n${String(r.all ?? '').trim()}`, {
-      remedy: 'Check that libbpf-dev is installed and the source compiles (`cc programs/user/veth_probe_user.c -lbpf`).',
+    throw new LabError('COMPILE', `${what}: ${source}: cc failed (exit ${r.exitCode}):\n${String(r.all ?? '').trim()}`, {
+      remedy: `Check that ${libbpf ? 'libbpf-dev' : 'linux-libc-dev'} is installed and the source compiles (\`cc programs/user/${sourceName}${libbpf ? ' -lbpf' : ''}\`).`,
     });
   }
   // Rename last so a killed build never leaves a binary under the final name.
   await rename(tmp, path);
   for (const old of await readdir(outDir)) {
-    if (old.startsWith('veth_probe-') && join(outDir, old) !== path) await rm(join(outDir, old), { force: true });
+    if (old.startsWith(`${name}-`) && join(outDir, old) !== path) await rm(join(outDir, old), { force: true });
   }
   return { path, hash: digest, built: true };
 }

@@ -31,6 +31,40 @@ export const ProbeTotals = z.object({
 });
 export type ProbeTotals = z.infer<typeof ProbeTotals>;
 
+/** Δ run_cnt and Δ run_time_ns of one program of the approach over the measured interval. */
+export const ProgramStatsDelta = z.object({
+  /** The program's role in the approach ("filter", "dispatcher", "head"...). */
+  role: z.string(),
+  id: z.number().int().positive(),
+  name: z.string(),
+  runCnt: z.number().int().nonnegative(),
+  runTimeNs: z.number().nonnegative(),
+});
+export type ProgramStatsDelta = z.infer<typeof ProgramStatsDelta>;
+
+/**
+ * The kernel's BPF run-time statistics over one iperf3 run, for the program attached to the veth
+ * (the entry of the chain). Tail calls and freplace extensions run inside the entry program's
+ * accounting, so its figures are the whole chain's: ns per packet = runTimeNs / runCnt.
+ */
+export const BpfStats = z.object({
+  /**
+   * How statistics were on for the interval: "fd" = a BPF_ENABLE_STATS file descriptor held by the
+   * helper (kernel.bpf_stats_enabled untouched), "sysctl" = kernel.bpf_stats_enabled set and restored.
+   */
+  mode: z.enum(['fd', 'sysctl']),
+  programId: z.number().int().positive(),
+  programName: z.string(),
+  /** Δ run_cnt of the entry program: times the XDP program ran, i.e. packets it saw. Never 0 here. */
+  runCnt: z.number().int().positive(),
+  /** Δ run_time_ns of the entry program. */
+  runTimeNs: z.number().nonnegative(),
+  nsPerPacket: z.number().nonnegative(),
+  /** Every program of the approach, the entry included, so the accounting claim can be checked. */
+  programs: z.array(ProgramStatsDelta),
+});
+export type BpfStats = z.infer<typeof BpfStats>;
+
 export const IperfResult = z.object({
   /** Receiver-side throughput, bits per second. */
   bitsPerSecond: z.number().nonnegative(),
@@ -56,6 +90,12 @@ export const RunRecord = z.object({
   /** Null for `none` (veth_poll does not run without XDP) with the reason in probeNullReason. */
   probe: ProbeTotals.nullable(),
   probeNullReason: z.string().optional(),
+  /**
+   * BPF run-time statistics of the attached program; null with bpfStatsNullReason where there are
+   * none (approach none, a kernel without them); absent in results written before they were recorded.
+   */
+  bpfStats: BpfStats.nullable().optional(),
+  bpfStatsNullReason: z.string().optional(),
   xdpMode: z.enum(['native', 'generic', 'none']),
   /** `ethtool -k` features that were on during the run. */
   offloads: z.record(z.string(), z.boolean()).optional(),

@@ -42,6 +42,8 @@ export interface KernelSession {
   readonly testbed: Testbed;
   /** Directory on the target holding the probe helper and veth_probe.o; null if no helper. */
   readonly probe: { helper: string; object: string; stateDir: string } | null;
+  /** The BPF run-time statistics helper on the target; absent or null: no statistics for this session. */
+  readonly bpfStats?: { helper: string; stateDir: string } | null;
   /** Host-side frequency facts the VM layer knows better than the guest (pinned vCPUs, governor). */
   readonly frequency?: FrequencyInfo;
   readonly isolcpus?: string | null;

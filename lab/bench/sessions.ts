@@ -13,7 +13,7 @@ import { LabError } from '../errors.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { HostTarget, type Target } from '../target.ts';
 import { createTestEnv, type TestEnv } from '../testenv/index.ts';
-import { buildProbeHelper, REPO_ROOT } from './helper.ts';
+import { buildProbeHelper, buildStatsHelper, REPO_ROOT } from './helper.ts';
 import { parseCpuList, type FrequencyInfo } from './provenance.ts';
 import type { KernelSession, OpenKernelOptions, Testbed } from './session.ts';
 
@@ -70,6 +70,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
   }
   const objects = await buildPrograms();
   const helper = await buildProbeHelper();
+  const statsHelper = await buildStatsHelper();
   const probeObject = objects.veth_probe;
 
   const cleanups: (() => Promise<void>)[] = [];
@@ -102,6 +103,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
     // Objects and helper where the target can read them (the host reads the build tree directly).
     let objectDir = join(REPO_ROOT, 'build', 'bpf');
     let helperPath = helper.path;
+    let statsHelperPath = statsHelper.path;
     let probePath = probeObject ?? null;
     if (target.accelerator !== 'host') {
       objectDir = `${target.workDir}/bpf`;
@@ -109,6 +111,9 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       helperPath = `${target.workDir}/bin/veth_probe-${helper.hash}`;
       await target.putFile(helper.path, helperPath);
       await target.run(['chmod', '755', helperPath]);
+      statsHelperPath = `${target.workDir}/bin/bpf_stats-${statsHelper.hash}`;
+      await target.putFile(statsHelper.path, statsHelperPath);
+      await target.run(['chmod', '755', statsHelperPath]);
       probePath = probeObject ? `${objectDir}/veth_probe.o` : null;
     }
 
@@ -161,6 +166,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       configPath,
       testbed,
       probe: probePath ? { helper: helperPath, object: probePath, stateDir: `${target.workDir}/probe-${prefix}` } : null,
+      bpfStats: { helper: statsHelperPath, stateDir: `${target.workDir}/stats-${prefix}` },
       ...(frequency ? { frequency } : {}),
       ...(isolcpus !== undefined ? { isolcpus } : {}),
       warnings,

@@ -5,7 +5,7 @@
  */
 import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
 import type { ChartConfiguration, Plugin } from 'chart.js';
-import { APPROACH_LABEL, METRICS, TCG_WARNING, type ApproachName, type MetricKey, type ReportModel } from './model.ts';
+import { APPROACH_LABEL, METRICS, TCG_WARNING, shownMetric, type ApproachName, type MetricKey, type ReportModel } from './model.ts';
 import type { Summary } from './stats.ts';
 
 export const CHART_WIDTH = 1000;
@@ -157,6 +157,7 @@ const FIGURES: { id: string; metric: MetricKey; title: string; yLabel: string }[
   { id: 'fig-packets-true', metric: 'packets', title: 'Packets processed (sum of veth_poll return values)', yLabel: 'packets per run' },
   { id: 'fig-ns-per-packet-true', metric: 'nsPerPacket', title: 'Time per packet (ns per packet actually processed)', yLabel: 'ns per packet' },
   { id: 'fig-cycles-per-packet-true', metric: 'cyclesPerPacket', title: 'Cycles per packet (per packet actually processed)', yLabel: 'cycles per packet' },
+  { id: 'fig-bpf-stats-ns-per-packet', metric: 'statsNsPerPacket', title: 'Time per packet in the XDP program (BPF run-time statistics)', yLabel: 'ns per packet (Δrun_time_ns / Δrun_cnt)' },
 ];
 
 export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind = 'iqr'): Promise<{ charts: ChartFile[]; skipped: SkippedChart[] }> {
@@ -170,6 +171,8 @@ export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind =
   };
 
   for (const f of FIGURES) {
+    // Results from before the statistics existed: no figure, and nothing to say about it.
+    if (!shownMetric(model, f.metric)) continue;
     const kernels = model.kernels.map((k) => k.label).filter((k) => model.cells.some((c) => c.kernel === k && c.values[f.metric].length > 0));
     const approaches = model.approaches.filter((a) => model.cells.some((c) => c.approach === a && c.values[f.metric].length > 0));
     if (kernels.length === 0) {

@@ -10,7 +10,7 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
 import { loadRun, type BadLine } from './load.ts';
-import { METRICS, METRIC_KEYS, buildModel, type Flag, type ReportModel } from './model.ts';
+import { METRICS, METRIC_KEYS, buildModel, shownMetric, type Flag, type ReportModel } from './model.ts';
 import {
   comparisonCsv,
   comparisonTable,
@@ -124,7 +124,7 @@ function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<ty
   const reportDir = join(dir, 'report');
   const t51 = table51(model);
   const t52 = table52(model);
-  const metricsOf = (t: '5.1' | '5.2' | 'extra') => METRIC_KEYS.filter((m) => METRICS[m].table === t);
+  const metricsOf = (t: '5.1' | '5.2' | 'extra') => METRIC_KEYS.filter((m) => METRICS[m].table === t && shownMetric(model, m));
   const stats51 = metricsOf('5.1').map((m) => statsTable(model, m));
   const stats52 = metricsOf('5.2').map((m) => statsTable(model, m));
   const statsExtra = metricsOf('extra').map((m) => statsTable(model, m));

@@ -12,6 +12,10 @@
  * - Table 5.2 per packet = median total ns (or cycles) / median total calls, as the thesis did.
  * - Our own columns: per-run ratios (per call, per true packet), with n, median, IQR (quartiles R
  *   type 7) and a 95% percentile-bootstrap CI of the median (seeded, deterministic).
+ * - BPF run-time statistics (bpfStats): Δrun_cnt and Δrun_time_ns of the program attached to the
+ *   veth over the run; tail calls and freplace extensions run inside its accounting, so per run
+ *   run_time_ns / run_cnt is the whole chain's ns per packet. In Table 5.2's layout: median
+ *   run_time_ns / median run_cnt, the thesis's convention.
  */
 import type { CellRecord, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../bench/record.ts';
 import type { LoadedRun } from './load.ts';
@@ -51,7 +55,10 @@ export type MetricKey =
   | 'cyclesPerPacket'
   | 'packetsPerCall'
   | 'effectiveGhz'
-  | 'retransmits';
+  | 'retransmits'
+  | 'statsRunCnt'
+  | 'statsRunTimeNs'
+  | 'statsNsPerPacket';
 
 export interface MetricInfo {
   label: string;
@@ -74,10 +81,15 @@ export const METRICS: Record<MetricKey, MetricInfo> = {
   packetsPerCall: { label: 'packets per veth_poll call', unit: 'packets', count: false, table: 'extra' },
   effectiveGhz: { label: 'effective GHz (cycles / ns)', unit: 'GHz', count: false, table: 'extra' },
   retransmits: { label: 'iperf3 retransmits per run', unit: 'segments', count: true, table: 'extra' },
+  statsRunCnt: { label: 'XDP program runs per run (BPF statistics run_cnt)', unit: 'runs', count: true, table: '5.1' },
+  statsRunTimeNs: { label: 'ns in the XDP program per run (BPF statistics run_time_ns)', unit: 'ns', count: true, table: '5.1' },
+  statsNsPerPacket: { label: 'ns per packet in the XDP program (BPF statistics)', unit: 'ns', count: false, table: '5.2' },
 };
+/** The metrics taken from BPF run-time statistics (absent from results written before them). */
+export const STATS_METRICS: readonly MetricKey[] = ['statsRunCnt', 'statsRunTimeNs', 'statsNsPerPacket'];
 export const METRIC_KEYS = Object.keys(METRICS) as MetricKey[];
 /** Metrics compared pairwise; Holm's correction runs over the pairs of one kernel and one metric. */
-export const SIGNIFICANCE_METRICS: readonly MetricKey[] = ['throughputGbps', 'nsPerCall', 'nsPerPacket', 'cyclesPerPacket'];
+export const SIGNIFICANCE_METRICS: readonly MetricKey[] = ['throughputGbps', 'nsPerCall', 'nsPerPacket', 'cyclesPerPacket', 'statsNsPerPacket'];
 export const MIN_RUNS = 5;
 export const GHZ_TOLERANCE = 0.02;
 export const ALPHA = 0.05;
@@ -124,6 +136,8 @@ export interface ThesisRow {
   throughputGbps: number | null;
   timePerPacketNs: number | null;
   cyclesPerPacket: number | null;
+  /** Median Δrun_time_ns / median Δrun_cnt of the attached program (BPF run-time statistics). */
+  statsNsPerPacket: number | null;
   notes: string[];
 }
 
@@ -204,6 +218,13 @@ export interface ReportModel {
   flags: Flag[];
   badLines: LoadedRun['badLines'];
   anyTcg: boolean;
+  /** Whether any run carries the bpfStats field (results from before it have no such tables or figure). */
+  bpfStatsRecorded: boolean;
+}
+
+/** Metrics worth a table or figure in this model: the statistics' only where some run recorded them. */
+export function shownMetric(model: Pick<ReportModel, 'bpfStatsRecorded'>, m: MetricKey): boolean {
+  return model.bpfStatsRecorded || !STATS_METRICS.includes(m);
 }
 
 function versionOf(...texts: string[]): number[] {
@@ -236,6 +257,17 @@ function perRunValues(cell: Cell, r: RunRecord, packetsAreCalls: boolean): void 
   v.throughputGbps.push(r.iperf.bitsPerSecond / 1e9);
   if (r.iperf.retransmits !== null) v.retransmits.push(r.iperf.retransmits);
   else addReason(cell, 'retransmits', 'iperf3 reported no retransmit count');
+  if (r.bpfStats) {
+    v.statsRunCnt.push(r.bpfStats.runCnt);
+    v.statsRunTimeNs.push(r.bpfStats.runTimeNs);
+    v.statsNsPerPacket.push(r.bpfStats.runTimeNs / r.bpfStats.runCnt);
+  } else {
+    const why =
+      r.bpfStats === undefined
+        ? 'not recorded: results written before the lab recorded BPF run-time statistics'
+        : (r.bpfStatsNullReason ?? 'no BPF run-time statistics (no reason recorded)');
+    for (const m of STATS_METRICS) addReason(cell, m, why);
+  }
   const probeMetrics: MetricKey[] = ['calls', 'packets', 'ns', 'cycles', 'nsPerCall', 'nsPerPacket', 'cyclesPerCall', 'cyclesPerPacket', 'packetsPerCall', 'effectiveGhz'];
   if (r.probe === null) {
     const why = r.probeNullReason ?? (r.approach === 'none' ? 'no XDP program: veth_poll does not run, so no probe data' : 'no probe data (no reason recorded)');
@@ -406,6 +438,7 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
     flags,
     badLines: run.badLines,
     anyTcg,
+    bpfStatsRecorded: run.runs.some((r) => r.bpfStats !== undefined),
   };
 }
 
@@ -428,6 +461,10 @@ function cellFlags(cell: Cell, k: KernelInfo | null, flags: Flag[], pseudoRun: b
     flags.push({ level: 'info', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? []).join('; ')}. Only throughput is shown.` });
   } else if (cell.runs.length > 0 && cell.values.ns.length === 0) {
     flags.push({ level: 'warn', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? ['no reason recorded']).join('; ')}.` });
+  }
+  const statsNull = cell.runs.filter((r) => r.bpfStats === null);
+  if (cell.approach !== 'none' && statsNull.length > 0) {
+    flags.push({ level: 'info', ...where, text: `${name}: BPF run-time statistics missing in ${statsNull.length} of ${cell.runs.length} run(s) — ${(cell.nullReasons.statsNsPerPacket ?? ['no reason recorded']).join('; ')} (shown as empty, never 0).` });
   }
   if (cell.values.calls.length > 0 && cell.values.cycles.length < cell.values.calls.length) {
     flags.push({ level: 'info', ...where, text: `${name}: cycles missing in ${cell.values.calls.length - cell.values.cycles.length} of ${cell.values.calls.length} run(s) — ${(cell.nullReasons.cycles ?? []).join('; ')} (shown as empty, never 0).` });
@@ -470,7 +507,12 @@ function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   else if (status !== 'done') notes.push(`${status}${rec?.reason ? `: ${noteReason(status, rec.reason)}` : ''}`);
   if (cell.approach === 'none') notes.push('no probe data: no XDP program, veth_poll not probed');
   else if (cell.values.cycles.length === 0 && cell.values.calls.length > 0) notes.push(`cycles null: ${(cell.nullReasons.cycles ?? []).join('; ')}`);
+  if (cell.approach !== 'none' && cell.runs.some((r) => r.bpfStats === null) && cell.values.statsNsPerPacket.length === 0) {
+    notes.push(`BPF statistics null: ${(cell.nullReasons.statsNsPerPacket ?? []).join('; ')}`);
+  }
   const calls = median(cell.stats.calls);
+  const runCnt = median(cell.stats.statsRunCnt);
+  const runTimeNs = median(cell.stats.statsRunTimeNs);
   const ns = median(cell.stats.ns);
   const cycles = median(cell.stats.cycles);
   return {
@@ -486,6 +528,7 @@ function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
     throughputGbps: median(cell.stats.throughputGbps),
     timePerPacketNs: ns !== null && calls ? ns / calls : null,
     cyclesPerPacket: cycles !== null && calls ? cycles / calls : null,
+    statsNsPerPacket: runTimeNs !== null && runCnt ? runTimeNs / runCnt : null,
     notes,
   };
 }
