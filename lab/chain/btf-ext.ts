@@ -139,11 +139,16 @@ export function parseBtfExt(bytes: Uint8Array, strings: Uint8Array, file = '<obj
 }
 
 /** Encodes BTF.ext, interning its strings into the shared .BTF string table builder. */
-export function encodeBtfExt(ext: BtfExt, strings: StringTableBuilder): Uint8Array {
+export function encodeBtfExt(ext: BtfExt, strings: StringTableBuilder, file = '<object>'): Uint8Array {
   const hdrLen = ext.core_relo.length > 0 ? Math.max(32, ext.hdr_len) : Math.max(24, Math.min(ext.hdr_len, 32));
-  const part = <T>(secs: ExtInfoSec<T>[], size: number, put: (v: DataView, p: number, r: T) => void): Uint8Array => {
+  const part = <T>(secs: ExtInfoSec<T>[], size: number, min: number, what: string, put: (v: DataView, p: number, r: T) => void): Uint8Array => {
     const live = secs.filter((s) => s.records.length > 0);
     if (live.length === 0) return new Uint8Array(0);
+    // The reader's rule, checked before writing: a record smaller than its fixed fields would
+    // make each record overwrite the next and the last one run past the buffer.
+    if (!Number.isInteger(size) || size < min || size % 4 !== 0 || size > 1024) {
+      throw extError(file, `writer: ${what}: record size ${size} invalid (min ${min})`);
+    }
     let n = 4;
     for (const s of live) n += 8 + s.records.length * size;
     const out = new Uint8Array(n);
@@ -161,19 +166,19 @@ export function encodeBtfExt(ext: BtfExt, strings: StringTableBuilder): Uint8Arr
     }
     return out;
   };
-  const fi = part(ext.func_info, ext.func_info_rec_size, (v, p, r) => {
+  const fi = part(ext.func_info, ext.func_info_rec_size, MIN_FUNC, 'func_info', (v, p, r) => {
     v.setUint32(p, r.insn_off, true);
     v.setUint32(p + 4, r.type_id, true);
     new Uint8Array(v.buffer).set(r.extra.subarray(0, ext.func_info_rec_size - MIN_FUNC), p + MIN_FUNC);
   });
-  const li = part(ext.line_info, ext.line_info_rec_size, (v, p, r) => {
+  const li = part(ext.line_info, ext.line_info_rec_size, MIN_LINE, 'line_info', (v, p, r) => {
     v.setUint32(p, r.insn_off, true);
     v.setUint32(p + 4, strings.add(r.file_name), true);
     v.setUint32(p + 8, strings.add(r.line), true);
     v.setUint32(p + 12, r.line_col, true);
     new Uint8Array(v.buffer).set(r.extra.subarray(0, ext.line_info_rec_size - MIN_LINE), p + MIN_LINE);
   });
-  const cr = part(ext.core_relo, ext.core_relo_rec_size, (v, p, r) => {
+  const cr = part(ext.core_relo, ext.core_relo_rec_size, MIN_CORE, 'core_relo', (v, p, r) => {
     v.setUint32(p, r.insn_off, true);
     v.setUint32(p + 4, r.type_id, true);
     v.setUint32(p + 8, strings.add(r.access_str), true);

@@ -268,9 +268,12 @@ export function encodeBtfTypes(btf: Btf, strings: StringTableBuilder): Uint8Arra
       case BTF_KIND_INT:
         words.push(t.int_encoding ?? 0);
         break;
-      case BTF_KIND_ARRAY:
-        words.push(t.array!.type, t.array!.index_type, t.array!.nelems);
+      case BTF_KIND_ARRAY: {
+        // A missing trailer encodes as zeros, like every other kind's (a pass may retag a type).
+        const arr = t.array ?? { type: 0, index_type: 0, nelems: 0 };
+        words.push(arr.type, arr.index_type, arr.nelems);
         break;
+      }
       case BTF_KIND_STRUCT:
       case BTF_KIND_UNION:
         for (const m of t.members ?? []) words.push(strings.add(m.name), m.type, m.offset);

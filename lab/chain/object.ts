@@ -64,7 +64,7 @@ export function writeObject(obj: BpfObject): Uint8Array {
   if (obj.btf) {
     const strings = new StringTableBuilder();
     const types = encodeBtfTypes(obj.btf, strings);
-    const extBytes = obj.ext ? encodeBtfExt(obj.ext, strings) : null;
+    const extBytes = obj.ext ? encodeBtfExt(obj.ext, strings, obj.elf.fileName) : null;
     const btfSec = findSection(obj.elf, '.BTF');
     if (!btfSec) throw new LabError('BTF', `${obj.elf.fileName}: writer: BTF present but no ".BTF" section`);
     btfSec.data = assembleBtf(obj.btf, types, strings.bytes());

@@ -97,6 +97,7 @@ import {
   type BpfObject,
   checkObject,
   functionInsns,
+  isCodeSection,
   listProgramInfo,
   programSymbols,
   reachableFunctions,
@@ -545,6 +546,9 @@ function patchSubprog(obj: BpfObject, prog: ElfSymbol, o: TailOptions, chainSym:
   if (!text) {
     text = newSection('.text', SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, 8);
     elf.sections.splice(elf.sections.indexOf(sec), 0, text);
+  } else if (!isCodeSection(text)) {
+    // The body would land in a section libbpf does not treat as code.
+    throw patchError(elf.fileName, `section ".text" is not a code section (type ${text.type}, flags 0x${text.flags.toString(16)}); the body cannot move there`, "Rebuild the object with clang -O2 -g -target bpf -c, or use mode 'inline'.");
   }
   text.addralign = Math.max(text.addralign, 8);
   const T = text.data.length;
