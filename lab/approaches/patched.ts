@@ -1,7 +1,7 @@
 /**
  * The thesis's approach: the trio's standalone objects (filter.o, metrics.o, logger.o), which know
  * nothing of each other, are patched (Alg. 3.4) and chained by constant-index tail calls through
- * lab/chain/ops.ts. The patch mode (bpf2bpf subprogram or inline body) is the one the kernel probe
+ * lab/chain/ops.ts. The patch mode (bpf2bpf subprogram or inline body) is the one lab/chain/mode.ts
  * chose, so the approach runs on kernels that forbid mixing tail calls and bpf2bpf calls too.
  *
  * Layout under ctx.pinDir: chain/ (the chain's own pins, see ops.ts) and maps/<name> (the trio's
@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Approach, ApproachContext, Description, LoadedProgram, Stage } from './approach.ts';
 import { STAGES } from './approach.ts';
@@ -24,6 +24,7 @@ import { CHAIN_MAP, VERDICT_MAP } from '../chain/loader.ts';
 import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
 import { readState } from '../chain/state.ts';
 import type { PatchMode } from '../chain/ops.ts';
+import { choosePatchMode, type ModeBody, type ModeChoice } from '../chain/mode.ts';
 
 function chainDir(ctx: ApproachContext): string {
   return `${ctx.pinDir}/chain`;
@@ -75,7 +76,7 @@ async function spec(ctx: ApproachContext, path: string): Promise<ChainProgramSpe
 
 /** The patched approach, with its patch mode fixed (for the microbenchmarks) or probed (default). */
 export interface PatchedApproach extends Approach {
-  /** The fixed mode; undefined = the one the kernel probe chooses. */
+  /** The fixed mode; undefined = the one lab/chain/mode.ts chooses for the trio on this kernel. */
   readonly mode: PatchMode | undefined;
   /** The same approach with the patch mode fixed (e.g. to measure inline where subprog also loads). */
   withMode(mode: PatchMode): PatchedApproach;
@@ -104,23 +105,27 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
       if (f.maxChainPrograms !== null && maxChainLength(f, false) < STAGES.length) {
         return { supported: false, reason: `${f.kernelRelease} runs only ${f.maxChainPrograms} programs per packet through tail calls` };
       }
-      const mode = fixedMode ?? f.patchMode;
-      if (mode === 'subprog' && !f.features.tailCallsWithBpf2bpf.ok) {
+      const patcher = await defaultPatcher();
+      const bodies: ModeBody[] = [];
+      for (const stage of STAGES) {
+        const path = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
+        if (!existsSync(path)) continue;
+        for (const p of patcher.listPrograms(new Uint8Array(await readFile(path)), path)) bodies.push({ where: `${basename(path)}:${p.name}`, hasSubprogCalls: p.hasSubprogCalls });
+      }
+      let choice: ModeChoice;
+      try {
+        choice = fixedMode ? { mode: fixedMode, reason: `${fixedMode} (fixed)` } : choosePatchMode(f, bodies);
+      } catch (e) {
+        return { supported: false, reason: (e as Error).message };
+      }
+      if (choice.mode === 'subprog' && !f.features.tailCallsWithBpf2bpf.ok) {
         return { supported: false, reason: `subprog mode: ${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail})` };
       }
-      const notes = [fixedMode === undefined ? `patch mode ${f.patchModeReason}` : `patch mode ${fixedMode} (fixed; the probe would choose ${f.patchMode})`];
-      if (mode === 'inline') {
-        // Inline mode cannot chain a program that has bpf2bpf calls of its own: check the trio.
-        const patcher = await defaultPatcher();
-        for (const stage of STAGES) {
-          const path = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
-          if (!existsSync(path)) continue;
-          const withCalls = patcher.listPrograms(new Uint8Array(await readFile(path)), path).filter((p) => p.hasSubprogCalls);
-          if (withCalls.length > 0) {
-            return { supported: false, reason: `${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail}) and ${path} has bpf2bpf calls (${withCalls.map((p) => p.name).join(', ')})` };
-          }
-        }
+      const calling = bodies.filter((b) => b.hasSubprogCalls);
+      if (choice.mode === 'inline' && calling.length > 0) {
+        return { supported: false, reason: `inline mode: ${calling.map((b) => b.where).join(', ')} call other functions` };
       }
+      const notes = [`patch mode ${choice.reason}`];
       return { supported: true, notes };
     },
 

@@ -28,6 +28,7 @@ import {
 } from './ops.ts';
 import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from './state.ts';
 import { existsOn } from './loader.ts';
+import { choosePatchMode } from './mode.ts';
 
 const VERDICT_HELP = `verdicts: ${XDP_ACTION_NAMES.join(', ')} or numbers (${XDP_ACTION_NAMES.map((n) => `${n}=${XDP_ACTIONS[n]}`).join(', ')})`;
 
@@ -142,21 +143,9 @@ export function chainCommand(): Command {
     .requiredOption('--index <i>', 'slot of the program in the chain (0 = first)', parseIndex)
     .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', DEFAULT_SUCCESS))
     .addOption(verdictOption('--redirect <list>', 'verdicts that continue the chain and are returned at its end', DEFAULT_REDIRECT))
-    .option('--mode <mode>', 'subprog (body called as a bpf2bpf subprogram) or inline (for kernels that forbid tail calls with bpf2bpf calls); default: probe this kernel (needs root), else subprog', parseMode)
+    .option('--mode <mode>', 'inline (body kept in place) or subprog (body called as a bpf2bpf subprogram); default: inline, subprog only when the body calls other functions', parseMode)
     .option('--program <name>', 'program to patch when the object has several')
     .action(async (input: string, o: { output: string; index: number; success: number[]; redirect: number[]; mode?: PatchMode; program?: string }) => {
-        let mode = o.mode;
-        let why = 'given';
-        if (!mode) {
-          if (process.getuid?.() === 0) {
-            const f = await cachedFeatures(await hostTarget(), { chainOnly: true });
-            mode = f.patchMode;
-            why = f.patchModeReason;
-          } else {
-            mode = 'subprog';
-            why = 'default (not root: kernel not probed)';
-          }
-        }
         let bytes: Uint8Array;
         try {
           bytes = new Uint8Array(await readFile(input));
@@ -166,6 +155,22 @@ export function chainCommand(): Command {
           });
         }
         const patcher = await defaultPatcher();
+        let mode = o.mode;
+        let why = 'given';
+        if (!mode) {
+          const listed = patcher.listPrograms(bytes, input).filter((p) => !o.program || p.name === o.program);
+          const calls = listed.some((p) => p.hasSubprogCalls);
+          if (!calls) {
+            mode = 'inline';
+            why = 'the body calls no other function, and inline is cheaper per packet';
+          } else if (process.getuid?.() === 0) {
+            const f = await cachedFeatures(await hostTarget(), { chainOnly: true });
+            ({ mode, reason: why } = choosePatchMode(f, listed.map((p) => ({ where: `${input}:${p.name}`, hasSubprogCalls: p.hasSubprogCalls }))));
+          } else {
+            mode = 'subprog';
+            why = 'the body calls other functions (not root: kernel not probed; it needs x86-64 5.10+)';
+          }
+        }
         const r = patcher.patchObject(bytes, { index: o.index, success: o.success, redirect: o.redirect, mode, program: o.program, fileName: input });
         await writeFile(o.output, r.object).catch((e: unknown) => {
           throw wrapError('BAD_INPUT', `cannot write ${o.output}`, e);
@@ -182,7 +187,7 @@ export function chainCommand(): Command {
     .option('--netns <name>', 'network namespace (under /run/netns) holding the interface')
     .option('--name <name>', 'chain name (default: [NETNS-]IFACE)')
     .option('--trampoline', 'put the Annexe I head in front so slot 0 can be replaced too (one program fewer)')
-    .option('--mode <mode>', 'patch mode: subprog or inline (default: probed from the kernel)', parseMode)
+    .option('--mode <mode>', 'patch mode: inline or subprog (default: inline, subprog only when a body calls other functions)', parseMode)
     .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', DEFAULT_SUCCESS))
     .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', DEFAULT_REDIRECT))
     .action(async (objects: string[], o: { dev: string; netns?: string; name?: string; trampoline?: boolean; mode?: PatchMode; success: number[]; redirect: number[] }) => {

@@ -168,7 +168,9 @@ export function listProgramInfo(obj: BpfObject): ProgramInfo[] {
       name: sym.name,
       section: sym.section!.name,
       insns: sym.size / 8,
-      hasSubprogCalls: insns.some((i) => isPseudoCall(i) || isPseudoFuncAddr(i)),
+      // A callback's address is an ld_imm64 with src 0 and a relocation to .text in an object
+      // (libbpf sets BPF_PSEUDO_FUNC only at load): reachability sees it, the opcode does not.
+      hasSubprogCalls: reach.length > 1 || insns.some((i) => isPseudoCall(i) || isPseudoFuncAddr(i)),
       hasTailCalls: reach.some((f) => functionInsns(obj, f).insns.some((i) => isHelperCall(i, HELPER_TAIL_CALL))),
     };
   });
@@ -190,11 +192,15 @@ export function reachableFunctions(obj: BpfObject, root: ElfSymbol): ElfSymbol[]
     const rel = relSectionFor(obj.elf, sec);
     const { insns, slots } = functionInsns(obj, fn);
     insns.forEach((insn, k) => {
-      if (!isPseudoCall(insn) && !isPseudoFuncAddr(insn)) return;
       const absSlot = fn.value / 8 + slots[k]!;
       const r = rel?.relocs.find((x) => x.offset === absSlot * 8);
+      // A callback's address in a .o: ld_imm64 with src 0 relocated against .text; its target is
+      // (symbol value + imm) bytes, as libbpf reads it before it sets BPF_PSEUDO_FUNC.
+      const callbackAddr = insn.code === 0x18 && r !== undefined && text !== undefined && r.symbol.section === text;
+      if (!isPseudoCall(insn) && !isPseudoFuncAddr(insn) && !callbackAddr) return;
       let targetSlot: number;
-      if (r) targetSlot = r.symbol.value / 8 + insn.imm + 1;
+      if (callbackAddr || (r && isPseudoFuncAddr(insn))) targetSlot = (r!.symbol.value + insn.imm) / 8;
+      else if (r) targetSlot = r.symbol.value / 8 + insn.imm + 1;
       else if (sec === text) targetSlot = absSlot + insn.imm + 1;
       else return;
       const callee = textFuncs.find((t) => targetSlot * 8 >= t.value && targetSlot * 8 < t.value + t.size);

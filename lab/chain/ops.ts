@@ -18,6 +18,7 @@ import { shellQuote, type Target } from '../target.ts';
 import * as bpftool from '../bpftool.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
+import { choosePatchMode, type ModeBody } from './mode.ts';
 import {
   CHAIN_MAP,
   TRAMPOLINE_SOURCE,
@@ -76,7 +77,7 @@ export interface ChainProgramSpec {
 }
 
 export interface ChainCommon {
-  /** Defaults to the patch mode the kernel probe chose. */
+  /** Defaults to choosePatchMode (lab/chain/mode.ts): inline unless a body calls other functions. */
   mode?: PatchMode;
   /** Probed once per target when absent. */
   features?: KernelFeatures;
@@ -281,10 +282,25 @@ async function attachedId(target: Target, ifname: string, netns: string | undefi
   return xs[0]?.id ?? null;
 }
 
-async function resolveMode(target: Target, common: ChainCommon): Promise<{ features: KernelFeatures; mode: PatchMode; reason: string }> {
+async function resolveMode(target: Target, common: ChainCommon, programs: readonly ChainProgramSpec[], patcher: Patcher): Promise<{ features: KernelFeatures; mode: PatchMode; reason: string }> {
   const features = common.features ?? (await cachedFeatures(target, { chainOnly: true }));
-  if (common.mode) return { features, mode: common.mode, reason: `${common.mode}: chosen by the caller (probe says ${features.patchModeReason})` };
-  return { features, mode: features.patchMode, reason: `${features.patchMode} (probe) — ${features.patchModeReason.replace(/^\w+: /, '')}` };
+  if (common.mode) return { features, mode: common.mode, reason: `${common.mode}: chosen by the caller` };
+  return { features, ...choosePatchMode(features, await bodiesOf(programs, patcher)) };
+}
+
+/** What the mode choice needs of each program; one that cannot be read is left to the patch to report. */
+async function bodiesOf(programs: readonly ChainProgramSpec[], patcher: Patcher): Promise<ModeBody[]> {
+  const out: ModeBody[] = [];
+  for (const spec of programs) {
+    try {
+      const listed = patcher.listPrograms(new Uint8Array(await readFile(spec.path)), spec.path);
+      const p = spec.program ? listed.find((x) => x.name === spec.program) : listed.length === 1 ? listed[0] : undefined;
+      if (p) out.push({ where: `${basename(spec.path)}:${p.name}`, hasSubprogCalls: p.hasSubprogCalls });
+    } catch {
+      /* reported with its context when the program is patched */
+    }
+  }
+  return out;
 }
 
 /**
@@ -301,7 +317,7 @@ export async function chainInit(target: Target, options: ChainInitOptions): Prom
     throw new LabError('BAD_INPUT', `chain ${name}: no programs given`, { remedy: 'Name at least one BPF object to chain.' });
   }
   statePath(pinDir); // validates the directory before anything is made
-  const { features, mode, reason } = await resolveMode(target, options);
+  const { features, mode, reason } = await resolveMode(target, options, options.programs, patcher);
   const maxPrograms = options.ignoreLengthLimit ? Math.max(options.programs.length, maxChainLength(features, trampoline)) : checkLength(options.programs.length, features, trampoline, `chain ${name}`);
   if ((await readState(target, pinDir)) !== null || (await existsOn(target, pinDir))) {
     throw new LabError('CHAIN', `chain ${name} already exists (${pinDir})`, {
@@ -480,10 +496,11 @@ export async function chainRecreate(target: Target, pinDir: string, programs: re
   const old = await mustRead(target, pinDir);
   const progress = options.progress ?? silent;
   const trampoline = options.trampoline ?? old.trampoline !== null;
-  const { features, mode, reason } = await resolveMode(target, { ...options, mode: options.mode ?? old.mode });
+  const patcher = options.patcher ?? (await defaultPatcher());
+  const { features, mode, reason } = await resolveMode(target, options, programs, patcher);
   const maxPrograms = checkLength(programs.length, features, trampoline, `chain ${old.name}`);
   const generation = old.generation + 1;
-  const built = await buildGeneration(target, pinDir, generation, programs, trampoline, mode, options.patcher ?? (await defaultPatcher()), progress);
+  const built = await buildGeneration(target, pinDir, generation, programs, trampoline, mode, patcher, progress);
   const notes = [...built.notes];
   let attachment = old.attachment;
   try {

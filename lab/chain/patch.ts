@@ -240,8 +240,12 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   }
   if (mode === 'inline') {
     const k = body.insns.findIndex((i) => isPseudoCall(i) || isPseudoFuncAddr(i));
-    if (k >= 0) {
-      throw patchError(file, `${where}: insn ${body.slots[k]}: makes a bpf-to-bpf call; in inline mode (kernels before 5.10, which reject tail calls mixed with bpf-to-bpf calls) this program cannot be chained`, "Use mode 'subprog' on kernels 5.10+ (x86-64), or rebuild the program with its functions inlined (__always_inline).");
+    // A callback (bpf_loop, bpf_for_each_map_elem, timers) is invisible in the opcode of a .o: its
+    // address is a plain ld_imm64 relocated against .text. Reachability follows the relocation.
+    const callee = reachableFunctions(obj, prog).find((f) => f !== prog);
+    if (k >= 0 || callee) {
+      const what = k >= 0 ? `insn ${body.slots[k]}: makes a bpf-to-bpf call` : `refers to function "${callee!.name}" (a bpf-to-bpf call or a callback)`;
+      throw patchError(file, `${where}: ${what}; inline mode keeps the body in place, so a program that calls other functions cannot be chained`, "Use mode 'subprog' on kernels 5.10+ (x86-64), or rebuild the program with its functions inlined (__always_inline).");
     }
   }
   resolveDatasecOffsets(obj);

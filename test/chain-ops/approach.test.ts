@@ -79,10 +79,10 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
     return { transmitted: Number(m[1]), received: Number(m[2]) };
   }
 
-  it('is supported here, with the probed patch mode', async () => {
+  it('is supported here, in inline mode: the trio calls no other function', async () => {
     const s = await patched.supports(target);
     expect(s.supported).toBe(true);
-    if (s.supported) expect(s.notes?.join(' ')).toMatch(/patch mode (subprog|inline)/);
+    if (s.supported) expect(s.notes?.join(' ')).toMatch(/patch mode inline: no body calls other functions/);
   });
 
   it('loads and attaches the trio in chain order, natively, with constant-index tail calls', async () => {

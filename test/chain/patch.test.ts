@@ -16,6 +16,7 @@ import { decodeInsns, isExit } from '../../lab/chain/insn.ts';
 import { BTF_KIND_DATASEC, BTF_KIND_FUNC, BTF_KIND_VAR } from '../../lab/chain/btf.ts';
 import { functionInsns, programSymbols, readObject } from '../../lab/chain/object.ts';
 import { benchPatch } from '../../lab/chain/bench.ts';
+import { choosePatchMode } from '../../lab/chain/mode.ts';
 import { LIBXDP_OBJECTS, compile, frameCorpus, readBytes, runInPrivateBpffs, sh, tempDir } from './support.ts';
 
 const needClang = requirements('clang');
@@ -304,5 +305,41 @@ describe.skipIf(needClang.skip)('benchPatch', () => {
   });
   it('reports a missing file as a LabError', async () => {
     await expect(benchPatch([join(dir, 'missing.o')])).rejects.toMatchObject({ code: 'MISSING_FILE' });
+  });
+});
+
+describe('choosePatchMode', () => {
+  const kernel = (ok: boolean) => ({ kernelRelease: '9.9-test', features: { tailCallsWithBpf2bpf: { ok, detail: ok ? 'mixes' : 'refuses' } } }) as unknown as Parameters<typeof choosePatchMode>[0];
+  it('inline when no body calls another function, whatever the kernel allows', () => {
+    for (const ok of [true, false]) expect(choosePatchMode(kernel(ok), [{ where: 'a.o:a', hasSubprogCalls: false }]).mode).toBe('inline');
+  });
+  it('subprog when a body calls one and the kernel mixes tail calls with bpf-to-bpf calls, naming it', () => {
+    const c = choosePatchMode(kernel(true), [{ where: 'a.o:a', hasSubprogCalls: false }, { where: 'b.o:b', hasSubprogCalls: true }]);
+    expect(c).toEqual({ mode: 'subprog', reason: expect.stringContaining('b.o:b call other functions') });
+  });
+  it('an UNSUPPORTED LabError when a body calls one and the kernel refuses the mix', () => {
+    const e = errorOf(() => choosePatchMode(kernel(false), [{ where: 'b.o:b', hasSubprogCalls: true }]));
+    expect(e).toMatchObject({ code: 'UNSUPPORTED', message: expect.stringContaining('kernel 9.9-test forbids tail calls mixed with bpf-to-bpf calls (refuses)') });
+  });
+});
+
+describe.skipIf(needClang.skip)('callbacks are other functions too', () => {
+  let cbDir = '';
+  let cb = '';
+  beforeAll(() => {
+    cbDir = tempDir('callback');
+    cb = compile(cbDir, 'callback_loop');
+  });
+  afterAll(() => {
+    if (cbDir) rmSync(cbDir, { recursive: true, force: true });
+  });
+
+  it('listPrograms says a bpf_loop body calls other functions', () => {
+    expect(listPrograms(readBytes(cb), cb)).toEqual([expect.objectContaining({ name: 'callback_loop', hasSubprogCalls: true })]);
+  });
+
+  it('inline mode refuses it, naming the callback', () => {
+    const e = errorOf(() => patchObject(readBytes(cb), { ...base, mode: 'inline' }));
+    expect(e).toMatchObject({ code: 'PATCH', message: expect.stringContaining('refers to function "add_one" (a bpf-to-bpf call or a callback)') });
   });
 });
