@@ -116,7 +116,35 @@ export function targetVerdict(r: MicrobenchResult): string[] {
       out.push(`  ${p.variant} / fused = ${fmt(pm / fm, 2)} (${fmt(pm - fm)} ns = ${fmt(calls)} tail calls of ${fmt(hop, 2)} ns): ${calls <= 2 ? 'within two tail calls' : 'NOT within two tail calls'}`);
     }
   }
+  out.push(...costTargets(r));
   return out;
+}
+
+/** The patched chain at the cost of manual chaining: the trio within 3 %, a hop within 0.5 ns. */
+export const TARGET_TRIO_RATIO = 1.03;
+export const TARGET_HOP_EXCESS_NS = 0.5;
+
+/**
+ * The cost targets on this run's numbers: each patched variant's trio median over manual's, and
+ * its cost per hop over chains of at most SHORT_CHAIN programs against manual-constant's.
+ */
+export function costTargets(r: MicrobenchResult): string[] {
+  const manual = r.approaches.find((a) => a.variant === 'manual' && a.nsPerPacket.length > 0);
+  const manualHop = r.scaling.find((s) => s.variant === 'chain/manual-constant');
+  const manualSlope = manualHop ? shortChainSlope(manualHop.medians) : null;
+  const out: string[] = [];
+  for (const p of r.approaches.filter((a) => a.variant.startsWith('patched') && a.nsPerPacket.length > 0)) {
+    if (!manual) break;
+    const ratio = medianOf(p.nsPerPacket)! / medianOf(manual.nsPerPacket)!;
+    out.push(`  ${p.variant} / manual = ${fmt(ratio, 3)} on the trio (target ≤ ${TARGET_TRIO_RATIO}): ${ratio <= TARGET_TRIO_RATIO ? 'met' : 'MISSED'}`);
+  }
+  for (const s of r.scaling.filter((x) => x.variant.startsWith('chain/patched'))) {
+    const slope = shortChainSlope(s.medians);
+    if (slope === null || manualSlope === null) continue;
+    const excess = slope - manualSlope;
+    out.push(`  ${s.variant.replace('chain/', '')}: ${fmt(slope, 2)} ns per hop (≤${SHORT_CHAIN} programs) against manual's ${fmt(manualSlope, 2)}, +${fmt(excess, 2)} ns (target ≤ +${TARGET_HOP_EXCESS_NS}): ${excess <= TARGET_HOP_EXCESS_NS ? 'met' : 'MISSED'}`);
+  }
+  return out.length > 0 ? ['Cost target: patched / manual ≤ 1.03 on the trio, per hop ≤ manual + 0.5 ns:', ...out] : [];
 }
 
 /** Records per kind, for the CLI's closing line. */

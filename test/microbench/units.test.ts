@@ -238,7 +238,10 @@ describe('records and table', () => {
       // subprog: no overlap; 61 - 41 = 20 ns = 10 tail calls
       { variant: 'patched-subprog', approach: 'patched' as const, hop: 'tail-call-constant' as const, chainLength: 3, nsPerPacket: [60, 61, 62], notes: [] },
     ];
-    const result: MicrobenchResult = { target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [hop], approaches: rows, unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 3, notes: [] };
+    // Patched hops: inline 2.4 ns (0.4 over manual's 2: met), subprog 10 ns (missed).
+    const inlineHop = scalingRow({ variant: 'chain/patched-inline', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [11]], [2, [13.4]], [3, [15.8]]]) });
+    const subprogHop = scalingRow({ variant: 'chain/patched-subprog', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [20]], [2, [30]], [3, [40]]]) });
+    const result: MicrobenchResult = { target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [hop, inlineHop, subprogHop], approaches: rows, unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 3, notes: [] };
     const lines = targetVerdict(result);
     expect(lines).toEqual([
       'Target: patched within measurement error of manual, and within two tail calls of fused:',
@@ -246,6 +249,11 @@ describe('records and table', () => {
       '  patched-inline / fused = 1.10 (4.0 ns = 2.0 tail calls of 2.00 ns): within two tail calls',
       '  patched-subprog / manual = 1.39 (+17.0 ns): NOT within measurement error (ranges do not overlap)',
       '  patched-subprog / fused = 1.49 (20.0 ns = 10.0 tail calls of 2.00 ns): NOT within two tail calls',
+      'Cost target: patched / manual ≤ 1.03 on the trio, per hop ≤ manual + 0.5 ns:',
+      '  patched-inline / manual = 1.023 on the trio (target ≤ 1.03): met',
+      '  patched-subprog / manual = 1.386 on the trio (target ≤ 1.03): MISSED',
+      '  patched-inline: 2.40 ns per hop (≤8 programs) against manual\'s 2.00, +0.40 ns (target ≤ +0.5): met',
+      '  patched-subprog: 10.00 ns per hop (≤8 programs) against manual\'s 2.00, +8.00 ns (target ≤ +0.5): MISSED',
     ]);
     expect(formatMicrobench(result)).toContain(lines[3]);
     // Nothing to say without a patched measurement.
