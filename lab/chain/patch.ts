@@ -397,8 +397,9 @@ export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot
   };
   if (o.ctxSlot !== undefined) a.emit(ldxMem(BPF_DW, 6, 10, o.ctxSlot));
   a.emit(mov32Reg(7, 0)); // c, as the kernel sees it (u32)
-  for (const v of R) a.jump(jeqImm(7, v, 0), 'redirect');
+  // Success verdicts first: the common path takes the first branch. (S and R are disjoint here.)
   for (const v of S) a.jump(jeqImm(7, v, 0), 'success');
+  for (const v of R) a.jump(jeqImm(7, v, 0), 'redirect');
   // c ∉ S ∪ R: the packet leaves the chain here.
   if (!head) {
     lookup('verdict:clear');
@@ -409,11 +410,6 @@ export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot
   a.emit(mov64Reg(0, 7));
   a.emit(exit());
   if (R.length === 0 && S.length === 0) return;
-  if (S.length > 0) {
-    a.label('success'); // common path: no map access before the tail call
-    a.emit(mov64Imm(8, 0));
-    if (R.length > 0) a.jump(ja(0), 'tail');
-  }
   if (R.length > 0) {
     a.label('redirect');
     a.emit(mov64Imm(8, 1));
@@ -421,6 +417,13 @@ export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot
     a.emit(mov64Reg(9, 0));
     a.jump(jeqImm(0, 0, 0), 'tail');
     a.emit(stxMem(BPF_W, 0, 7, 0)); // C ← c
+    if (S.length > 0) a.jump(ja(0), 'tail');
+  }
+  if (S.length > 0) {
+    // The common path falls through to the tail call, with no map access before it; r8 tells the
+    // end of the chain that this program stored nothing (only needed where it could have).
+    a.label('success');
+    if (R.length > 0) a.emit(mov64Imm(8, 0));
   }
   a.label('tail');
   a.emit(mov64Reg(1, 6));
