@@ -14,6 +14,13 @@ export function newRunId(now = new Date()): string {
 
 const approach = z.enum(['none', 'fused', 'manual', 'dispatcher', 'patched']);
 const accelerator = z.enum(['host', 'kvm', 'tcg']);
+/**
+ * What the target's clock counts: 'wall' (real time), or 'icount' (QEMU's instruction counter:
+ * guest time advances per executed instruction, so guest ns are a reproducible function of the
+ * work done, not wall-clock performance). Absent in records written before it existed = 'wall'.
+ */
+export const clock = z.enum(['wall', 'icount']);
+export type Clock = z.infer<typeof clock>;
 
 /** A value that may be missing for a stated reason (no PMU, no probe data...) — never a fake zero. */
 export const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullable();
@@ -81,6 +88,7 @@ export const RunRecord = z.object({
   kernel: z.string(),
   kernelRelease: z.string(),
   accelerator,
+  clock: clock.optional(),
   approach,
   /** 0-based index among measured runs of this cell; warm-ups are not recorded. */
   iteration: z.number().int().nonnegative(),
@@ -125,6 +133,7 @@ export const MicroRecord = z.object({
   kernel: z.string(),
   kernelRelease: z.string(),
   accelerator,
+  clock: clock.optional(),
   /** approach, or e.g. "patched-inline" for a patch mode. */
   variant: z.string(),
   /** Number of programs a packet goes through (1 for fused). */
@@ -146,6 +155,7 @@ export const LatencyRecord = z.object({
   runId: z.string(),
   kernel: z.string(),
   accelerator,
+  clock: clock.optional(),
   approach,
   operation: z.enum(['load-attach', 'replace', 'detach']),
   ms: z.array(z.number().nonnegative()),
@@ -165,6 +175,7 @@ export const Provenance = z.object({
   kernelRelease: z.string(),
   kernelConfigSha256: z.string().nullable(),
   accelerator,
+  clock: clock.optional(),
   hostCpuModel: z.string(),
   /** Governor and frequency actually in force during the runs, or null with the reason. */
   cpuFrequency: z.object({ governor: z.string().nullable(), mhz: z.number().nullable(), note: z.string().optional() }),
