@@ -5,7 +5,7 @@
  * into one clear message (code, what happened, how to fix it) and a non-zero exit.
  */
 import { Command } from 'commander';
-import { matrixCommand, kernelCommand } from './bench/cli.ts';
+import { matrixCommand, kernelCommand, parseApproaches } from './bench/cli.ts';
 import { chainCommand } from './chain/cli.ts';
 import { benchPatch } from './chain/bench.ts';
 import { LabError } from './errors.ts';
@@ -14,7 +14,9 @@ import { benchChainCommand } from './microbench/cli.ts';
 import { coverageBenchCommand } from './report/coverage-bench.ts';
 import { buildPrograms } from './programs/build.ts';
 import { reportCommand } from './report/cli.ts';
-import { printError } from './ui/cli.ts';
+import { interruptible, positiveInt, printError } from './ui/cli.ts';
+import { benchDeterministic, formatRepro } from './bench/deterministic.ts';
+import type { ApproachName } from './approaches/approach.ts';
 import { consoleSink } from './ui/render.ts';
 import { benchBoot } from './vm/bench.ts';
 
@@ -85,6 +87,25 @@ function benchCommand(): Command {
       for (const r of rows) {
         const took = r.medianSeconds === null ? `failed: ${r.error ?? '?'}` : `median ${r.medianSeconds.toFixed(1)} s (min ${r.minSeconds?.toFixed(1)} s)`;
         process.stdout.write(`${r.version.padEnd(6)} ${(r.accelerator ?? '-').padEnd(4)} ${took}${r.targetSeconds !== null ? `, target ≤ ${r.targetSeconds} s: ${r.metTarget ? 'met' : 'missed'}` : ''}\n`);
+      }
+    });
+  bench
+    .command('deterministic')
+    .description('reproducibility of instruction-timed guests: the same quick cells twice per kernel, each in a fresh boot under TCG icount; ns per packet of both runs and their difference')
+    .argument('[versions...]', 'guest kernels', ['6.1', '5.10', '6.12'])
+    .option('--approaches <list>', 'comma-separated approaches', parseApproaches, ['fused', 'manual', 'patched'] as ApproachName[])
+    .option('--runs <n>', 'iperf3 runs per cell', positiveInt, 2)
+    .option('--duration <s>', 'seconds per iperf3 run', positiveInt, 2)
+    .action(async (versions: string[], o: { approaches: ApproachName[]; runs: number; duration: number }) => {
+      const sink = consoleSink();
+      const intr = interruptible(sink, 'stopping after the run in flight');
+      try {
+        const rows = await benchDeterministic({ kernels: versions, approaches: o.approaches, runs: o.runs, durationS: o.duration, progress: sink, signal: intr.signal });
+        sink.stop();
+        for (const l of formatRepro(rows)) process.stdout.write(`${l}\n`);
+      } finally {
+        intr.release();
+        sink.stop();
       }
     });
   bench.addCommand(benchChainCommand());

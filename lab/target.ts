@@ -30,6 +30,8 @@ export interface Target extends AsyncDisposable {
   readonly name: string;
   readonly kernelRelease: string;
   readonly accelerator: Accelerator;
+  /** What its clock counts; 'icount' only for a TCG guest under QEMU's instruction counter. */
+  readonly clock?: 'wall' | 'icount';
   /** Absolute directory on the target where the lab's files (BPF objects, scripts) are put. */
   readonly workDir: string;
   /** Runs argv without a shell. Throws LabError('COMMAND') on non-zero exit unless allowFailure. */

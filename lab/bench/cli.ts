@@ -31,7 +31,7 @@ function parseKernels(value: string): string[] {
   }
 }
 
-function parseApproaches(value: string): ApproachName[] {
+export function parseApproaches(value: string): ApproachName[] {
   const names = list(value);
   for (const n of names) {
     if (!(APPROACH_NAMES as readonly string[]).includes(n)) {
@@ -57,6 +57,7 @@ interface CommonOptions {
   plain?: boolean;
   prefix: string;
   micro: boolean;
+  deterministic?: boolean;
 }
 
 function addCommonOptions(cmd: Command): Command {
@@ -69,6 +70,7 @@ function addCommonOptions(cmd: Command): Command {
     .option('--out <dir>', 'parent directory of the run directory (default results/)')
     .option('--prefix <name>', 'name prefix for namespaces, veths and bpffs pins', 'xlab')
     .option('--no-micro', 'skip the BPF_PROG_TEST_RUN microbenchmarks run on each kernel after its iperf3 cells')
+    .option('--deterministic', 'guests under QEMU\'s instruction counter (TCG icount): in-guest timings reproducible whatever the host does, but instruction-timed, not wall-clock performance; boots take about twice as long')
     .option('--plain', 'plain progress lines even on a terminal');
 }
 
@@ -99,6 +101,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
       signal: intr.signal,
       prefix: o.prefix,
       micro: o.micro,
+      deterministic: o.deterministic ?? false,
       openKernel: session ? async () => session : undefined,
     });
     sink.stop();
@@ -140,7 +143,7 @@ export function kernelCommand(): Command {
       if (o.kernelImage && kernel === 'host') {
         throw new LabError('BAD_INPUT', '--kernel-image boots a VM; "host" is the running kernel', { remedy: 'Name the version the image is, e.g. `npm run kernel -- 5.4 --kernel-image ./bzImage`.' });
       }
-      const session = await openKernelSession(kernel, { prefix: o.prefix, progress: sink, localImage: o.kernelImage });
+      const session = await openKernelSession(kernel, { prefix: o.prefix, progress: sink, localImage: o.kernelImage, clock: o.deterministic ? 'icount' : 'wall' });
       opened = session;
       const uname = await session.target.run(['uname', '-a']);
       sink.stop();

@@ -81,6 +81,8 @@ export interface MatrixOptions {
    * iperf3 cells; quick settings with `quick` (default false: callers opt in, the CLI does).
    */
   micro?: boolean;
+  /** Guests under QEMU's instruction counter (lab/vm clockArgs): reproducible, not wall-clock. */
+  deterministic?: boolean;
 }
 
 export interface MatrixResult {
@@ -172,6 +174,7 @@ class Matrix {
       statsMode: opts.statsMode ?? 'auto',
       renderReport: opts.renderReport ?? true,
       micro: opts.micro ?? false,
+      deterministic: opts.deterministic ?? false,
     };
     for (const a of opts.approaches) {
       if (!APPROACH_NAMES.includes(a)) {
@@ -356,7 +359,7 @@ class Matrix {
     this.o.progress({ kind: 'phase-start', id: phaseId, label: `kernel ${kernel}: obtaining target` });
     let session: KernelSession;
     try {
-      session = await this.openKernel(kernel, { prefix: this.o.prefix, progress: this.o.progress, signal: this.o.signal });
+      session = await this.openKernel(kernel, { prefix: this.o.prefix, progress: this.o.progress, signal: this.o.signal, clock: this.o.deterministic ? 'icount' : 'wall' });
     } catch (e) {
       const reason = isLabError(e) ? e.describe() : errorMessage(e);
       this.o.progress({ kind: 'phase-end', id: phaseId, ok: false, message: reason });
@@ -386,7 +389,8 @@ class Matrix {
     const isolcpus = s.isolcpus !== undefined ? s.isolcpus : await targetIsolcpus(target);
     const warnings = [...(previous?.warnings ?? []), ...s.warnings, ...extraWarnings];
     if (previous) warnings.push(`resumed at ${new Date().toISOString()} (target ${target.name}, ${target.kernelRelease})`);
-    if (target.accelerator === 'tcg') warnings.push('QEMU TCG (emulated CPU): numbers show relative behaviour only, never performance');
+    if (target.clock === 'icount') warnings.push('QEMU TCG with the instruction counter: instruction-timed, reproducible, not wall-clock performance');
+    else if (target.accelerator === 'tcg') warnings.push('QEMU TCG (emulated CPU): numbers show relative behaviour only, never performance');
     if (isolcpus === null && !warnings.some((w) => /isolated CPUs/.test(w))) warnings.push(`no isolated CPUs on ${target.name}: iperf3 pinned to CPUs ${cpus.join(' and ')} shared with the rest of the system`);
     const p: Provenance = {
       schema: SCHEMA_VERSION,
@@ -395,6 +399,7 @@ class Matrix {
       kernelRelease: target.kernelRelease,
       kernelConfigSha256: await kernelConfigSha256(target, s.configPath),
       accelerator: target.accelerator,
+      clock: target.clock ?? 'wall',
       hostCpuModel: await hostCpuModel(),
       cpuFrequency: freq,
       isolcpus,
@@ -530,6 +535,7 @@ class Matrix {
           kernel,
           kernelRelease: s.target.kernelRelease,
           accelerator: s.target.accelerator,
+          clock: s.target.clock ?? 'wall',
           approach: r.name,
           iteration: i,
           startedAt: m.startedAt,

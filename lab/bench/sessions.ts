@@ -91,7 +91,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       const { bootVm } = await import('../vm/vm.ts');
       const image = await resolveKernel(kernel, { progress, localImage: options.localImage });
       configPath = image.configPath;
-      const vm = await bootVm({ kernel: image, progress });
+      const vm = await bootVm({ kernel: image, progress, clock: options.clock ?? 'wall' });
       cleanups.push(() => vm[Symbol.asyncDispose]());
       target = vm;
       frequency = vmFrequency(vm, await hostCpuinfoMhz());

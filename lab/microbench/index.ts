@@ -134,6 +134,7 @@ function microRecord(target: Target, opts: MicrobenchOptions, variant: string, h
     kernel: opts.kernel,
     kernelRelease: target.kernelRelease,
     accelerator: target.accelerator,
+    clock: target.clock ?? 'wall',
     variant,
     chainLength,
     hop,
@@ -233,7 +234,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       }
       for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' ? 1 : 3));
       for (const l of out.latency) {
-        result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, approach: l.approach, operation: l.operation, ms: l.ms });
+        result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
       }
       result.notes.push(...out.notes);
     }

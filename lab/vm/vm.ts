@@ -55,6 +55,29 @@ export interface BootOptions {
   extraCmdline?: string[];
   /** Boot with the initramfs (default true). Without it a Debian cloud kernel cannot find its disk. */
   initramfs?: boolean;
+  /**
+   * 'icount': guest time advances per executed instruction (TCG only), so in-guest timings are a
+   * reproducible function of the work done, whatever the host is doing. Default 'wall'.
+   */
+  clock?: GuestClock;
+}
+
+export type GuestClock = 'wall' | 'icount';
+
+/**
+ * QEMU's instruction counter: shift 0 is one instruction per virtual nanosecond (a 1 GHz
+ * one-instruction-per-cycle CPU), the finest the counter gives; align=off and sleep=off let the
+ * guest run ahead of real time instead of being held to it (what makes it reproducible);
+ * the RTC follows the virtual clock so guest wall time agrees with its monotonic time.
+ */
+export const ICOUNT_SHIFT = 0;
+
+/** The accelerator and clock arguments of a guest (pure: tested alone). */
+export function clockArgs(accel: 'kvm' | 'tcg', clock: GuestClock): string[] {
+  if (clock === 'wall') return ['-accel', accel];
+  if (accel !== 'tcg') throw new LabError('BAD_INPUT', 'bootVm: the instruction counter (clock icount) needs TCG, not KVM', { remedy: 'Use --accel tcg with --deterministic, or drop --deterministic.' });
+  // icount runs every vCPU in one host thread, round-robin: thread=single says so explicitly.
+  return ['-accel', 'tcg,thread=single', '-icount', `shift=${ICOUNT_SHIFT},align=off,sleep=off`, '-rtc', 'clock=vm'];
 }
 
 export interface BootTimes {
@@ -300,7 +323,9 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
   const privateKey = await readFile(image.clientKey);
 
   // Accelerator.
-  const choice = opts.accel ?? 'auto';
+  const clock: GuestClock = opts.clock ?? 'wall';
+  const choice = opts.accel ?? (clock === 'icount' ? 'tcg' : 'auto');
+  if (clock === 'icount' && choice === 'kvm') clockArgs('kvm', clock); // throws the clear error
   let accel: 'kvm' | 'tcg' = 'tcg';
   let accelNote: string;
   if (choice === 'tcg') {
@@ -348,7 +373,7 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
     const args = [
       '-name', `${name},debug-threads=on`,
       '-machine', 'pc',
-      '-accel', acc === 'kvm' ? 'kvm' : 'tcg',
+      ...clockArgs(acc, clock),
       '-cpu', acc === 'kvm' ? 'host' : 'max',
       '-smp', String(cpus),
       '-m', String(memoryMb),
@@ -398,7 +423,8 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
       return new VmTarget({
         kernel,
         accelerator: acc,
-        accelNote,
+        clock,
+        accelNote: clock === 'icount' ? `${accelNote}; instruction-timed (TCG icount shift=${ICOUNT_SHIFT}): reproducible, not wall-clock performance` : accelNote,
         run: r,
         ssh,
         uname: uname.trim(),
@@ -581,6 +607,7 @@ async function tune(
 interface VmTargetInit {
   kernel: KernelImage;
   accelerator: 'kvm' | 'tcg';
+  clock: GuestClock;
   accelNote: string;
   run: Running;
   ssh: SshSession;
@@ -597,6 +624,7 @@ export class VmTarget implements Target {
   readonly name: string;
   readonly kernelRelease: string;
   readonly accelerator: Accelerator;
+  readonly clock: GuestClock;
   /** Why this accelerator (e.g. "KVM unusable: ..."), for results and reports. */
   readonly acceleratorNote: string;
   readonly workDir = GUEST_WORKDIR;
@@ -621,6 +649,7 @@ export class VmTarget implements Target {
     this.name = `vm:${init.kernel.version}`;
     this.kernelRelease = init.kernel.release;
     this.accelerator = init.accelerator;
+    this.clock = init.clock;
     this.acceleratorNote = init.accelNote;
     this.uname = init.uname;
     this.bootTimes = init.times;

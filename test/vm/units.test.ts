@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConsoleLog, classifyConsoleLine, consoleHint } from '../../lab/vm/console.ts';
 import { initramfsModuleOrder } from '../../lab/vm/image.ts';
 import { choosePinning, lockCpufreq } from '../../lab/vm/tuning.ts';
-import { guestCmdline } from '../../lab/vm/vm.ts';
+import { ICOUNT_SHIFT, clockArgs, guestCmdline } from '../../lab/vm/vm.ts';
+import { isLabError } from '../../lab/errors.ts';
 
 const dirs: string[] = [];
 async function tmp(): Promise<string> {
@@ -175,5 +176,25 @@ describe('console report', () => {
     expect(report).toContain('trace line 99');
     expect(report).not.toContain('trace line 80');
     await log.close();
+  });
+});
+
+describe('clock arguments', () => {
+  it('wall clock: only the accelerator', () => {
+    expect(clockArgs('kvm', 'wall')).toEqual(['-accel', 'kvm']);
+    expect(clockArgs('tcg', 'wall')).toEqual(['-accel', 'tcg']);
+  });
+  it('icount: single-threaded TCG, the instruction counter running ahead of real time, the RTC on the virtual clock', () => {
+    expect(clockArgs('tcg', 'icount')).toEqual(['-accel', 'tcg,thread=single', '-icount', `shift=${ICOUNT_SHIFT},align=off,sleep=off`, '-rtc', 'clock=vm']);
+  });
+  it('icount under KVM is refused with the fix', () => {
+    let err: unknown;
+    try {
+      clockArgs('kvm', 'icount');
+    } catch (e) {
+      err = e;
+    }
+    expect(isLabError(err, 'BAD_INPUT')).toBe(true);
+    expect((err as Error).message).toMatch(/instruction counter .* needs TCG/);
   });
 });
