@@ -11,8 +11,8 @@ import { isLabError } from '../../lab/errors.ts';
 import { readKconfig } from '../../lab/kernels/kconfig.ts';
 import { probe } from '../../lab/kernels/http.ts';
 import { bzImageRelease } from '../../lab/kernels/providers/local.ts';
-import { debianProvider, imagePackageFromShow } from '../../lab/kernels/providers/debian.ts';
-import { bootModuleFiles, resolveKernel, type Provider } from '../../lab/kernels/resolve.ts';
+import { debSha256FromShow, debianProvider, imagePackageFromShow } from '../../lab/kernels/providers/debian.ts';
+import { bootModuleFiles, cacheRoot, resolveKernel, type Provider } from '../../lab/kernels/resolve.ts';
 import { sha256 } from './support.ts';
 import { checkFeature } from '../support/requirements.ts';
 
@@ -28,11 +28,17 @@ const mustNotRun: Provider = {
   },
 };
 
+// A fresh image cache, so the provider really runs; but the verified .debs are shared with the
+// lab's default cache, so the suite downloads each kernel package once (the VM tests use the same).
 let cacheDir = '';
+const savedDownloads = process.env.XCL_KERNEL_DOWNLOADS;
 beforeAll(async () => {
   cacheDir = await mkdtemp(join(tmpdir(), 'xcl-debian-'));
+  process.env.XCL_KERNEL_DOWNLOADS = join(cacheRoot(), 'downloads');
 });
 afterAll(async () => {
+  if (savedDownloads === undefined) delete process.env.XCL_KERNEL_DOWNLOADS;
+  else process.env.XCL_KERNEL_DOWNLOADS = savedDownloads;
   if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
 });
 
@@ -41,6 +47,14 @@ describe('imagePackageFromShow', () => {
     const show = 'Package: linux-image-cloud-amd64\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)\n';
     expect(imagePackageFromShow(show)).toEqual({ pkg: 'linux-image-6.1.0-56-cloud-amd64', version: '6.1.192-2' });
     expect(imagePackageFromShow('Package: x\nDepends: kmod, linux-base\n')).toBeNull();
+  });
+});
+
+describe('debSha256FromShow', () => {
+  it('takes the SHA256 field of the stanza, nothing else', () => {
+    const sha = 'a'.repeat(64);
+    expect(debSha256FromShow(`Package: linux-image-x\nVersion: 1\nMD5sum: ${'b'.repeat(32)}\nSHA256: ${sha}\n`)).toBe(sha);
+    expect(debSha256FromShow('Package: x\nSHA256: short\n')).toBeNull();
   });
 });
 

@@ -4,8 +4,8 @@
  * system's sources and package state are never touched; `apt-get download` checks each .deb
  * against the signed repository index.
  */
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { LabError } from '../../errors.ts';
 import { phase, type ProgressSink } from '../../progress.ts';
 import type { DebianEntry } from '../catalog.ts';
@@ -56,6 +56,16 @@ export function imagePackageFromShow(show: string): { pkg: string; version: stri
     if (m?.[1] && !m[1].endsWith('-dbg')) return { pkg: m[1], version: m[2] ?? '' };
   }
   return null;
+}
+
+/** The SHA256 the repository index gives for the package shown (one stanza: --no-all-versions). */
+export function debSha256FromShow(show: string): string | null {
+  return /^SHA256:\s*([0-9a-f]{64})\s*$/m.exec(show)?.[1] ?? null;
+}
+
+/** Verified downloads: XCL_KERNEL_DOWNLOADS when set (shared between caches), else <cache>/downloads. */
+export function downloadsRoot(ctx: Pick<ProviderContext, 'cacheDir' | 'env'>): string {
+  return ctx.env.XCL_KERNEL_DOWNLOADS || join(ctx.cacheDir, 'downloads');
 }
 
 export const debianProvider: Provider = {
@@ -111,7 +121,18 @@ export const debianProvider: Provider = {
 
       const staging = await stagingDir(ctx.versionDir);
       try {
+        // A .deb downloaded before (by this cache or another one sharing XCL_KERNEL_DOWNLOADS) is
+        // reused when its SHA256 is the one the signed index gives for this exact version.
+        const pkgShow = await tool(['apt-cache', ...apt.options, 'show', '--no-all-versions', target.pkg], { what: `apt-cache show ${target.pkg}`, code: 'DOWNLOAD' });
+        const indexSha = debSha256FromShow(pkgShow.stdout);
+        const keep = join(downloadsRoot(ctx), 'debian', `${target.pkg}_${target.version || 'candidate'}.deb`);
         const debFile = await phase(progress, `debian-download-${entry.version}`, `apt-get download ${target.pkg}`, async () => {
+          if (indexSha && (await exists(keep)) && (await sha256File(keep)) === indexSha) {
+            const reused = join(staging, basename(keep));
+            await copyFile(keep, reused);
+            progress({ kind: 'log', level: 'info', message: `debian: ${target.pkg} ${target.version} from ${keep} (SHA256 matches the ${deb.suite} index)` });
+            return reused;
+          }
           await tool(['apt-get', ...apt.options, 'download', target.pkg], {
             cwd: staging,
             what: `apt-get download ${target.pkg}`,
@@ -120,7 +141,13 @@ export const debianProvider: Provider = {
           });
           const files = (await readdir(staging)).filter((f) => f.endsWith('.deb'));
           if (files.length !== 1 || !files[0]) throw new LabError('DOWNLOAD', `apt-get download ${target.pkg}: expected one .deb, found ${files.length}`);
-          return join(staging, files[0]);
+          const got = join(staging, files[0]);
+          if (indexSha) {
+            await mkdir(dirname(keep), { recursive: true });
+            await copyFile(got, `${keep}.tmp`);
+            await rename(`${keep}.tmp`, keep);
+          }
+          return got;
         });
         const debSha256 = await sha256File(debFile);
         const root = join(staging, 'root');
