@@ -15,6 +15,7 @@ import type { LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { BpfStats, ProgramStatsDelta } from './record.ts';
+import { type HelperLine, parseHelperLines } from './helper.ts';
 
 export const SYSCTL_PATH = '/proc/sys/kernel/bpf_stats_enabled';
 
@@ -39,24 +40,6 @@ export interface StatsStop {
   restored: boolean;
 }
 
-interface HelperLine {
-  event?: string;
-  [k: string]: unknown;
-}
-
-function parseLines(text: string): HelperLine[] {
-  const out: HelperLine[] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(t) as HelperLine);
-    } catch {
-      /* a line still being written */
-    }
-  }
-  return out;
-}
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 const mechanism = (v: unknown): StatsMechanism | null => (v === 'fd' || v === 'sysctl' ? v : null);
@@ -113,7 +96,7 @@ export class BpfStatsSession {
     const r = await this.target.sh(script, { timeoutMs: (readyTimeoutS + 30) * 1000 });
     const [outText = '', errText = ''] = r.stdout.split('---stderr---');
     const pid = /^pid=(\d+)$/m.exec(outText)?.[1];
-    const lines = parseLines(outText);
+    const lines = parseHelperLines(outText);
     const ready = lines.find((l) => l.event === 'ready');
     const used = mechanism(ready?.mode);
     if (ready && used) {
@@ -181,7 +164,7 @@ export class BpfStatsSession {
       `cat ${q(this.out)} 2>/dev/null; true`,
     ].join('\n');
     const r = await this.target.sh(script, { timeoutMs: (timeoutS + 30) * 1000 });
-    return parseLines(r.stdout);
+    return parseHelperLines(r.stdout);
   }
 
   private async killProcess(): Promise<void> {

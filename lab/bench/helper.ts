@@ -106,3 +106,24 @@ export async function buildUserHelper(name: UserHelperName, options: HelperBuild
   }
   return { path, hash: digest, built: true };
 }
+
+/** One line of a helper's stdout: a JSON object with an `event` (see each helper's header). */
+export interface HelperLine {
+  event?: string;
+  [k: string]: unknown;
+}
+
+/** The complete JSON lines of a helper's output so far; a line still being written is skipped. */
+export function parseHelperLines(text: string): HelperLine[] {
+  const out: HelperLine[] = [];
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (!t.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(t) as HelperLine);
+    } catch {
+      /* incomplete: read again on the next poll */
+    }
+  }
+  return out;
+}

@@ -10,6 +10,7 @@ import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { ProbeTotals } from './record.ts';
+import { type HelperLine, parseHelperLines } from './helper.ts';
 
 export interface ProbeFiles {
   /** Helper executable on the target. */
@@ -24,24 +25,6 @@ export type ProbeStart =
   | { ok: true; cyclesAvailable: boolean; cyclesNullReason?: string }
   | { ok: false; stage: string; errno: number | null; reason: string };
 
-interface HelperLine {
-  event?: string;
-  [k: string]: unknown;
-}
-
-function parseLines(text: string): HelperLine[] {
-  const out: HelperLine[] = [];
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(t) as HelperLine);
-    } catch {
-      /* a line still being written: ignored until complete */
-    }
-  }
-  return out;
-}
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
@@ -102,7 +85,7 @@ export class ProbeSession {
     ].join('\n');
     const r = await this.target.sh(script, { timeoutMs: (readyTimeoutS + 30) * 1000 });
     const [outText = '', errText = ''] = r.stdout.split('---stderr---');
-    const lines = parseLines(outText);
+    const lines = parseHelperLines(outText);
     const ready = lines.find((l) => l.event === 'ready');
     if (ready) {
       this.running = true;
@@ -144,7 +127,7 @@ export class ProbeSession {
     ].join('\n');
     this.running = false;
     const r = await this.target.sh(script, { timeoutMs: (timeoutS + 30) * 1000 });
-    const lines = parseLines(r.stdout);
+    const lines = parseHelperLines(r.stdout);
     const totals = lines.find((l) => l.event === 'totals');
     if (totals) return toProbeTotals(totals, this.target.name);
     await this.kill();

@@ -44,47 +44,7 @@ struct probe_totals {
 	uint64_t orphan_returns;
 };
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
-
-/* Writes s as a JSON string literal (quotes included). */
-static void json_string(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
-static void emit_error(const char *stage, int err, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	printf("{\"event\":\"error\",\"stage\":");
-	json_string(stdout, stage);
-	printf(",\"errno\":%d,\"message\":", err);
-	json_string(stdout, msg);
-	printf("}\n");
-	fflush(stdout);
-}
+#include "helper_common.h"
 
 static int libbpf_to_stderr(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -98,13 +58,6 @@ static long perf_event_open(struct perf_event_attr *attr, pid_t pid, int cpu, in
 	return syscall(__NR_perf_event_open, attr, pid, cpu, group, flags);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 int main(int argc, char **argv)
 {
