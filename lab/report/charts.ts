@@ -5,7 +5,7 @@
  */
 import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
 import type { ChartConfiguration, Plugin } from 'chart.js';
-import { APPROACH_LABEL, METRICS, TCG_WARNING, shownMetric, type ApproachName, type MetricKey, type ReportModel } from './model.ts';
+import { APPROACH_LABEL, METRICS, kernelWarnings, shownMetric, type ApproachName, type Measurement, type MetricKey, type ReportModel } from './model.ts';
 import type { Summary } from './stats.ts';
 
 export const CHART_WIDTH = 1000;
@@ -91,12 +91,14 @@ function canvas(): ChartJSNodeCanvas {
   return renderer;
 }
 
-function subtitleLines(model: ReportModel, kernels: string[], errorText: string): { text: string[]; tcg: boolean } {
-  const tcg = model.kernels.filter((k) => k.tcg && kernels.includes(k.label)).map((k) => k.label);
+function subtitleLines(model: ReportModel, kernels: string[], errorText: string): { text: string[]; tcg: boolean; warning: string } {
+  const warnings = kernelWarnings(model.kernels, kernels);
   const lines = [errorText];
-  if (tcg.length > 0) lines.push(`${TCG_WARNING.toUpperCase()} (${tcg.join(', ')})`);
+  for (const w of warnings) lines.push(`${w.text.toUpperCase()} (${w.kernels.join(', ')})`);
   if (model.pseudoRun) lines.push('Thesis pseudo-run: one published median per cell, no spread');
-  return { text: lines, tcg: tcg.length > 0 };
+  // For captions: " TCG emulation: not a performance measurement." (or the icount wording), or nothing.
+  const warning = warnings.map((w) => ` ${w.text}.`).join('');
+  return { text: lines, tcg: warnings.length > 0, warning };
 }
 
 interface BarSpec {
@@ -104,7 +106,8 @@ interface BarSpec {
   title: string;
   yLabel: string;
   xLabel: string;
-  labels: string[];
+  /** An array is a label on several lines. */
+  labels: (string | string[])[];
   datasets: { label: string; color: string; data: (number | null)[]; errors: Interval[] }[];
   subtitle: string[];
   warn: boolean;
@@ -196,7 +199,7 @@ export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind =
       id: f.id,
       file: `figures/${f.id}.png`,
       title: f.title,
-      caption: `${METRICS[f.metric].label}. ${sub.text[0]}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      caption: `${METRICS[f.metric].label}. ${sub.text[0]}.${sub.warning}`,
       png,
       width: CHART_WIDTH,
       height: CHART_HEIGHT,
@@ -204,9 +207,64 @@ export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind =
     });
   }
 
+  await relativeThroughputChart(model, charts, skipped, kernelLabel);
   await microCharts(model, charts, skipped, errorBars, kernelLabel);
   await latencyCharts(model, charts, errorBars, kernelLabel);
   return { charts, skipped };
+}
+
+export const RELATIVE_THROUGHPUT_ID = 'fig-throughput-relative';
+/** Under a kernel's name on the x axis, where the full label does not fit. */
+const MEASUREMENT_SHORT: Record<Measurement, string> = { host: 'real', kvm: 'KVM', tcg: 'emulated', 'tcg-icount': 'instruction-timed' };
+
+/**
+ * Throughput over each kernel's own baseline: an emulated kernel moves a twentieth of the host's
+ * bits, so on one absolute axis its bars vanish; as ratios every kernel shows its chain's cost.
+ */
+async function relativeThroughputChart(model: ReportModel, charts: ChartFile[], skipped: SkippedChart[], kernelLabel: (k: string) => string): Promise<void> {
+  const title = 'Throughput relative to no XDP (to manual where none was not measured), per kernel';
+  const rel = model.relativeThroughput;
+  if (rel.length === 0) {
+    const why = model.cells.some((c) => c.values.throughputGbps.length > 0) ? 'no kernel has a none or manual cell with throughput' : 'no throughput measured';
+    skipped.push({ id: RELATIVE_THROUGHPUT_ID, title, reason: why });
+    return;
+  }
+  const kernels = rel.map((r) => r.kernel);
+  const approaches = model.approaches.filter((a) => rel.some((r) => r.bars.some((b) => b.approach === a)));
+  const datasets = approaches.map((a) => {
+    const bars = rel.map((r) => r.bars.find((b) => b.approach === a));
+    return { label: APPROACH_LABEL[a], color: COLORS[a], data: bars.map((b) => b?.ratio ?? null), errors: bars.map((b) => b?.ci ?? null) };
+  });
+  const anyWhisker = datasets.some((d) => d.errors.some((e) => e !== null));
+  const errorText = anyWhisker
+    ? 'Bars: median throughput / the baseline\'s median · whiskers: 95% bootstrap CI of the ratio'
+    : 'Bars: median throughput / the baseline\'s median · no whiskers: fewer than 2 runs per cell';
+  const sub = subtitleLines(model, kernels, errorText);
+  const without = model.kernels.map((k) => k.label).filter((k) => !kernels.includes(k) && model.cells.some((c) => c.kernel === k && c.values.throughputGbps.length > 0));
+  const labels = rel.map((r) => {
+    const info = model.kernels.find((k) => k.label === r.kernel);
+    return [kernelLabel(r.kernel), `÷ ${r.baseline}${info?.measurement ? ` · ${MEASUREMENT_SHORT[info.measurement]}` : ''}`];
+  });
+  const png = await renderBar({
+    id: RELATIVE_THROUGHPUT_ID,
+    title,
+    yLabel: 'throughput ÷ baseline throughput (same kernel)',
+    xLabel: 'Linux kernel · baseline · how measured',
+    labels,
+    datasets,
+    subtitle: sub.text,
+    warn: sub.tcg,
+  });
+  charts.push({
+    id: RELATIVE_THROUGHPUT_ID,
+    file: `figures/${RELATIVE_THROUGHPUT_ID}.png`,
+    title,
+    caption: `iperf3 throughput of each approach divided by the median throughput of the same kernel's baseline (none, else manual: named under each kernel). ${errorText}.${without.length > 0 ? ` Not drawn (no baseline): ${without.join(', ')}.` : ''}${sub.warning}`,
+    png,
+    width: CHART_WIDTH,
+    height: CHART_HEIGHT,
+    tcg: sub.tcg,
+  });
 }
 
 async function microCharts(
@@ -258,7 +316,7 @@ async function microCharts(
       id,
       file: `figures/${id}.png`,
       title: `ns per packet vs chain length — ${k}`,
-      caption: `Microbenchmark (BPF_PROG_TEST_RUN). ${errorText}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      caption: `Microbenchmark (BPF_PROG_TEST_RUN). ${errorText}.${sub.warning}`,
       png: await canvas().renderToBuffer(config),
       width: CHART_WIDTH,
       height: CHART_HEIGHT,
@@ -286,7 +344,7 @@ async function microCharts(
     id: 'micro-approaches',
     file: 'figures/micro-approaches.png',
     title: 'ns per packet per approach (BPF_PROG_TEST_RUN)',
-    caption: `Microbenchmark on one packet. ${errorText.replace('Points', 'Bars')}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+    caption: `Microbenchmark on one packet. ${errorText.replace('Points', 'Bars')}.${sub.warning}`,
     png: await renderBar({ id: 'micro-approaches', title: 'ns per packet per approach (BPF_PROG_TEST_RUN)', yLabel: 'ns per packet', xLabel: 'Linux kernel', labels: mk.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
     width: CHART_WIDTH,
     height: CHART_HEIGHT,
@@ -312,7 +370,7 @@ async function latencyCharts(model: ReportModel, charts: ChartFile[], errorBars:
       id,
       file: `figures/${id}.png`,
       title: `${op} latency`,
-      caption: `Milliseconds per ${op}. ${errorText}.${sub.tcg ? ` ${TCG_WARNING}.` : ''}`,
+      caption: `Milliseconds per ${op}. ${errorText}.${sub.warning}`,
       png: await renderBar({ id, title: `${op} latency by kernel and approach`, yLabel: 'ms', xLabel: 'Linux kernel', labels: kernels.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
       width: CHART_WIDTH,
       height: CHART_HEIGHT,

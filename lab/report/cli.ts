@@ -22,12 +22,14 @@ function printSummary(s: ReportSummary, out: (line: string) => void): void {
   out(`report of ${s.runDir}${s.pseudoRun ? ' (thesis pseudo-run)' : ''}: ${s.runs} runs in ${s.cells} cells, kernels ${s.kernels.join(', ') || 'none'}`);
   out(`  html:     ${s.html}`);
   out(`  markdown: ${s.markdown}`);
+  out(`  headline: ${s.reportDir}/headline.md, headline.csv`);
   out(`  tables:   ${s.reportDir}/table-5.1.csv, table-5.2.csv, stats.csv, thesis-comparison.csv, significance.csv`);
   out(`  figures:  ${s.charts.length} PNG in ${s.reportDir}/figures`);
   for (const k of s.skippedCharts) out(`  not drawn: ${k.id}: ${k.reason}`);
   if (s.badLines.length > 0) out(`  skipped ${s.badLines.length} corrupt raw line(s): ${s.badLines.map((b) => `${b.file}:${b.line}`).join(', ')}`);
   const warns = s.flags.filter((f) => f.level === 'warn').length;
-  if (warns > 0) out(`  ${warns} warning(s): see "Warnings and flags" in the report`);
+  const causes = s.warnings.filter((g) => g.level === 'warn').length;
+  if (warns > 0) out(`  ${warns} warning(s) from ${causes} cause(s): see "Warnings and flags" in the report`);
   if (s.anyTcg) out('  TCG kernels present: their numbers are not a performance measurement');
 }
 

@@ -2,8 +2,8 @@
  * One self-contained HTML page: inline CSS, figures as data: URIs, no script, no external request —
  * it opens from a file, an e-mail attachment or a CI artifact alike.
  */
-import type { ChartFile, SkippedChart } from './charts.ts';
-import type { ReportModel } from './model.ts';
+import { RELATIVE_THROUGHPUT_ID, type ChartFile, type SkippedChart } from './charts.ts';
+import { flagCellsText, type FlagGroup, type ReportModel } from './model.ts';
 import type { Table } from './tables.ts';
 
 export function esc(s: string): string {
@@ -45,13 +45,16 @@ tr.tcg td{background:#fff4f4}.scroll{overflow-x:auto}
 p.info{background:#eef4fb;border-left:4px solid #1f77b4;padding:.4rem .7rem}
 .caption{color:#444;font-size:.9rem}figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}
 figure.tcg img{border:3px solid #b00020}figcaption{font-size:.9rem;color:#333}
-ul.flags li.warn{color:#8a1c00}ul.flags li.info{color:#1a3d66}ul.sentences li{margin:.3rem 0}
+ul.flags li{white-space:pre-line}ul.flags li .cells{color:#444}ul.flags li.warn{color:#8a1c00}ul.flags li.info{color:#1a3d66}ul.sentences li{margin:.3rem 0}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;font-size:.9rem}dt{font-weight:600}dd{margin:0}
 `;
 
 export interface HtmlInput {
   model: ReportModel;
   runDir: string;
+  headline: Table;
+  /** Flags and figures not drawn, grouped by cause. */
+  warnings: FlagGroup[];
   t51: Table;
   t52: Table;
   stats51: Table[];
@@ -71,23 +74,27 @@ export function renderHtml(x: HtmlInput): string {
   const figs = (prefix: string) => x.charts.filter((c) => c.id.startsWith(prefix)).map(figureHtml).join('\n');
   const body: string[] = [];
   body.push(`<h1>xdp-chain-lab report — ${esc(model.runId)}</h1>`);
+  // The answer before anything else: what each chain costs, per kernel, and how it was measured.
+  body.push(tableHtml(x.headline));
   body.push(`<p class="caption">Raw results: ${esc(x.runDir)} · kernels: ${esc(model.kernels.map((k) => k.label).join(', ') || 'none')} · approaches: ${esc(model.approaches.join(', ') || 'none')} · ${model.cells.reduce((s, c) => s + c.runs.length, 0)} runs in ${model.cells.length} cells</p>`);
   if (model.anyTcg) body.push(`<p class="banner">Kernels ${esc(model.kernels.filter((k) => k.tcg).map((k) => k.label).join(', '))} ran under QEMU TCG (emulation): their numbers are not a performance measurement.</p>`);
   if (model.pseudoRun) body.push(`<p class="info">Thesis pseudo-run (${esc(model.pseudoRun.source)}): ${esc(model.pseudoRun.note)}</p>`);
 
   body.push('<h2 id="warnings">Warnings and flags</h2>');
-  if (model.flags.length === 0 && x.skipped.length === 0) body.push('<p>None.</p>');
+  if (x.warnings.length === 0) body.push('<p>None.</p>');
   else {
     body.push('<ul class="flags">');
-    for (const f of model.flags) body.push(`<li class="${f.level}">${esc(f.level === 'warn' ? '⚠ ' : 'ℹ ')}${esc(f.text)}</li>`);
-    for (const s of x.skipped) body.push(`<li class="info">ℹ ${esc(s.title)} not drawn: ${esc(s.reason)}</li>`);
+    for (const g of x.warnings) {
+      const line = g.cells.length > 1 ? `${esc(g.cause)} <span class="cells">— ${g.cells.length}: ${esc(flagCellsText(g.cells))}</span>` : esc(g.text);
+      body.push(`<li class="${g.level}">${esc(g.level === 'warn' ? '⚠ ' : 'ℹ ')}${line}</li>`);
+    }
     body.push('</ul>');
   }
 
   body.push(tableHtml(x.t51));
   body.push(tableHtml(x.t52));
   body.push('<h2 id="figure-5.1">Figure 5.1</h2>');
-  body.push(['fig-5.1a-throughput', 'fig-5.1b-packets', 'fig-5.1c-ns-per-packet', 'fig-5.1d-cycles-per-packet'].map(fig).join('\n'));
+  body.push(['fig-5.1a-throughput', RELATIVE_THROUGHPUT_ID, 'fig-5.1b-packets', 'fig-5.1c-ns-per-packet', 'fig-5.1d-cycles-per-packet'].map(fig).join('\n'));
   body.push(tableHtml(x.comparison));
   body.push('<h2 id="significance">Significance</h2>');
   if (model.sentences.length === 0) body.push('<p>No pair of approaches could be compared on any kernel.</p>');

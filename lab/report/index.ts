@@ -10,10 +10,12 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
 import { loadRun, type BadLine } from './load.ts';
-import { METRICS, METRIC_KEYS, buildModel, shownMetric, type Flag, type ReportModel } from './model.ts';
+import { METRICS, METRIC_KEYS, buildModel, groupFlags, shownMetric, type Flag, type FlagGroup, type ReportModel } from './model.ts';
 import {
   comparisonCsv,
   comparisonTable,
+  headlineCsv,
+  headlineTable,
   latencyCsv,
   latencyTable,
   microCsv,
@@ -31,7 +33,7 @@ import {
 import { DEFAULT_REFERENCE_DIR, readReference, type Reference } from './thesis.ts';
 
 export { writeThesisPseudoRun, readReference, THESIS_RUN_ID } from './thesis.ts';
-export type { Flag } from './model.ts';
+export type { Flag, FlagGroup } from './model.ts';
 export type { BadLine } from './load.ts';
 
 export interface ReportOptions {
@@ -63,7 +65,10 @@ export interface ReportSummary {
   charts: { id: string; file: string; width: number; height: number }[];
   skippedCharts: { id: string; reason: string }[];
   badLines: BadLine[];
+  /** One flag per cause and cell (what scripts match on). */
   flags: Flag[];
+  /** The flags and the figures not drawn, one line per cause with the cells it affects (what the page shows). */
+  warnings: FlagGroup[];
   /** One sentence per kernel on which differences are real and which are noise. */
   significance: string[];
 }
@@ -89,7 +94,8 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
     const { charts, skipped } = await renderCharts(model, opts.errorBars ?? 'iqr');
     sink({ kind: 'phase-progress', id: 'report', done: 3, total: 4, note: `${charts.length} figures` });
 
-    const files = writeAll(dir, model, charts, skipped);
+    const warnings = warningGroups(model, skipped);
+    const files = writeAll(dir, model, charts, skipped, warnings);
     sink({ kind: 'phase-progress', id: 'report', done: 4, total: 4 });
     sink({ kind: 'phase-end', id: 'report', ok: true, message: join(dir, 'report', 'index.html') });
     const reportDir = join(dir, 'report');
@@ -111,6 +117,7 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
       skippedCharts: skipped.map((s) => ({ id: s.id, reason: s.reason })),
       badLines: model.badLines,
       flags: model.flags,
+      warnings,
       significance: model.sentences.map((s) => s.text),
     };
   } catch (e) {
@@ -120,7 +127,23 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
   }
 }
 
-function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<typeof renderCharts>>['charts'], skipped: Awaited<ReturnType<typeof renderCharts>>['skipped']): string[] {
+/** The model's flags and the figures not drawn, grouped by cause. */
+function warningGroups(model: ReportModel, skipped: Awaited<ReturnType<typeof renderCharts>>['skipped']): FlagGroup[] {
+  const notDrawn: Flag[] = skipped.map((s) => ({ level: 'info', cell: s.title, cause: `not drawn: ${s.reason}`, text: `${s.title} not drawn: ${s.reason}` }));
+  return groupFlags([...model.flags, ...notDrawn]);
+}
+
+function warningLineMd(g: FlagGroup): string {
+  return `- ${g.level === 'warn' ? '⚠' : 'ℹ'} ${g.text.replace(/\s*\n\s*/g, ' ')}`;
+}
+
+function writeAll(
+  dir: string,
+  model: ReportModel,
+  charts: Awaited<ReturnType<typeof renderCharts>>['charts'],
+  skipped: Awaited<ReturnType<typeof renderCharts>>['skipped'],
+  warningList: FlagGroup[],
+): string[] {
   const reportDir = join(dir, 'report');
   const t51 = table51(model);
   const t52 = table52(model);
@@ -132,11 +155,10 @@ function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<ty
   const significance = significanceTables(model);
   const micro = microTables(model);
   const latency = latencyTable(model);
+  const headline = headlineTable(model);
+  const headlineMd = toMarkdown(headline);
 
-  const warnings = [
-    ...model.flags.map((f) => `- ${f.level === 'warn' ? '⚠' : 'ℹ'} ${f.text}`),
-    ...skipped.map((s) => `- ℹ ${s.title} not drawn: ${s.reason}`),
-  ];
+  const warnings = warningList.map(warningLineMd);
   const md51 = [toMarkdown(t51), '### Our columns', '', ...stats51.map((t) => toMarkdown(t, 4))].join('\n');
   const md52 = [toMarkdown(t52), '### Our columns', '', ...stats52.map((t) => toMarkdown(t, 4))].join('\n');
   const figuresMd = charts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`).join('\n');
@@ -150,6 +172,7 @@ function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<ty
   const reportMd = [
     `# xdp-chain-lab report — ${model.runId}`,
     '',
+    headlineMd,
     ...(model.anyTcg ? [`**⚠ Kernels ${model.kernels.filter((k) => k.tcg).map((k) => k.label).join(', ')} ran under QEMU TCG: not a performance measurement.**`, ''] : []),
     '## Warnings and flags',
     '',
@@ -169,8 +192,10 @@ function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<ty
     ...latency.map((t) => toMarkdown(t)),
   ].join('\n');
 
-  const html = renderHtml({ model, runDir: dir, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, charts, skipped });
+  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, charts, skipped });
   const out: [string, string | Buffer][] = [
+    ['headline.csv', headlineCsv(model)],
+    ['headline.md', headlineMd],
     ['table-5.1.csv', table51Csv(model)],
     ['table-5.1.md', md51],
     ['table-5.2.csv', table52Csv(model)],
@@ -205,6 +230,8 @@ function writeAll(dir: string, model: ReportModel, charts: Awaited<ReturnType<ty
           pseudoRun: model.pseudoRun !== null,
           anyTcg: model.anyTcg,
           kernels: model.kernels.map((k) => ({ label: k.label, release: k.release, accelerators: k.accelerators })),
+          headline: model.headline,
+          warnings: warningList,
           flags: model.flags,
           skippedCharts: skipped,
           badLines: model.badLines,

@@ -16,11 +16,15 @@
  *   veth over the run; tail calls and freplace extensions run inside its accounting, so per run
  *   run_time_ns / run_cnt is the whole chain's ns per packet. In Table 5.2's layout: median
  *   run_time_ns / median run_cnt, the thesis's convention.
+ * - Headline: per kernel, median(approach) / median(manual or fused) of the best per-packet metric
+ *   the kernel has, a bootstrap CI of that ratio, and the verdict of the same pair's test.
  */
-import type { CellRecord, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../bench/record.ts';
+import type { CellRecord, Clock, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../bench/record.ts';
 import type { LoadedRun } from './load.ts';
 import {
+  BOOTSTRAP_RESAMPLES,
   bootstrapMedianDiffCi,
+  bootstrapMedianRatioCi,
   fitLine,
   holm,
   mannWhitneyU,
@@ -93,12 +97,45 @@ export const SIGNIFICANCE_METRICS: readonly MetricKey[] = ['throughputGbps', 'ns
 export const MIN_RUNS = 5;
 export const GHZ_TOLERANCE = 0.02;
 export const ALPHA = 0.05;
+/** How every CI of the report is drawn, in words. */
+export const BOOTSTRAP_NOTE = `${BOOTSTRAP_RESAMPLES} resamples, seeded from the kernel, metric and pair: the same data gives the same interval`;
 export const TCG_WARNING = 'TCG emulation: not a performance measurement';
+/** TCG under QEMU's instruction counter: guest time is a function of the instructions run. */
+export const ICOUNT_WARNING = 'instruction-timed (TCG icount): reproducible, not wall-clock performance';
+
+/**
+ * How a kernel's numbers were measured. One TCG record makes the whole kernel emulated; it is
+ * instruction-timed only when every record of it ran under the instruction counter.
+ */
+export type Measurement = 'host' | 'kvm' | 'tcg' | 'tcg-icount';
+export const MEASUREMENT_LABEL: Record<Measurement, string> = {
+  host: 'host (real)',
+  kvm: 'KVM',
+  tcg: 'TCG (emulated: shape only, not a performance measurement)',
+  'tcg-icount': ICOUNT_WARNING,
+};
 
 export interface Flag {
   level: 'warn' | 'info';
   kernel?: string;
   approach?: ApproachName;
+  text: string;
+  /**
+   * The text with what varies from one cell to the next taken out, so flags of one cause can be
+   * shown as one line; `cell` names what it affects and `detail` what is particular to it there.
+   * Absent: the text is its own cause.
+   */
+  cause?: string;
+  cell?: string;
+  detail?: string;
+}
+
+/** Flags of one cause (level and cause text), with every cell they affect. */
+export interface FlagGroup {
+  level: Flag['level'];
+  cause: string;
+  cells: { cell: string; detail?: string }[];
+  /** The group in one line: the flag's own text for one cell, else the cause then the cells. */
   text: string;
 }
 
@@ -107,8 +144,32 @@ export interface KernelInfo {
   release: string;
   accelerators: Accelerator[];
   tcg: boolean;
+  /** Clocks named by its records and provenance ('wall' where absent). */
+  clocks: Clock[];
+  /** Null for a kernel with no measurement at all (only cell records, e.g. skipped). */
+  measurement: Measurement | null;
   provenance: Provenance | null;
   version: number[];
+}
+
+/** The kernel's warning where its numbers are not wall-clock performance, else null. */
+export function kernelWarning(k: Pick<KernelInfo, 'tcg' | 'measurement'> | null | undefined): string | null {
+  if (!k?.tcg) return null;
+  return k.measurement === 'tcg-icount' ? ICOUNT_WARNING : TCG_WARNING;
+}
+
+/** The kernels (of those named, default all) whose numbers are not wall-clock performance, by warning. */
+export function kernelWarnings(kernels: readonly KernelInfo[], only?: readonly string[]): { text: string; kernels: string[] }[] {
+  const out = new Map<string, string[]>();
+  for (const k of kernels) {
+    const w = kernelWarning(k);
+    if (w && (!only || only.includes(k.label))) out.set(w, [...(out.get(w) ?? []), k.label]);
+  }
+  return [...out.entries()].map(([text, ks]) => ({ text, kernels: ks }));
+}
+
+export function measurementLabel(k: Pick<KernelInfo, 'measurement'>): string {
+  return k.measurement ? MEASUREMENT_LABEL[k.measurement] : 'not measured';
 }
 
 export interface Cell {
@@ -203,6 +264,55 @@ export interface LatencyGroup {
   stats: Summary;
 }
 
+/**
+ * Per-packet metrics for the headline, best first: the chain's own time from the BPF statistics
+ * (no probe in the path), then the veth_poll probe per true packet, then per call (all the thesis
+ * published).
+ */
+export const HEADLINE_METRICS = ['statsNsPerPacket', 'nsPerPacket', 'nsPerCall'] as const satisfies readonly MetricKey[];
+export type HeadlineMetric = (typeof HEADLINE_METRICS)[number];
+export const HEADLINE_METRIC_LABEL: Record<HeadlineMetric, string> = {
+  statsNsPerPacket: 'BPF statistics: ns per packet (the whole chain)',
+  nsPerPacket: 'veth_poll probe: ns per packet',
+  nsPerCall: 'veth_poll probe: ns per call (the thesis\'s "per packet")',
+};
+export const HEADLINE_REFERENCES = ['manual', 'fused'] as const satisfies readonly ApproachName[];
+export type HeadlineReference = (typeof HEADLINE_REFERENCES)[number];
+
+export interface HeadlineRatio {
+  approach: ApproachName;
+  reference: HeadlineReference;
+  n: number;
+  nRef: number;
+  median: number;
+  medianRef: number;
+  /** median(approach) / median(reference) of the kernel's headline metric. */
+  ratio: number;
+  /** 95% bootstrap CI of the ratio of medians; null below 2 runs in either cell. */
+  ci: [number, number] | null;
+  /** The significance test of the same pair and metric (Holm over the kernel's pairs). */
+  pAdj: number | null;
+  verdict: PairTest['verdict'];
+}
+
+export interface HeadlineRow {
+  kernel: string;
+  measurement: Measurement | null;
+  /** null: no per-packet metric on this kernel (see note). */
+  metric: HeadlineMetric | null;
+  /** Why no better metric was used, or why there is none. */
+  note: string;
+  medians: { approach: ApproachName; n: number; median: number }[];
+  ratios: HeadlineRatio[];
+}
+
+/** Throughput of each approach over the kernel's baseline (none, else manual), so kernels of any speed compare. */
+export interface RelativeThroughput {
+  kernel: string;
+  baseline: 'none' | 'manual';
+  bars: { approach: ApproachName; ratio: number; ci: [number, number] | null }[];
+}
+
 export interface ReportModel {
   runId: string;
   pseudoRun: LoadedRun['pseudoRun'];
@@ -216,6 +326,8 @@ export interface ReportModel {
   micro: MicroGroup[];
   latency: LatencyGroup[];
   flags: Flag[];
+  headline: HeadlineRow[];
+  relativeThroughput: RelativeThroughput[];
   badLines: LoadedRun['badLines'];
   anyTcg: boolean;
   /** Whether any run carries the bpfStats field (results from before it have no such tables or figure). */
@@ -311,38 +423,57 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
   const runId = run.runs[0]?.runId ?? run.cells[0]?.runId ?? run.micro[0]?.runId ?? run.latency[0]?.runId ?? 'unknown';
 
   // Kernels: from runs, cells, micro, latency and provenance.
-  const kernelMap = new Map<string, { releases: Set<string>; accels: Set<Accelerator> }>();
+  const kernelMap = new Map<string, { releases: Set<string>; accels: Set<Accelerator>; clocks: Set<Clock> }>();
   const touch = (k: string) => {
     let e = kernelMap.get(k);
-    if (!e) kernelMap.set(k, (e = { releases: new Set(), accels: new Set() }));
+    if (!e) kernelMap.set(k, (e = { releases: new Set(), accels: new Set(), clocks: new Set() }));
     return e;
   };
   for (const r of run.runs) {
     const e = touch(r.kernel);
     e.releases.add(r.kernelRelease);
     e.accels.add(r.accelerator);
+    e.clocks.add(r.clock ?? 'wall');
   }
   for (const r of run.micro) {
     const e = touch(r.kernel);
     e.releases.add(r.kernelRelease);
     e.accels.add(r.accelerator);
+    e.clocks.add(r.clock ?? 'wall');
   }
-  for (const r of run.latency) touch(r.kernel).accels.add(r.accelerator);
+  for (const r of run.latency) {
+    const e = touch(r.kernel);
+    e.accels.add(r.accelerator);
+    e.clocks.add(r.clock ?? 'wall');
+  }
   for (const c of run.cells) touch(c.kernel);
   for (const p of run.provenance.values()) {
     const e = touch(p.kernel);
     e.releases.add(p.kernelRelease);
     e.accels.add(p.accelerator);
+    e.clocks.add(p.clock ?? 'wall');
   }
   const kernels: KernelInfo[] = [...kernelMap.entries()].map(([label, e]) => {
     const prov = run.provenance.get(label) ?? null;
     const release = prov?.kernelRelease ?? [...e.releases][0] ?? label;
     const accelerators = [...e.accels].sort();
+    const clocks = [...e.clocks].sort();
+    const measurement: Measurement | null = accelerators.includes('tcg')
+      ? clocks.every((c) => c === 'icount')
+        ? 'tcg-icount'
+        : 'tcg'
+      : accelerators.includes('kvm')
+        ? 'kvm'
+        : accelerators.includes('host')
+          ? 'host'
+          : null;
     return {
       label,
       release,
       accelerators,
       tcg: accelerators.includes('tcg'),
+      clocks,
+      measurement,
       provenance: prov,
       version: versionOf(label, release),
     };
@@ -351,12 +482,19 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
   const kernelInfo = new Map(kernels.map((k) => [k.label, k]));
   const anyTcg = kernels.some((k) => k.tcg);
   for (const k of kernels) {
-    if (k.tcg) flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: ${TCG_WARNING} (QEMU without KVM); every table and figure row for this kernel is marked.` });
+    const kw = { kernel: k.label, cell: k.label };
+    if (k.tcg) {
+      const cause =
+        k.measurement === 'tcg-icount'
+          ? `${ICOUNT_WARNING} (QEMU's instruction counter, no KVM); every table and figure row for this kernel is marked.`
+          : `${TCG_WARNING} (QEMU without KVM); every table and figure row for this kernel is marked.`;
+      flags.push({ level: 'warn', ...kw, cause, text: `${k.label}: ${cause}` });
+    }
     if (!k.provenance && (run.runs.some((r) => r.kernel === k.label) || run.micro.some((r) => r.kernel === k.label))) {
-      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: no provenance/${k.label}.json: CPU, frequency and tool versions unknown.` });
+      flags.push({ level: 'warn', ...kw, cause: 'no provenance/<kernel>.json: CPU, frequency and tool versions unknown.', text: `${k.label}: no provenance/${k.label}.json: CPU, frequency and tool versions unknown.` });
     }
     if (k.provenance?.accelerator && run.runs.some((r) => r.kernel === k.label && r.accelerator !== k.provenance!.accelerator)) {
-      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: runs name an accelerator other than the provenance's (${k.provenance.accelerator}).` });
+      flags.push({ level: 'warn', ...kw, cause: "runs name an accelerator other than the provenance's.", detail: `provenance: ${k.provenance.accelerator}`, text: `${k.label}: runs name an accelerator other than the provenance's (${k.provenance.accelerator}).` });
     }
   }
 
@@ -386,7 +524,8 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
     if (mine.length > 0 && mine.every((c) => c.record?.status === 'skipped' && c.runs.length === 0)) {
       wholeKernelSkipped.add(k.label);
       const reason = mine[0]!.record?.reason;
-      flags.push({ level: 'warn', kernel: k.label, text: `${k.label}: every approach skipped${reason ? ` — ${reason}` : ' (no reason recorded)'}` });
+      const cause = `every approach skipped${reason ? ` — ${reason}` : ' (no reason recorded)'}`;
+      flags.push({ level: 'warn', kernel: k.label, cell: k.label, cause, text: `${k.label}: ${cause}` });
     }
   }
   for (const cell of cells) {
@@ -403,13 +542,27 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
   const comparison = opts.reference ? compareWithThesis(table, kernels, opts.reference) : [];
   if (!opts.reference) flags.push({ level: 'info', text: 'thesis reference tables not found: no side-by-side comparison.' });
   const { pairs, sentences } = significance(cells, kernels, opts.resamples);
+  const headline = headlineRows(cells, kernels, pairs, opts.resamples);
+  const relativeThroughput = relativeThroughputOf(cells, kernels, opts.resamples);
   const micro = microGroups(run.micro, kernelInfo, opts.resamples);
   for (const m of run.microReasons) {
-    flags.push({ level: 'info', kernel: m.kernel, text: `${m.kernel} / microbenchmark ${m.variant} (length ${m.chainLength}): not measured — ${m.reason}` });
+    flags.push({
+      level: 'info',
+      kernel: m.kernel,
+      cell: `${m.kernel} / ${m.variant} (length ${m.chainLength})`,
+      cause: `microbenchmark not measured — ${m.reason}`,
+      text: `${m.kernel} / microbenchmark ${m.variant} (length ${m.chainLength}): not measured — ${m.reason}`,
+    });
   }
   for (const r of run.micro) {
     if (r.nsPerPacket.length === 0 && !run.microReasons.some((m) => m.kernel === r.kernel && m.variant === r.variant && m.chainLength === r.chainLength)) {
-      flags.push({ level: 'warn', kernel: r.kernel, text: `${r.kernel} / microbenchmark ${r.variant} (length ${r.chainLength}): record without repetitions and without a reason` });
+      flags.push({
+        level: 'warn',
+        kernel: r.kernel,
+        cell: `${r.kernel} / ${r.variant} (length ${r.chainLength})`,
+        cause: 'microbenchmark record without repetitions and without a reason',
+        text: `${r.kernel} / microbenchmark ${r.variant} (length ${r.chainLength}): record without repetitions and without a reason`,
+      });
     }
   }
   // Provenance warnings (probe overhead, frequency notes...) belong in the warnings list too; one
@@ -421,7 +574,7 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
   if (run.pseudoRun) {
     flags.unshift({ level: 'info', text: `Thesis pseudo-run (${run.pseudoRun.source}): ${run.pseudoRun.note}` });
   }
-  for (const b of run.badLines) flags.push({ level: 'warn', text: `${b.file}:${b.line}: skipped: ${b.error}` });
+  for (const b of run.badLines) flags.push({ level: 'warn', cell: `${b.file}:${b.line}`, cause: `raw line skipped: ${b.error}`, text: `${b.file}:${b.line}: skipped: ${b.error}` });
   for (const w of run.warnings) flags.push({ level: 'warn', text: w });
   return {
     runId,
@@ -436,6 +589,8 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
     micro,
     latency,
     flags,
+    headline,
+    relativeThroughput,
     badLines: run.badLines,
     anyTcg,
     bpfStatsRecorded: run.runs.some((r) => r.bpfStats !== undefined),
@@ -443,45 +598,110 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
 }
 
 function cellFlags(cell: Cell, k: KernelInfo | null, flags: Flag[], pseudoRun: boolean): void {
-  const where = { kernel: cell.kernel, approach: cell.approach };
   const name = `${cell.kernel} / ${APPROACH_LABEL[cell.approach]}`;
+  // text: the flag as one line (what summary.json's readers and tests see); cause: the same with
+  // the cell's particulars (counts, measured values) moved to detail, so cells can share one line.
+  const add = (level: Flag['level'], text: string, cause: string, detail?: string) =>
+    flags.push({ level, kernel: cell.kernel, approach: cell.approach, cell: name, cause, ...(detail !== undefined ? { detail } : {}), text: `${name}: ${text}` });
   const rec = cell.record;
   if (rec && rec.status !== 'done') {
-    flags.push({ level: 'warn', ...where, text: `${name}: ${rec.status}${rec.reason ? ` — ${rec.reason}` : ' (no reason recorded)'}` });
+    const t = `${rec.status}${rec.reason ? ` — ${rec.reason}` : ' (no reason recorded)'}`;
+    add('warn', t, t);
   } else if (!rec && cell.runs.length > 0) {
-    flags.push({ level: 'warn', ...where, text: `${name}: no cell record: the cell did not finish (matrix interrupted or still running); ${cell.runs.length} run(s) used.` });
+    add(
+      'warn',
+      `no cell record: the cell did not finish (matrix interrupted or still running); ${cell.runs.length} run(s) used.`,
+      'no cell record: the cell did not finish (matrix interrupted or still running); its runs are used.',
+      `${cell.runs.length} run(s)`,
+    );
   } else if (rec && rec.runs !== cell.runs.length) {
-    flags.push({ level: 'warn', ...where, text: `${name}: the cell record says ${rec.runs} run(s), ${cell.runs.length} valid run record(s) found.` });
+    add(
+      'warn',
+      `the cell record says ${rec.runs} run(s), ${cell.runs.length} valid run record(s) found.`,
+      'the cell record names another number of runs than the valid run records found.',
+      `record ${rec.runs}, found ${cell.runs.length}`,
+    );
   }
   // A pseudo-run has n = 1 everywhere and says so once in its banner.
   if (!pseudoRun && cell.runs.length > 0 && cell.runs.length < MIN_RUNS) {
-    flags.push({ level: 'warn', ...where, text: `${name}: only ${cell.runs.length} run(s) (fewer than ${MIN_RUNS}): medians, IQR and CI are fragile.` });
+    add(
+      'warn',
+      `only ${cell.runs.length} run(s) (fewer than ${MIN_RUNS}): medians, IQR and CI are fragile.`,
+      `fewer than ${MIN_RUNS} runs: medians, IQR and CI are fragile.`,
+      `n=${cell.runs.length}`,
+    );
   }
   if (cell.approach === 'none' && cell.runs.length > 0 && cell.values.ns.length === 0) {
-    flags.push({ level: 'info', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? []).join('; ')}. Only throughput is shown.` });
+    const t = `no probe data — ${(cell.nullReasons.ns ?? []).join('; ')}. Only throughput is shown.`;
+    add('info', t, t);
   } else if (cell.runs.length > 0 && cell.values.ns.length === 0) {
-    flags.push({ level: 'warn', ...where, text: `${name}: no probe data — ${(cell.nullReasons.ns ?? ['no reason recorded']).join('; ')}.` });
+    const t = `no probe data — ${(cell.nullReasons.ns ?? ['no reason recorded']).join('; ')}.`;
+    add('warn', t, t);
   }
   const statsNull = cell.runs.filter((r) => r.bpfStats === null);
   if (cell.approach !== 'none' && statsNull.length > 0) {
-    flags.push({ level: 'info', ...where, text: `${name}: BPF run-time statistics missing in ${statsNull.length} of ${cell.runs.length} run(s) — ${(cell.nullReasons.statsNsPerPacket ?? ['no reason recorded']).join('; ')} (shown as empty, never 0).` });
+    const why = `${(cell.nullReasons.statsNsPerPacket ?? ['no reason recorded']).join('; ')} (shown as empty, never 0).`;
+    add('info', `BPF run-time statistics missing in ${statsNull.length} of ${cell.runs.length} run(s) — ${why}`, `BPF run-time statistics missing — ${why}`, `${statsNull.length} of ${cell.runs.length} run(s)`);
   }
   if (cell.values.calls.length > 0 && cell.values.cycles.length < cell.values.calls.length) {
-    flags.push({ level: 'info', ...where, text: `${name}: cycles missing in ${cell.values.calls.length - cell.values.cycles.length} of ${cell.values.calls.length} run(s) — ${(cell.nullReasons.cycles ?? []).join('; ')} (shown as empty, never 0).` });
+    const why = `${(cell.nullReasons.cycles ?? []).join('; ')} (shown as empty, never 0).`;
+    const missing = `${cell.values.calls.length - cell.values.cycles.length} of ${cell.values.calls.length} run(s)`;
+    add('info', `cycles missing in ${missing} — ${why}`, `cycles missing — ${why}`, missing);
   }
   const ghz = cell.stats.effectiveGhz;
   if (ghz) {
     const mhz = k?.provenance?.cpuFrequency.mhz ?? null;
+    const measured = `${ghz.median.toFixed(3)} GHz`;
     if (mhz === null) {
-      flags.push({ level: 'info', ...where, text: `${name}: effective ${ghz.median.toFixed(3)} GHz (cycles/ns) cannot be checked: no pinned frequency recorded${k?.provenance?.cpuFrequency.note ? ` (${k.provenance.cpuFrequency.note})` : ''}.` });
+      const note = k?.provenance?.cpuFrequency.note ? ` (${k.provenance.cpuFrequency.note})` : '';
+      add(
+        'info',
+        `effective ${measured} (cycles/ns) cannot be checked: no pinned frequency recorded${note}.`,
+        `effective GHz (cycles/ns) cannot be checked: no pinned frequency recorded${note}.`,
+        `measured ${measured}`,
+      );
     } else {
       const expected = mhz / 1000;
       const rel = (ghz.median - expected) / expected;
       if (Math.abs(rel) > GHZ_TOLERANCE) {
-        flags.push({ level: 'warn', ...where, text: `${name}: effective ${ghz.median.toFixed(3)} GHz (cycles/ns) differs from the recorded ${expected.toFixed(3)} GHz by ${(rel * 100).toFixed(1)}% (> ${GHZ_TOLERANCE * 100}%): the frequency was not what was pinned, or cycles and ns do not cover the same interval.` });
+        const why = 'the frequency was not what was pinned, or cycles and ns do not cover the same interval.';
+        add(
+          'warn',
+          `effective ${measured} (cycles/ns) differs from the recorded ${expected.toFixed(3)} GHz by ${(rel * 100).toFixed(1)}% (> ${GHZ_TOLERANCE * 100}%): ${why}`,
+          `effective GHz (cycles/ns) differs from the recorded frequency by more than ${GHZ_TOLERANCE * 100}%: ${why}`,
+          `${measured} vs ${expected.toFixed(3)}, ${rel >= 0 ? '+' : '−'}${Math.abs(rel * 100).toFixed(1)}%`,
+        );
       }
     }
   }
+}
+
+/**
+ * Flags of one cause on one line each, in order of first appearance. Where every cell shares the
+ * same detail it joins the cause ("fewer than 5 runs (n=2)") instead of being repeated per cell.
+ */
+export function groupFlags(flags: readonly Flag[]): FlagGroup[] {
+  const groups = new Map<string, { level: Flag['level']; cause: string; first: string; cells: { cell: string; detail?: string }[] }>();
+  for (const f of flags) {
+    const cause = f.cause ?? f.text;
+    const key = `${f.level}\u0000${cause}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { level: f.level, cause, first: f.text, cells: [] }));
+    if (f.cause !== undefined && f.cell !== undefined) g.cells.push(f.detail !== undefined ? { cell: f.cell, detail: f.detail } : { cell: f.cell });
+  }
+  return [...groups.values()].map((g) => {
+    // A cause of one cell reads best as the flag itself ("6.1 / Manual: unsupported — …").
+    if (g.cells.length <= 1) return { level: g.level, cause: g.cause, cells: g.cells, text: g.first };
+    const details = new Set(g.cells.map((c) => c.detail));
+    const shared = details.size === 1 ? [...details][0] : undefined;
+    const cause = shared !== undefined ? `${g.cause.replace(/[.:]$/, '')} (${shared}).` : g.cause;
+    const cells = shared !== undefined ? g.cells.map((c) => ({ cell: c.cell })) : g.cells;
+    return { level: g.level, cause, cells, text: `${cause} — ${cells.length}: ${flagCellsText(cells)}` };
+  });
+}
+
+export function flagCellsText(cells: readonly { cell: string; detail?: string }[]): string {
+  return cells.map((c) => (c.detail !== undefined ? `${c.cell} (${c.detail})` : c.cell)).join(', ');
 }
 
 function median(s: Summary | undefined): number | null {
@@ -499,7 +719,8 @@ export function noteReason(status: string, reason: string): string {
 
 function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   const notes: string[] = [];
-  if (cell.tcg) notes.push(TCG_WARNING);
+  const kw = kernelWarning(k);
+  if (kw) notes.push(kw);
   if (cell.runs.length > 0 && cell.runs.length < MIN_RUNS) notes.push(`n=${cell.runs.length} < ${MIN_RUNS}`);
   const rec = cell.record;
   const status: ThesisRow['status'] = rec ? rec.status : 'incomplete';
@@ -547,9 +768,7 @@ function compareWithThesis(table: ThesisRow[], kernels: KernelInfo[], ref: Refer
       ? `no kernel ${r51.kernel} in this run`
       : !row || row.n === 0
         ? `${APPROACH_LABEL[r51.approach]} not measured on ${ourK.label}${row?.reason ? ` (${row.reason})` : ''}`
-        : ourK.tcg
-          ? TCG_WARNING
-          : '';
+        : (kernelWarning(ourK) ?? '');
     const add = (metric: ComparisonRow['metric'], thesis: number, ours: number | null) => {
       out.push({
         kernel: r51.kernel,
@@ -647,10 +866,88 @@ function significance(cells: Cell[], kernels: KernelInfo[], resamples?: number):
       parts.push(`${METRICS[metric].label}: ${bits.join('; ')}`);
     }
     if (parts.length === 0) continue;
-    const tcg = k.tcg ? ` [${TCG_WARNING}: even "real" differences say nothing about performance.]` : '';
+    const kw = kernelWarning(k);
+    const tcg = kw ? ` [${kw}: even "real" differences say nothing about wall-clock performance.]` : '';
     sentences.push({ kernel: k.label, text: `On ${k.label}, ${parts.join('. ')}.${tcg}` });
   }
   return { pairs, sentences };
+}
+
+/**
+ * The answer first: per kernel, each approach's cost over manual and over fused, as a ratio of
+ * medians of the best per-packet metric the kernel has, with a bootstrap CI of that ratio and the
+ * verdict of the pair's significance test (same metric, so the same Holm family).
+ */
+function headlineRows(cells: Cell[], kernels: KernelInfo[], pairs: PairTest[], resamples?: number): HeadlineRow[] {
+  const rows: HeadlineRow[] = [];
+  for (const k of kernels) {
+    const kc = cells.filter((c) => c.kernel === k.label && c.approach !== 'none' && c.runs.length > 0);
+    if (kc.length === 0) continue;
+    const withData = (m: HeadlineMetric) => kc.filter((c) => c.values[m].length > 0);
+    const metric = HEADLINE_METRICS.find((m) => withData(m).length >= 2) ?? HEADLINE_METRICS.find((m) => withData(m).length >= 1) ?? null;
+    const passedOver: readonly HeadlineMetric[] = metric === null ? HEADLINE_METRICS : HEADLINE_METRICS.slice(0, HEADLINE_METRICS.indexOf(metric));
+    const note = passedOver
+      .map((m) => {
+        const reasons = [...new Set(kc.flatMap((c) => (c.values[m].length === 0 ? (c.nullReasons[m] ?? []) : [])))];
+        const covered = withData(m).length;
+        return `no ${HEADLINE_METRIC_LABEL[m]}${covered > 0 ? ` beyond ${covered} approach` : ''}${reasons.length > 0 ? ` — ${reasons.join('; ')}` : ''}`;
+      })
+      .join('; ');
+    const row: HeadlineRow = { kernel: k.label, measurement: k.measurement, metric, note, medians: [], ratios: [] };
+    rows.push(row);
+    if (metric === null) continue;
+    const data = withData(metric);
+    row.medians = data.map((c) => ({ approach: c.approach, n: c.values[metric].length, median: c.stats[metric]!.median }));
+    for (const reference of HEADLINE_REFERENCES) {
+      const ref = data.find((c) => c.approach === reference);
+      if (!ref) continue;
+      const medianRef = ref.stats[metric]!.median;
+      if (medianRef === 0) continue;
+      for (const c of data) {
+        if (c === ref) continue;
+        const pair = pairs.find(
+          (p) => p.kernel === k.label && p.metric === metric && ((p.a === reference && p.b === c.approach) || (p.b === reference && p.a === c.approach)),
+        );
+        const median = c.stats[metric]!.median;
+        row.ratios.push({
+          approach: c.approach,
+          reference,
+          n: c.values[metric].length,
+          nRef: ref.values[metric].length,
+          median,
+          medianRef,
+          ratio: median / medianRef,
+          ci: bootstrapMedianRatioCi(ref.values[metric], c.values[metric], `headline/${k.label}/${metric}/${c.approach}/${reference}`, resamples),
+          pAdj: pair?.pAdj ?? null,
+          verdict: pair?.verdict ?? 'untestable',
+        });
+      }
+    }
+  }
+  return rows;
+}
+
+/** Throughput over the kernel's own baseline: none (no XDP) where measured, else manual. */
+function relativeThroughputOf(cells: Cell[], kernels: KernelInfo[], resamples?: number): RelativeThroughput[] {
+  const out: RelativeThroughput[] = [];
+  for (const k of kernels) {
+    const kc = cells.filter((c) => c.kernel === k.label && c.values.throughputGbps.length > 0);
+    const base = kc.find((c) => c.approach === 'none') ?? kc.find((c) => c.approach === 'manual');
+    if (!base || (base.approach !== 'none' && base.approach !== 'manual')) continue;
+    const baseMedian = base.stats.throughputGbps!.median;
+    if (baseMedian === 0) continue;
+    out.push({
+      kernel: k.label,
+      baseline: base.approach,
+      bars: kc.map((c) => ({
+        approach: c.approach,
+        ratio: c.stats.throughputGbps!.median / baseMedian,
+        // The baseline over itself is 1 by definition; resampling it against itself would invent a spread.
+        ci: c === base ? null : bootstrapMedianRatioCi(base.values.throughputGbps, c.values.throughputGbps, `throughput-relative/${k.label}/${c.approach}/${base.approach}`, resamples),
+      })),
+    });
+  }
+  return out;
 }
 
 export function fmtP(p: number): string {

@@ -91,6 +91,29 @@ export function bootstrapMedianDiffCi(
   return percentileInterval(diffs);
 }
 
+/**
+ * Bootstrap CI of median(b) / median(a), each group resampled on its own (as the difference above).
+ * A resample whose median(a) is 0 has no ratio and is left out; null when none is left.
+ */
+export function bootstrapMedianRatioCi(
+  a: readonly number[],
+  b: readonly number[],
+  seedKey: string,
+  resamples = BOOTSTRAP_RESAMPLES,
+): [number, number] | null {
+  if (a.length < 2 || b.length < 2) return null;
+  const rnd = seededRandom(`ratio:${seedKey}`);
+  const ba = new Float64Array(a.length);
+  const bb = new Float64Array(b.length);
+  const ratios: number[] = [];
+  for (let i = 0; i < resamples; i++) {
+    const mb = resampleMedian(b, bb, rnd);
+    const ma = resampleMedian(a, ba, rnd);
+    if (ma !== 0) ratios.push(mb / ma);
+  }
+  return ratios.length > 0 ? percentileInterval(ratios) : null;
+}
+
 function percentileInterval(xs: number[]): [number, number] {
   const alpha = (1 - CONFIDENCE) / 2;
   const [lo, hi] = quantile(xs, [alpha, 1 - alpha]) as [number, number];

@@ -10,8 +10,15 @@ import {
   METRIC_KEYS,
   MIN_RUNS,
   SHORT_CHAIN,
-  TCG_WARNING,
+  ICOUNT_WARNING,
   fmtP,
+  kernelWarning,
+  kernelWarnings,
+  measurementLabel,
+  APPROACH_ORDER,
+  BOOTSTRAP_NOTE,
+  HEADLINE_METRIC_LABEL,
+  HEADLINE_REFERENCES,
   noteReason,
   type Cell,
   type MetricKey,
@@ -83,8 +90,9 @@ function fmtCi(s: Summary | undefined, f: (x: number) => string = fmtNum): strin
 
 function banners(model: ReportModel, kernels?: string[]): string[] {
   const out: string[] = [];
-  const tcg = model.kernels.filter((k) => k.tcg && (!kernels || kernels.includes(k.label))).map((k) => k.label);
-  if (tcg.length > 0) out.push(`⚠ ${TCG_WARNING}: rows for ${tcg.join(', ')} were measured under QEMU TCG.`);
+  for (const w of kernelWarnings(model.kernels, kernels)) {
+    out.push(`⚠ ${w.text}: rows for ${w.kernels.join(', ')} were measured under QEMU TCG${w.text === ICOUNT_WARNING ? ' with its instruction counter' : ''}.`);
+  }
   if (model.pseudoRun) out.push(`Thesis pseudo-run: ${model.pseudoRun.note}`);
   return out;
 }
@@ -102,6 +110,92 @@ const PER_PACKET_CAPTION =
 
 function rowNotes(r: ThesisRow): string {
   return r.notes.join('; ');
+}
+
+/** A ratio to three decimals, so a 1.03 target can be read off. */
+export function fmtRatio(x: number): string {
+  return Math.abs(x) < 10 ? x.toFixed(3) : x.toPrecision(4);
+}
+
+/** The first thing the report says: per kernel, what each approach costs per packet relative to manual and fused. */
+export function headlineTable(model: ReportModel): Table {
+  const refs = HEADLINE_REFERENCES.filter((ref) => model.headline.some((h) => h.medians.some((m) => m.approach === ref)));
+  const rows: string[][] = [];
+  const tcgRows: boolean[] = [];
+  for (const h of model.headline) {
+    const k = model.kernels.find((x) => x.label === h.kernel)!;
+    // The kernel, how it was measured and the metric head its group of rows, once.
+    const head = [h.kernel, measurementLabel(k), h.metric ? HEADLINE_METRIC_LABEL[h.metric] : 'none (see below)'];
+    const blank = head.map(() => '');
+    const approaches = APPROACH_ORDER.filter((a) => h.medians.some((m) => m.approach === a));
+    if (approaches.length === 0) {
+      rows.push([...head, '', '', '', ...refs.flatMap(() => ['', ''])]);
+      tcgRows.push(k.tcg);
+    }
+    approaches.forEach((a, i) => {
+      const m = h.medians.find((x) => x.approach === a)!;
+      const vs = refs.flatMap((ref) => {
+        if (ref === a) return ['1 (reference)', ''];
+        const r = h.ratios.find((x) => x.approach === a && x.reference === ref);
+        // No ratio: the reference has no value of the metric on this kernel.
+        if (!r) return ['—', ''];
+        return [`${fmtRatio(r.ratio)}× ${r.ci ? `[${fmtRatio(r.ci[0])}, ${fmtRatio(r.ci[1])}]` : '(no CI: n < 2)'}`, r.verdict];
+      });
+      rows.push([...(i === 0 ? head : blank), APPROACH_LABEL[a], String(m.n), fmtNum(m.median), ...vs]);
+      tcgRows.push(k.tcg);
+    });
+  }
+  return {
+    id: 'headline',
+    title: 'The answer: cost per packet relative to manual and to fused',
+    banners: model.pseudoRun ? [`Thesis pseudo-run: ${model.pseudoRun.note}`] : [],
+    caption:
+      'Per kernel, the best per-packet metric it has (BPF statistics ns per packet, the whole chain; else the veth_poll ' +
+      'probe per packet; else per veth_poll call), named in the third column. "÷ manual" = median(approach) / median(manual), ' +
+      `with its 95% bootstrap CI (${BOOTSTRAP_NOTE}); then the verdict of the pair's test on the same metric: "real" = ` +
+      'the bootstrap CI of the difference of medians excludes 0 and the Mann-Whitney p, Holm-adjusted over the kernel\'s ' +
+      'pairs, is below 0.05; "noise" otherwise; "untestable" below 2 runs. Only the host is real hardware; KVM is a guest; ' +
+      'TCG is emulated (the shape only); TCG icount is instruction-timed (reproducible, not wall-clock).',
+    header: ['Linux', 'Measured as', 'Per-packet metric', 'Approach', 'n', 'Median (ns)', ...refs.flatMap((r) => [`÷ ${r} [95% CI]`, `vs ${r}`])],
+    align: ['l', 'l', 'l', 'l', 'r', 'r', ...refs.flatMap((): ('l' | 'r')[] => ['r', 'l'])],
+    rows,
+    tcgRows,
+    footnotes: headlineNotes(model),
+  };
+}
+
+/** One footnote per distinct note, naming its kernels: the same reason on every kernel is said once. */
+function headlineNotes(model: ReportModel): string[] {
+  const byNote = new Map<string, string[]>();
+  for (const h of model.headline) if (h.note !== '') byNote.set(h.note, [...(byNote.get(h.note) ?? []), h.kernel]);
+  return [...byNote.entries()].map(([note, ks]) => `${ks.join(', ')}: ${note}.`);
+}
+
+export function headlineCsv(model: ReportModel): string {
+  const rows = model.headline.flatMap((h) => {
+    const k = model.kernels.find((x) => x.label === h.kernel)!;
+    const head = [h.kernel, measurementLabel(k), k.accelerators.join('+'), k.clocks.join('+'), h.metric ?? ''];
+    if (h.ratios.length === 0) return [[...head, '', '', '', '', '', '', '', '', '', '', '', h.note]];
+    return h.ratios.map((r) => [
+      ...head,
+      r.approach,
+      r.reference,
+      String(r.n),
+      String(r.nRef),
+      String(r.median),
+      String(r.medianRef),
+      String(r.ratio),
+      n(r.ci?.[0]),
+      n(r.ci?.[1]),
+      n(r.pAdj),
+      r.verdict,
+      h.note,
+    ]);
+  });
+  return stringify(rows, {
+    header: true,
+    columns: ['kernel', 'measured_as', 'accelerator', 'clock', 'metric', 'approach', 'reference', 'n', 'n_ref', 'median', 'median_ref', 'ratio', 'ci95_low', 'ci95_high', 'p_holm', 'verdict', 'note'],
+  });
 }
 
 export function table51(model: ReportModel): Table {
@@ -147,6 +241,10 @@ export function table52(model: ReportModel): Table {
     tcgRows: model.table.map((r) => isTcg(model, r.kernel)),
     footnotes: [],
   };
+}
+
+function warningOf(model: ReportModel, kernel: string): string {
+  return kernelWarning(model.kernels.find((k) => k.label === kernel)) ?? '';
 }
 
 function isTcg(model: ReportModel, kernel: string | null): boolean {
@@ -367,7 +465,7 @@ export function statsCsv(model: ReportModel): string {
         n(s?.ci?.[0]),
         n(s?.ci?.[1]),
         (c.nullReasons[m] ?? []).join('; '),
-        c.tcg ? TCG_WARNING : '',
+        warningOf(model, c.kernel),
       ]);
     }
   }
@@ -397,7 +495,7 @@ export function significanceCsv(model: ReportModel): string {
 export function microCsv(model: ReportModel): string {
   return stringify(
     model.micro.flatMap((g) =>
-      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), n(p.stats.ci?.[0]), n(p.stats.ci?.[1]), n(g.fit?.slope), n(g.fit?.intercept), n(g.shortFit?.slope), g.tcg ? TCG_WARNING : '']),
+      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), n(p.stats.ci?.[0]), n(p.stats.ci?.[1]), n(g.fit?.slope), n(g.fit?.intercept), n(g.shortFit?.slope), warningOf(model, g.kernel)]),
     ),
     { header: true, columns: ['kernel', 'variant', 'hop', 'chain_length', 'repeat', 'n', 'median_ns', 'q1', 'q3', 'ci95_low', 'ci95_high', 'fit_ns_per_hop', 'fit_intercept_ns', `fit_ns_per_hop_le${SHORT_CHAIN}`, 'flag'] },
   );
@@ -405,7 +503,7 @@ export function microCsv(model: ReportModel): string {
 
 export function latencyCsv(model: ReportModel): string {
   return stringify(
-    model.latency.map((g) => [g.kernel, g.approach, g.operation, String(g.stats.n), String(g.stats.median), String(g.stats.q1), String(g.stats.q3), n(g.stats.ci?.[0]), n(g.stats.ci?.[1]), g.tcg ? TCG_WARNING : '']),
+    model.latency.map((g) => [g.kernel, g.approach, g.operation, String(g.stats.n), String(g.stats.median), String(g.stats.q1), String(g.stats.q3), n(g.stats.ci?.[0]), n(g.stats.ci?.[1]), warningOf(model, g.kernel)]),
     { header: true, columns: ['kernel', 'approach', 'operation', 'n', 'median_ms', 'q1', 'q3', 'ci95_low', 'ci95_high', 'flag'] },
   );
 }

@@ -28,6 +28,7 @@ describe('Figure 5.1 from the small fixture', () => {
       'fig-packets-true',
       'fig-ns-per-packet-true',
       'fig-cycles-per-packet-true',
+      'fig-throughput-relative',
     ]);
     expect([CHART_WIDTH, CHART_HEIGHT]).toEqual([1000, 560]);
     for (const c of s.charts) {
@@ -100,6 +101,6 @@ describe('TCG marking on figures', () => {
     expect(html).toMatch(/<figure class="tcg"><img src="data:image\/png;base64,[^"]+" width="1000" height="560" alt="Figure 5\.1a/);
     expect(html).toMatch(/<figure><img src="data:image\/png;base64,[^"]+" width="1000" height="560" alt="Figure 5\.1d/);
     expect(html).toContain('Figure 5.1a — Throughput by kernel and approach: throughput. Bars: median over runs · whiskers: IQR (Q1–Q3). TCG emulation: not a performance measurement.');
-    expect(s.charts.length).toBe(7);
+    expect(s.charts.length).toBe(8);
   });
 });

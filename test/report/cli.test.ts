@@ -26,7 +26,7 @@ describe('npm run report', () => {
     expect(error).toBeNull();
     expect(lines[0]).toBe(`report of ${dir}: 20 runs in 6 cells, kernels 6.1, 5.10`);
     expect(lines).toContain(`  html:     ${join(dir, 'report', 'index.html')}`);
-    expect(lines).toContain(`  figures:  7 PNG in ${join(dir, 'report')}/figures`);
+    expect(lines).toContain(`  figures:  8 PNG in ${join(dir, 'report')}/figures`);
     expect(lines).toContain('  TCG kernels present: their numbers are not a performance measurement');
     expect(existsSync(join(dir, 'report', 'index.html'))).toBe(true);
   });
