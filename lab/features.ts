@@ -334,7 +334,7 @@ export function formatFeatures(k: KernelFeatures): string {
     const feat = k.features[name];
     lines.push(`  ${feat.ok ? 'yes' : 'no '}  ${FEATURE_LABELS[name].padEnd(width)}  ${feat.detail}`);
   }
-  lines.push(`  chain patch mode: ${k.patchModeReason}`);
+  lines.push(`  chain patch modes: inline (the default) for any body; subprog, for bodies that call other functions, ${k.features.tailCallsWithBpf2bpf.ok ? 'loads' : 'does not load'} here (${k.features.tailCallsWithBpf2bpf.detail})`);
   if (k.maxChainPrograms !== null) {
     lines.push(`  longest chain: ${k.maxChainPrograms} programs, ${k.maxChainPrograms - 1} with the head trampoline`);
   }
