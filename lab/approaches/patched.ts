@@ -209,7 +209,7 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
           { name: VERDICT_MAP, id: st.state.maps.verdict.id },
         ],
         hop: 'tail-call-constant',
-        notes: [`patch mode ${st.state.mode}: ${st.state.modeReason}`, ...st.state.notes, ...st.problems.map((p) => `problem: ${p}`)],
+        notes: [`patch mode ${st.state.modeReason.startsWith(`${st.state.mode}:`) ? st.state.modeReason : `${st.state.mode}: ${st.state.modeReason}`}`, ...st.state.notes, ...st.problems.map((p) => `problem: ${p}`)],
       };
     },
   };

@@ -110,11 +110,11 @@ const runKey = (kernel: string, approach: ApproachName, i: number): string => `$
 
 const gbit = (bps: number): string => (bps / 1e9).toFixed(3);
 
-/** Picks patchMode out of a description's notes ("mode: subprog", "patch mode inline"...). */
-function patchModeFrom(notes: readonly string[]): string | undefined {
+/** Picks the patch mode and why out of a description's notes ("patch mode inline: no body ..."). */
+function patchModeFrom(notes: readonly string[]): { mode: string; reason?: string } | undefined {
   for (const n of notes) {
-    const m = /\b(?:patch[ -]?)?mode\b\s*[:=]?\s*(subprog|inline)\b/i.exec(n);
-    if (m?.[1]) return m[1].toLowerCase();
+    const m = /\b(?:patch[ -]?)?mode\b\s*[:=]?\s*(subprog|inline)\b(?::\s*(.+))?/i.exec(n);
+    if (m?.[1]) return m[2] ? { mode: m[1].toLowerCase(), reason: m[2].trim() } : { mode: m[1].toLowerCase() };
   }
   return undefined;
 }
@@ -128,6 +128,7 @@ interface Measured {
   xdpMode: RunRecord['xdpMode'];
   offloads: Record<string, boolean>;
   patchMode?: string;
+  patchModeReason?: string;
   startedAt: string;
   endedAt: string;
 }
@@ -549,6 +550,7 @@ class Matrix {
         rec.bpfStats = m.bpfStats;
         if (m.bpfStats === null) rec.bpfStatsNullReason = m.bpfStatsNullReason ?? 'no run-time statistics';
         if (m.patchMode) rec.patchMode = m.patchMode;
+        if (m.patchModeReason) rec.patchModeReason = m.patchModeReason;
         await appendRecord(this.rawFile, rec);
         this.doneRuns.add(runKey(kernel, r.name, i));
         this.appended.runs++;
@@ -628,7 +630,10 @@ class Matrix {
         m.bpfStatsNullReason = isNone ? NONE_STATS_REASON : (statsNote ?? w.statsNullReason ?? 'run-time statistics not requested for this run');
       }
       const pm = impl.name === 'patched' ? patchModeFrom(desc.notes) : undefined;
-      if (pm) m.patchMode = pm;
+      if (pm) {
+        m.patchMode = pm.mode;
+        if (pm.reason) m.patchModeReason = pm.reason;
+      }
       return m;
     } finally {
       if (interval) await interval.abort();

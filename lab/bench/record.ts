@@ -109,6 +109,8 @@ export const RunRecord = z.object({
   offloads: z.record(z.string(), z.boolean()).optional(),
   /** Patch mode used by the patched approach ("subprog" | "inline"). */
   patchMode: z.string().optional(),
+  /** Why that mode (e.g. "no body calls other functions, and inline has no call frame ..."). */
+  patchModeReason: z.string().optional(),
 });
 export type RunRecord = z.infer<typeof RunRecord>;
 

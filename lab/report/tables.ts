@@ -168,6 +168,13 @@ export function headlineTable(model: ReportModel): Table {
 function headlineNotes(model: ReportModel): string[] {
   const byNote = new Map<string, string[]>();
   for (const h of model.headline) if (h.note !== '') byNote.set(h.note, [...(byNote.get(h.note) ?? []), h.kernel]);
+  // The patched chain's mode, and why, as its runs recorded it.
+  for (const c of model.cells) {
+    const r = c.approach === 'patched' ? c.runs.find((x) => x.patchMode) : undefined;
+    if (!r?.patchMode) continue;
+    const note = `BPF chain (patched) in ${r.patchMode} mode${r.patchModeReason ? ` (${r.patchModeReason.replace(/^\w+: /, '')})` : ''}`;
+    byNote.set(note, [...(byNote.get(note) ?? []), c.kernel]);
+  }
   return [...byNote.entries()].map(([note, ks]) => `${ks.join(', ')}: ${note}.`);
 }
 

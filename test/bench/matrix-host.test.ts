@@ -94,6 +94,7 @@ describe.skipIf(need.skip)('quick matrix on the host target', () => {
     // one) even though this kernel would also load the thesis's subprog mode.
     expect(cell('patched'), cell('patched').reason ?? '').toMatchObject({ status: 'done', runs: 2 });
     expect(runs.filter((x) => x.approach === 'patched').map((x) => x.patchMode)).toEqual(['inline', 'inline']);
+    expect(runs.find((x) => x.approach === 'patched')?.patchModeReason).toMatch(/no body calls other functions/);
 
     // The microbenchmarks ran on the same kernel, once, into the same raw file.
     const micro = records.filter((x) => x.kind === 'micro' && x.kernel === 'host');

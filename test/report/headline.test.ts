@@ -303,3 +303,12 @@ describe('throughput relative to a baseline', () => {
     expect(s.skippedCharts).toContainEqual(expect.objectContaining({ id: 'fig-throughput-relative', reason: 'no throughput measured' }));
   });
 });
+
+describe('patch mode in the headline', () => {
+  it('says which mode the patched chain ran in on each kernel, and why, from its runs', () => {
+    const md = readFileSync(report('headline.md'), 'utf8');
+    expect(md).toContain('host: BPF chain (patched) in inline mode (no body calls other functions, and inline has no call frame around the body (cheaper per packet)).');
+    // Kernels whose patched runs recorded no mode get no such line.
+    expect(md).not.toMatch(/4\.19[^\n]*patched\) in/);
+  });
+});
