@@ -75,43 +75,42 @@ export function bootstrapMedianCi(values: readonly number[], seedKey: string, re
   return percentileInterval(meds);
 }
 
-/** Bootstrap CI of median(b) − median(a), resampling each group on its own. */
-export function bootstrapMedianDiffCi(
+/**
+ * Percentile bootstrap CI of a statistic of two medians, each group resampled on its own (b's
+ * resample drawn first, then a's). A resample the statistic rejects (null) is left out; null when
+ * none is left.
+ */
+function bootstrapTwoMedians(
   a: readonly number[],
   b: readonly number[],
-  seedKey: string,
-  resamples = BOOTSTRAP_RESAMPLES,
+  seed: string,
+  resamples: number,
+  statistic: (medianA: number, medianB: number) => number | null,
 ): [number, number] | null {
   if (a.length < 2 || b.length < 2) return null;
-  const rnd = seededRandom(`diff:${seedKey}`);
+  const rnd = seededRandom(seed);
   const ba = new Float64Array(a.length);
   const bb = new Float64Array(b.length);
-  const diffs = new Array<number>(resamples);
-  for (let i = 0; i < resamples; i++) diffs[i] = resampleMedian(b, bb, rnd) - resampleMedian(a, ba, rnd);
-  return percentileInterval(diffs);
+  const out: number[] = [];
+  for (let i = 0; i < resamples; i++) {
+    const mb = resampleMedian(b, bb, rnd);
+    const v = statistic(resampleMedian(a, ba, rnd), mb);
+    if (v !== null) out.push(v);
+  }
+  return out.length > 0 ? percentileInterval(out) : null;
+}
+
+/** Bootstrap CI of median(b) − median(a), resampling each group on its own. */
+export function bootstrapMedianDiffCi(a: readonly number[], b: readonly number[], seedKey: string, resamples = BOOTSTRAP_RESAMPLES): [number, number] | null {
+  return bootstrapTwoMedians(a, b, `diff:${seedKey}`, resamples, (ma, mb) => mb - ma);
 }
 
 /**
  * Bootstrap CI of median(b) / median(a), each group resampled on its own (as the difference above).
  * A resample whose median(a) is 0 has no ratio and is left out; null when none is left.
  */
-export function bootstrapMedianRatioCi(
-  a: readonly number[],
-  b: readonly number[],
-  seedKey: string,
-  resamples = BOOTSTRAP_RESAMPLES,
-): [number, number] | null {
-  if (a.length < 2 || b.length < 2) return null;
-  const rnd = seededRandom(`ratio:${seedKey}`);
-  const ba = new Float64Array(a.length);
-  const bb = new Float64Array(b.length);
-  const ratios: number[] = [];
-  for (let i = 0; i < resamples; i++) {
-    const mb = resampleMedian(b, bb, rnd);
-    const ma = resampleMedian(a, ba, rnd);
-    if (ma !== 0) ratios.push(mb / ma);
-  }
-  return ratios.length > 0 ? percentileInterval(ratios) : null;
+export function bootstrapMedianRatioCi(a: readonly number[], b: readonly number[], seedKey: string, resamples = BOOTSTRAP_RESAMPLES): [number, number] | null {
+  return bootstrapTwoMedians(a, b, `ratio:${seedKey}`, resamples, (ma, mb) => (ma === 0 ? null : mb / ma));
 }
 
 function percentileInterval(xs: number[]): [number, number] {
