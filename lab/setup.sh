@@ -25,8 +25,9 @@ PACKAGES=(
   # kernels and VMs
   qemu-system-x86 qemu-utils debootstrap e2fsprogs zstd xz-utils cpio busybox-static dpkg-dev
   ca-certificates
-  # building kernels from source (kernel.org provider)
-  bc bison flex libelf-dev libssl-dev dwarves rsync
+  # building kernels from source (kernel.org and source providers); gcc-11 and patch for old
+  # trees GCC 12 does not build (kernels/toolchains.json, kernels/patches/)
+  bc bison flex libelf-dev libssl-dev dwarves rsync gcc-11 patch
   # chartjs-node-canvas builds `canvas` from source
   build-essential python3 libcairo2-dev libpango1.0-dev libjpeg-dev libgif-dev librsvg2-dev
   # perf counters where the machine has a PMU

@@ -133,8 +133,9 @@ export function kernelCommand(): Command {
       .description('boot one kernel (or use the running one: "host"), print its uname and BPF features, then run the matrix there')
       .argument('<version>', `host or one of ${KERNEL_VERSIONS.join(', ')}`)
       .option('--no-matrix', 'only boot and print uname and features')
-      .option('--kernel-image <path>', 'boot this bzImage (or a directory with boot/vmlinuz-* and lib/modules/<release>) instead of the providers\' image'),
-  ).action(async (version: string, o: CommonOptions & { matrix: boolean; kernelImage?: string }) => {
+      .option('--kernel-image <path>', 'boot this bzImage (or a directory with boot/vmlinuz-* and lib/modules/<release>) instead of the providers\' image')
+      .option('--kernel-source <path>', 'build this kernel source tree or tarball (.tar.gz, .tar.xz) with the lab config, cache it, and boot it (same as XCL_KERNEL_SRC_<ver>)'),
+  ).action(async (version: string, o: CommonOptions & { matrix: boolean; kernelImage?: string; kernelSource?: string }) => {
     const sink = consoleSink({ plain: o.plain ?? false });
     let opened: KernelSession | undefined;
     try {
@@ -142,6 +143,12 @@ export function kernelCommand(): Command {
       const { openKernelSession } = await import('./sessions.ts');
       if (o.kernelImage && kernel === 'host') {
         throw new LabError('BAD_INPUT', '--kernel-image boots a VM; "host" is the running kernel', { remedy: 'Name the version the image is, e.g. `npm run kernel -- 5.4 --kernel-image ./bzImage`.' });
+      }
+      if (o.kernelSource) {
+        if (kernel === 'host') throw new LabError('BAD_INPUT', '--kernel-source builds a kernel to boot in a VM; "host" is the running kernel', { remedy: 'Name the version the source is, e.g. `npm run kernel -- 4.19 --kernel-source ./linux-4.19.108`.' });
+        // Through the provider's environment variable, so every resolver in this process (the session's too) builds or reuses this source.
+        const { sourceEnvName } = await import('../kernels/providers/source.ts');
+        process.env[sourceEnvName(kernel)] = o.kernelSource;
       }
       const session = await openKernelSession(kernel, { prefix: o.prefix, progress: sink, localImage: o.kernelImage, clock: o.deterministic ? 'icount' : 'wall' });
       opened = session;

@@ -5,6 +5,7 @@
 import type { ProgressSink } from '../progress.ts';
 import type { CatalogEntry } from './catalog.ts';
 import type { KernelImage } from './types.ts';
+import type { BuildOptions } from './build.ts';
 
 export interface ProviderContext {
   entry: CatalogEntry;
@@ -15,6 +16,10 @@ export interface ProviderContext {
   progress: ProgressSink;
   /** Explicit local image from the caller (flag), before the environment variable. */
   localImage?: string;
+  /** Explicit kernel source (tree or tarball) from the caller (flag), before XCL_KERNEL_SRC_<ver>. */
+  kernelSource?: string;
+  /** Build settings for providers that compile (tests: fake compilers, toolchain rules). */
+  build?: Pick<BuildOptions, 'env' | 'toolchains' | 'patchesDir' | 'jobs' | 'fragmentPath'>;
   env: NodeJS.ProcessEnv;
 }
 

@@ -19,27 +19,33 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { DEFAULT_CACHE_DIR, catalogEntry, loadCatalog } from './catalog.ts';
 import { dropCache, lookupCache, readManifest, writeManifest } from './cache.ts';
 import { acquireLock } from '../lock.ts';
+import { exists } from './exec.ts';
 import { bootModulePlan, type BootModule } from './modules.ts';
 import type { Provider, ProviderContext } from './provider.ts';
 import { debianProvider } from './providers/debian.ts';
 import { kernelOrgProvider } from './providers/kernel-org.ts';
 import { localEnvName, localProvider } from './providers/local.ts';
+import { requestedSource, sourceEnvName, sourceFingerprint, sourceProvider } from './providers/source.ts';
 import { ubuntuMainlineProvider } from './providers/ubuntu-mainline.ts';
 import type { KernelImage } from './types.ts';
 
 export type { Provider } from './provider.ts';
 
 /** Providers in the order they are tried. */
-export const DEFAULT_PROVIDERS: readonly Provider[] = [localProvider, debianProvider, ubuntuMainlineProvider, kernelOrgProvider];
+export const DEFAULT_PROVIDERS: readonly Provider[] = [localProvider, sourceProvider, debianProvider, ubuntuMainlineProvider, kernelOrgProvider];
 
 export interface ResolveOptions {
   /** Root of the cache (default kernels/cache, or env XCL_KERNEL_CACHE). */
   cacheDir?: string;
   /** A bzImage or a directory with vmlinuz + lib/modules: used instead of any provider. */
   localImage?: string;
+  /** A kernel source tree or tarball: built (or found in the cache, built from the same source) instead of any other provider. */
+  kernelSource?: string;
   progress?: ProgressSink;
   /** Providers to try, in order (default DEFAULT_PROVIDERS). */
   providers?: Provider[];
+  /** Build settings for compiling providers (tests). */
+  build?: ProviderContext['build'];
 }
 
 export function cacheRoot(opts: { cacheDir?: string } = {}, env: NodeJS.ProcessEnv = process.env): string {
@@ -55,6 +61,8 @@ export function providerContext(version: string, opts: ResolveOptions = {}, env:
     versionDir: join(cacheDir, entry.version),
     progress: opts.progress ?? silent,
     localImage: opts.localImage,
+    kernelSource: opts.kernelSource,
+    build: opts.build,
     env,
   };
 }
@@ -68,10 +76,7 @@ function hostError(): LabError {
 /** A kernel.org build can take hours on a small machine: wait that long for another resolver. */
 const RESOLVE_LOCK_TIMEOUT_MS = 6 * 3600_000;
 
-export async function resolveKernel(
-  version: string,
-  opts: { cacheDir?: string; localImage?: string; progress?: ProgressSink; providers?: Provider[] } = {},
-): Promise<KernelImage> {
+export async function resolveKernel(version: string, opts: ResolveOptions = {}): Promise<KernelImage> {
   if (version === 'host') throw hostError();
   const ctx = providerContext(version, opts);
   const { entry, progress } = ctx;
@@ -79,11 +84,18 @@ export async function resolveKernel(
   const local = providers.find((p) => p.name === 'local');
   const envName = localEnvName(entry.version);
 
+  if (local && (ctx.localImage || ctx.env[envName]) && requestedSource(ctx) && providers.some((p) => p.name === 'source')) throw bothGiven(entry.version, envName);
   // An image the user named is used as is: falling back to another kernel would hide their mistake.
   if (local && (ctx.localImage || ctx.env[envName])) {
     const got = await local.obtain(ctx);
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: local image ${got.image.vmlinuz} (${got.image.release})` });
     return got.image;
+  }
+
+  const source = requestedSource(ctx);
+  const sourceP = providers.find((p) => p.name === 'source');
+  if (source && sourceP) {
+    return resolveFromSource(ctx, sourceP, source);
   }
 
   const cached = await lookupCache(ctx.versionDir, entry.version);
@@ -97,16 +109,63 @@ export async function resolveKernel(
   }
 
   // One obtain at a time per cache: providers share apt lists, downloads and build trees.
+  const release = await lockCache(ctx);
+  try {
+    return await obtainFromProviders(ctx, providers, local, envName);
+  } finally {
+    await release();
+  }
+}
+
+function bothGiven(version: string, envName: string): LabError {
+  return new LabError('BAD_INPUT', `kernel ${version}: both an image (--kernel-image / ${envName}) and a source (--kernel-source / ${sourceEnvName(version)}) are given`, {
+    remedy: 'Give one: the image to boot it as is, or the source to build it here.',
+  });
+}
+
+async function lockCache(ctx: ProviderContext): Promise<() => Promise<void>> {
   const lock = join(ctx.cacheDir, '.resolve.lock');
-  const release = await acquireLock(lock, {
+  return acquireLock(lock, {
     timeoutMs: RESOLVE_LOCK_TIMEOUT_MS,
     onWait: (owner) =>
-      progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: waiting for process ${owner}, which is resolving a kernel in ${ctx.cacheDir}` }),
+      ctx.progress({ kind: 'log', level: 'info', message: `kernel ${ctx.entry.version}: waiting for process ${owner}, which is resolving a kernel in ${ctx.cacheDir}` }),
     timeoutError: (owner) =>
       new LabError('BAD_INPUT', `${lock}: still held by process ${owner} after ${RESOLVE_LOCK_TIMEOUT_MS / 60_000} min`, { remedy: `If process ${owner} is not a lab command, delete ${lock}.` }),
   });
+}
+
+/**
+ * A source the user named: the cached image when it was built from that very source (same
+ * fingerprint), else a build of it. It never falls back to another provider: that would measure
+ * a kernel other than the one asked for.
+ */
+async function resolveFromSource(ctx: ProviderContext, provider: Provider, source: { path: string; from: string }): Promise<KernelImage> {
+  const { entry, progress } = ctx;
+  if (!(await exists(source.path))) {
+    throw new LabError('MISSING_FILE', `${source.from}=${source.path}: no such file or directory`, { remedy: `Point ${source.from} to a kernel source tree or tarball.` });
+  }
+  const fingerprint = await sourceFingerprint(source.path);
+  const fromCache = async (): Promise<KernelImage | null> => {
+    const cached = await lookupCache(ctx.versionDir, entry.version);
+    if (!cached.hit) return null;
+    const origin = cached.manifest.origin as { source?: { fingerprint?: unknown } };
+    if (origin.source?.fingerprint === fingerprint) {
+      progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release}, built from ${source.path}` });
+      return cached.image;
+    }
+    progress({ kind: 'log', level: 'warn', message: `kernel ${entry.version}: the cache holds ${cached.image.release} from ${cached.image.provider}, not built from ${source.path}: building it (replaces the cached image)` });
+    return null;
+  };
+  const hit = await fromCache();
+  if (hit) return hit;
+  const release = await lockCache(ctx);
   try {
-    return await obtainFromProviders(ctx, providers, local, envName);
+    const again = await lookupCache(ctx.versionDir, entry.version);
+    if (again.hit && (again.manifest.origin as { source?: { fingerprint?: unknown } }).source?.fingerprint === fingerprint) return again.image;
+    const got = await provider.obtain(ctx);
+    if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: provider.name, ...got.origin });
+    progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: ${got.image.release} built from ${source.path}` });
+    return got.image;
   } finally {
     await release();
   }
@@ -123,6 +182,8 @@ async function obtainFromProviders(ctx: ProviderContext, providers: readonly Pro
       attempts.push({ provider: p.name, reason: `no image given (set ${envName}=/path/to/bzImage, or \`npm run kernel -- ${entry.version} --kernel-image PATH\`)` });
       continue;
     }
+    // Without a source named there is nothing to try; the error's remedy says how to name one.
+    if (p.name === 'source' && !requestedSource(ctx)) continue;
     try {
       const got = await p.obtain(ctx);
       if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: p.name, ...got.origin });
@@ -143,7 +204,8 @@ function noProvider(version: string, attempts: { provider: string; reason: strin
   return new LabError('NO_PROVIDER', `no provider could obtain kernel ${version}:\n${lines}`, {
     remedy:
       `Supply an image: ${envName}=/path/to/bzImage (or a directory with vmlinuz and lib/modules/<release>), ` +
-      `or \`npm run kernel -- ${version} --kernel-image PATH\`; or run where kernel.ubuntu.com / cdn.kernel.org are reachable ` +
+      `or \`npm run kernel -- ${version} --kernel-image PATH\`; or a source to build: ${sourceEnvName(version)}=PATH or ` +
+      `\`npm run kernel -- ${version} --kernel-source PATH\` (a tree or a .tar.{gz,xz}); or run where kernel.ubuntu.com / cdn.kernel.org are reachable ` +
       `(base URLs: XCL_UBUNTU_MAINLINE_URL, XCL_KERNEL_ORG_URL).`,
     details: { version, attempts },
   });

@@ -70,7 +70,16 @@ export const kernelOrgProvider: Provider = {
     return {
       image: built.image,
       cacheable: true,
-      origin: { url: `${base}/${ko.dir}/${ko.tarball}`, tarballSha256: expected, skippedOptions: built.skipped, builtin: built.plan?.builtin ?? [] },
+      origin: {
+        url: `${base}/${ko.dir}/${ko.tarball}`,
+        tarballSha256: expected,
+        skippedOptions: built.skipped,
+        builtin: built.plan?.builtin ?? [],
+        sourceVersion: built.sourceVersion,
+        toolchain: built.toolchain,
+        attempts: built.attempts,
+        patches: built.patches,
+      },
     };
   },
 };
