@@ -138,15 +138,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	{
-		struct sigaction sa;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGHUP, &sa, NULL);
-	}
+	install_stop_handlers();
 
 	printf("{\"event\":\"ready\",\"mode\":\"%s\",\"sysctlBefore\":", used);
 	if (sysctl_before < 0)
