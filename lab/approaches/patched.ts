@@ -88,7 +88,7 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
     mode: fixedMode,
     summary:
       fixedMode === undefined
-        ? "The thesis's chain: the unmodified trio objects patched (Alg. 3.4) and chained by constant-index tail calls, patch mode probed per kernel."
+        ? "The thesis's chain: the unmodified trio objects patched (Alg. 3.4) and chained by constant-index tail calls, inline patch mode unless a body calls other functions."
         : `The thesis's chain, patch mode fixed to ${fixedMode}.`,
 
     withMode(mode: PatchMode): PatchedApproach {
