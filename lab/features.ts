@@ -167,21 +167,24 @@ export async function probeFeatures(target: Target, options: ProbeOptions = {}):
   const syms = new Set(kallsyms.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
   let btfEnums = new Set<string>();
   if (f.btf.ok) {
+    // BPF_PROG_TYPE_XDP is in every kernel BTF: it tells "read, but the others are absent" from "unreadable".
     const dump = await target.sh(
-      `bpftool btf dump file /sys/kernel/btf/vmlinux format raw 2>/dev/null | grep -oE "'(BPF_XDP|IFLA_XDP_EXPECTED_FD|BPF_PROG_TYPE_EXT)'" | sort -u`,
+      `bpftool btf dump file /sys/kernel/btf/vmlinux format raw 2>/dev/null | grep -oE "'(BPF_PROG_TYPE_XDP|BPF_XDP|IFLA_XDP_EXPECTED_FD|BPF_PROG_TYPE_EXT)'" | sort -u`,
       { allowFailure: true, timeoutMs: 120_000 },
     );
     btfEnums = new Set(dump.stdout.split('\n').map((s) => s.trim().replace(/'/g, '')).filter(Boolean));
   }
+  const btfRead = btfEnums.has('BPF_PROG_TYPE_XDP');
+  const btfUnread = f.btf.ok ? 'kernel BTF present but unreadable by bpftool' : 'no kernel BTF';
 
   if (syms.has('bpf_xdp_link_attach')) f.xdpLink = { ok: true, detail: 'kernel has bpf_xdp_link_attach (BPF_LINK_CREATE for XDP)' };
   else if (btfEnums.has('BPF_XDP')) f.xdpLink = { ok: true, detail: 'kernel BTF has attach type BPF_XDP' };
-  else if (syms.size > 0 || btfEnums.size > 0) f.xdpLink = { ok: false, detail: 'no bpf_xdp_link_attach in /proc/kallsyms and no BPF_XDP in kernel BTF' };
-  else f.xdpLink = { ok: atLeast(release, 5, 9), detail: `no kallsyms/BTF evidence readable; assumed from kernel version ${release} (5.9+)` };
+  else if (syms.size > 0 || btfRead) f.xdpLink = { ok: false, detail: `no bpf_xdp_link_attach in /proc/kallsyms${btfRead ? ' and no BPF_XDP in kernel BTF' : ''}` };
+  else f.xdpLink = { ok: atLeast(release, 5, 9), detail: `no kallsyms readable and ${btfUnread}; assumed from kernel version ${release} (5.9+)` };
 
   if (btfEnums.has('IFLA_XDP_EXPECTED_FD')) f.xdpFlagsReplace = { ok: true, detail: 'kernel BTF has IFLA_XDP_EXPECTED_FD' };
-  else if (btfEnums.size > 0) f.xdpFlagsReplace = { ok: false, detail: 'kernel BTF has no IFLA_XDP_EXPECTED_FD' };
-  else f.xdpFlagsReplace = { ok: atLeast(release, 5, 7), detail: `no kernel BTF to read; assumed from kernel version ${release} (5.7+)` };
+  else if (btfRead) f.xdpFlagsReplace = { ok: false, detail: 'kernel BTF has no IFLA_XDP_EXPECTED_FD' };
+  else f.xdpFlagsReplace = { ok: atLeast(release, 5, 7), detail: `${btfUnread}; assumed from kernel version ${release} (5.7+)` };
 
   const pinDir = `/sys/fs/bpf/${tag}`;
   const workDir = `${target.workDir}/probe`;

@@ -389,6 +389,7 @@ class Matrix {
     const freq = s.frequency ?? (await targetFrequency(target, cpus));
     const isolcpus = s.isolcpus !== undefined ? s.isolcpus : await targetIsolcpus(target);
     const warnings = [...(previous?.warnings ?? []), ...s.warnings, ...extraWarnings];
+    for (const patch of s.kernelOrigin?.patches ?? []) warnings.push(`kernel under test differs from its source by the fix-up ${patch.file}: ${patch.why}`);
     if (previous) warnings.push(`resumed at ${new Date().toISOString()} (target ${target.name}, ${target.kernelRelease})`);
     if (target.clock === 'icount') warnings.push('QEMU TCG with the instruction counter: instruction-timed, reproducible, not wall-clock performance');
     else if (target.accelerator === 'tcg') warnings.push('QEMU TCG (emulated CPU): numbers show relative behaviour only, never performance');
@@ -399,6 +400,7 @@ class Matrix {
       kernel: s.kernel,
       kernelRelease: target.kernelRelease,
       kernelConfigSha256: await kernelConfigSha256(target, s.configPath),
+      kernelOrigin: s.kernelOrigin ?? null,
       accelerator: target.accelerator,
       clock: target.clock ?? 'wall',
       hostCpuModel: await hostCpuModel(),

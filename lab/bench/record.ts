@@ -176,6 +176,18 @@ export const Provenance = z.object({
   kernel: z.string(),
   kernelRelease: z.string(),
   kernelConfigSha256: z.string().nullable(),
+  /** Where the image came from; a source-built kernel lists its toolchain and every fix-up applied to it. */
+  kernelOrigin: z
+    .object({
+      provider: z.string(),
+      from: z.string(),
+      source: z.object({ kind: z.string(), path: z.string(), fingerprint: z.string().nullable(), sourceVersion: z.string().nullable() }).nullable(),
+      toolchain: z.object({ cc: z.string(), ccVersion: z.string(), binutils: z.string(), flags: z.array(z.string()) }).nullable(),
+      patches: z.array(z.object({ file: z.string(), sha256: z.string(), why: z.string() })),
+      headers: z.string().nullable(),
+    })
+    .nullable()
+    .optional(),
   accelerator,
   clock: clock.optional(),
   hostCpuModel: z.string(),

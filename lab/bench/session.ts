@@ -3,6 +3,7 @@
  * between two namespaces with pinned iperf3) and the approaches. `lab/bench/sessions.ts` builds
  * the real ones from lab/vm, lab/testenv and lab/approaches; tests may inject their own.
  */
+import type { KernelOrigin } from '../kernels/origin.ts';
 import type { Approach, ApproachContext, ApproachName } from '../approaches/approach.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
@@ -39,6 +40,8 @@ export interface KernelSession {
   readonly target: Target;
   /** Local path of the kernel's .config when known (VMs), for the provenance hash. */
   readonly configPath: string | null;
+  /** Where the booted image came from (package, or source, toolchain and fix-ups); null on the host. */
+  readonly kernelOrigin?: KernelOrigin | null;
   readonly testbed: Testbed;
   /** Directory on the target holding the probe helper and veth_probe.o; null if no helper. */
   readonly probe: { helper: string; object: string; stateDir: string } | null;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { ApproachContext, ApproachName } from '../approaches/approach.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { LabError } from '../errors.ts';
+import type { KernelOrigin } from '../kernels/origin.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { HostTarget, type Target } from '../target.ts';
 import { createTestEnv, type TestEnv } from '../testenv/index.ts';
@@ -81,6 +82,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
   try {
     let target: Target;
     let configPath: string | null = null;
+    let kernelOrigin: KernelOrigin | null = null;
     let frequency: FrequencyInfo | undefined;
     let isolcpus: string | null | undefined;
     const warnings: string[] = [];
@@ -91,6 +93,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       const { bootVm } = await import('../vm/vm.ts');
       const image = await resolveKernel(kernel, { progress, localImage: options.localImage });
       configPath = image.configPath;
+      kernelOrigin = image.origin ?? null;
       const vm = await bootVm({ kernel: image, progress, clock: options.clock ?? 'wall' });
       cleanups.push(() => vm[Symbol.asyncDispose]());
       target = vm;
@@ -164,6 +167,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       kernel,
       target,
       configPath,
+      kernelOrigin,
       testbed,
       probe: probePath ? { helper: helperPath, object: probePath, stateDir: `${target.workDir}/probe-${prefix}` } : null,
       bpfStats: { helper: statsHelperPath, stateDir: `${target.workDir}/stats-${prefix}` },

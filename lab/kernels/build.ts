@@ -7,11 +7,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { LabError } from '../errors.ts';
 import { phase, type ProgressSink } from '../progress.ts';
 import { LAB_CONFIG_FRAGMENT } from './catalog.ts';
 import { exists, onPath, publishDir, stagingDir, tool } from './exec.ts';
+import { keepModuleBuildFiles, type KeptHeaders } from './headers.ts';
 import { imageFromRoot, type RootImage } from './image.ts';
 import { checkConfig, describeChecks, mergeFragment, parseFragment, readKconfig } from './kconfig.ts';
 import { describeBuildError, firstBuildError, type BuildError } from './build-log.ts';
@@ -64,6 +65,8 @@ export interface BuildResult extends RootImage {
   patches: AppliedPatch[];
   /** VERSION.PATCHLEVEL.SUBLEVEL+EXTRAVERSION of the tree's Makefile. */
   sourceVersion: string;
+  /** The module build files kept from the tree (dir relative to versionDir), or null without module support. */
+  headers: { dir: string; files: number } | null;
 }
 
 /** VERSION, PATCHLEVEL, SUBLEVEL, EXTRAVERSION of a kernel tree's top Makefile (null: not a kernel tree). */
@@ -262,6 +265,7 @@ export async function buildTree(tree: string, opts: BuildOptions & { what?: stri
   ).stdout.trim().split('\n').pop() ?? '';
   if (!/^\d+\.\d+/.test(release)) throw new LabError('KERNEL_BUILD', `${what}: make kernelrelease printed "${release}"`);
   const staging = await stagingDir(opts.versionDir);
+  let headers: KeptHeaders | null = null;
   try {
     const root = join(staging, 'root');
     await mkdir(join(root, 'boot'), { recursive: true });
@@ -275,6 +279,9 @@ export async function buildTree(tree: string, opts: BuildOptions & { what?: stri
         code: 'KERNEL_BUILD',
       });
     }
+    // The tree is removed below: keep what building a module against this kernel needs.
+    const config = await readKconfig(join(tree, '.config'));
+    headers = await keepModuleBuildFiles(tree, root, release, { modules: modular && config.get('CONFIG_MODULES') === 'y', env: opts.env });
     await publishDir(staging, opts.versionDir);
   } catch (e) {
     await rm(staging, { recursive: true, force: true });
@@ -289,6 +296,7 @@ export async function buildTree(tree: string, opts: BuildOptions & { what?: stri
     attempts,
     patches,
     sourceVersion: src.full,
+    headers: headers ? { dir: relative(staging, headers.dir), files: headers.files } : null,
   };
 }
 

@@ -41,13 +41,15 @@ function abs(dir: string, p: string | null): string | null {
 }
 
 export async function writeManifest(versionDir: string, image: KernelImage, origin: Record<string, unknown>): Promise<void> {
+  // The origin summary is derived from `origin` on every read; the manifest keeps the full record only.
+  const { origin: _summary, ...plain } = image;
   const m: Manifest = {
     format: MANIFEST_FORMAT,
     image: {
-      ...image,
-      vmlinuz: rel(versionDir, image.vmlinuz) as string,
-      modulesRoot: rel(versionDir, image.modulesRoot),
-      configPath: rel(versionDir, image.configPath),
+      ...plain,
+      vmlinuz: rel(versionDir, plain.vmlinuz) as string,
+      modulesRoot: rel(versionDir, plain.modulesRoot),
+      configPath: rel(versionDir, plain.configPath),
     },
     origin,
     createdAt: new Date().toISOString(),

@@ -27,7 +27,12 @@ import { kernelOrgProvider } from './providers/kernel-org.ts';
 import { localEnvName, localProvider } from './providers/local.ts';
 import { requestedSource, sourceEnvName, sourceFingerprint, sourceProvider } from './providers/source.ts';
 import { ubuntuMainlineProvider } from './providers/ubuntu-mainline.ts';
+import { summarizeOrigin } from './origin.ts';
 import type { KernelImage } from './types.ts';
+
+function withOrigin(image: KernelImage, provider: string, origin: Readonly<Record<string, unknown>>): KernelImage {
+  return { ...image, origin: summarizeOrigin(provider, origin) };
+}
 
 export type { Provider } from './provider.ts';
 
@@ -89,7 +94,7 @@ export async function resolveKernel(version: string, opts: ResolveOptions = {}):
   if (local && (ctx.localImage || ctx.env[envName])) {
     const got = await local.obtain(ctx);
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: local image ${got.image.vmlinuz} (${got.image.release})` });
-    return got.image;
+    return withOrigin(got.image, local.name, got.origin);
   }
 
   const source = requestedSource(ctx);
@@ -101,7 +106,7 @@ export async function resolveKernel(version: string, opts: ResolveOptions = {}):
   const cached = await lookupCache(ctx.versionDir, entry.version);
   if (cached.hit) {
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release} from ${cached.image.provider}` });
-    return cached.image;
+    return withOrigin(cached.image, cached.image.provider, cached.manifest.origin);
   }
   if (await readManifest(ctx.versionDir)) {
     progress({ kind: 'log', level: 'warn', message: `kernel ${entry.version}: discarding cache (${cached.reason})` });
@@ -151,7 +156,7 @@ async function resolveFromSource(ctx: ProviderContext, provider: Provider, sourc
     const origin = cached.manifest.origin as { source?: { fingerprint?: unknown } };
     if (origin.source?.fingerprint === fingerprint) {
       progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release}, built from ${source.path}` });
-      return cached.image;
+      return withOrigin(cached.image, cached.image.provider, cached.manifest.origin);
     }
     progress({ kind: 'log', level: 'warn', message: `kernel ${entry.version}: the cache holds ${cached.image.release} from ${cached.image.provider}, not built from ${source.path}: building it (replaces the cached image)` });
     return null;
@@ -161,11 +166,11 @@ async function resolveFromSource(ctx: ProviderContext, provider: Provider, sourc
   const release = await lockCache(ctx);
   try {
     const again = await lookupCache(ctx.versionDir, entry.version);
-    if (again.hit && (again.manifest.origin as { source?: { fingerprint?: unknown } }).source?.fingerprint === fingerprint) return again.image;
+    if (again.hit && (again.manifest.origin as { source?: { fingerprint?: unknown } }).source?.fingerprint === fingerprint) return withOrigin(again.image, again.image.provider, again.manifest.origin);
     const got = await provider.obtain(ctx);
     if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: provider.name, ...got.origin });
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: ${got.image.release} built from ${source.path}` });
-    return got.image;
+    return withOrigin(got.image, provider.name, got.origin);
   } finally {
     await release();
   }
@@ -175,7 +180,7 @@ async function obtainFromProviders(ctx: ProviderContext, providers: readonly Pro
   const { entry, progress } = ctx;
   // Another process may have resolved this version while we waited for the lock.
   const cached = await lookupCache(ctx.versionDir, entry.version);
-  if (cached.hit) return cached.image;
+  if (cached.hit) return withOrigin(cached.image, cached.image.provider, cached.manifest.origin);
   const attempts: { provider: string; reason: string; code?: string }[] = [];
   for (const p of providers) {
     if (p === local) {
@@ -188,7 +193,7 @@ async function obtainFromProviders(ctx: ProviderContext, providers: readonly Pro
       const got = await p.obtain(ctx);
       if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: p.name, ...got.origin });
       progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: ${got.image.release} from ${p.name}` });
-      return got.image;
+      return withOrigin(got.image, p.name, got.origin);
     } catch (e) {
       if (isLabError(e, 'INTERRUPTED') || isLabError(e, 'DISK_FULL')) throw e;
       const reason = e instanceof Error ? e.message.split('\n')[0] ?? e.message : String(e);

@@ -3,6 +3,8 @@
  * filesystem. Produced by a provider (local file, Debian package, Ubuntu mainline, kernel.org build)
  * and cached under kernels/cache/<version>/ with a checksum.
  */
+import type { KernelOrigin } from './origin.ts';
+
 export type KernelVersion = '4.19' | '5.4' | '5.10' | '5.15' | '6.1' | '6.6' | '6.12';
 export const KERNEL_VERSIONS: readonly KernelVersion[] = ['4.19', '5.4', '5.10', '5.15', '6.1', '6.6', '6.12'];
 
@@ -23,4 +25,6 @@ export interface KernelImage {
   provider: string;
   /** Modules that must be loaded before the root disk is visible (virtio_pci, virtio_blk, ext4...). */
   bootModules: string[];
+  /** Where it came from (package, source and toolchain, fix-ups), for provenance; set by resolveKernel. */
+  origin?: KernelOrigin;
 }

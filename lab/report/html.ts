@@ -124,6 +124,8 @@ export function renderHtml(x: HtmlInput): string {
     const items: [string, string][] = [
       ['kernel release', p.kernelRelease],
       ['kernel config sha256', p.kernelConfigSha256 ?? 'unknown'],
+      ['kernel image from', p.kernelOrigin ? p.kernelOrigin.from : p.accelerator === 'host' ? 'the running kernel' : 'not recorded'],
+      ...(p.kernelOrigin && p.kernelOrigin.patches.length > 0 ? ([['fix-ups applied to the source', p.kernelOrigin.patches.map((x) => x.file).join(', ')]] as [string, string][]) : []),
       ['accelerator', p.accelerator],
       ['host CPU', p.hostCpuModel],
       ['CPU frequency', `${p.cpuFrequency.mhz ?? 'unknown'} MHz, governor ${p.cpuFrequency.governor ?? 'unknown'}${p.cpuFrequency.note ? ` (${p.cpuFrequency.note})` : ''}`],

@@ -3,6 +3,7 @@
  * unsupported and skipped cells, abort + resume without duplicates, torn last line on resume,
  * refusal to resume with other options, schema validation of everything written.
  */
+import type { KernelOrigin } from '../../lab/kernels/origin.ts';
 import { mkdtemp, readFile, rm, truncate, stat, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +71,7 @@ interface Script {
   unsupported?: Partial<Record<ApproachName, string>>;
   failLoad?: ApproachName[];
   openError?: LabError;
+  kernelOrigin?: KernelOrigin;
 }
 
 function fakeOpen(script: Script): OpenKernel {
@@ -104,6 +106,7 @@ function fakeOpen(script: Script): OpenKernel {
       kernel,
       target,
       configPath: null,
+      kernelOrigin: script.kernelOrigin ?? null,
       testbed,
       probe: null,
       warnings: [],
@@ -131,7 +134,15 @@ const base = { kernels: ['host'], runs: 3, durationS: 1, quick: false, renderRep
 describe('matrix bookkeeping (scripted session)', () => {
   it('interleaves approaches, records unsupported cells with the tool message, validates every line', async () => {
     const out = await tempDir();
-    const script: Script = { log: [], iperfCalls: 0, unsupported: { dispatcher: DISPATCHER_MSG } };
+    const kernelOrigin: KernelOrigin = {
+      provider: 'source',
+      from: 'source tree /src/linux-4.19.108 (4.19.108), built with gcc-11 11.3.0 -fcommon, binutils 2.40',
+      source: { kind: 'tree', path: '/src/linux-4.19.108', fingerprint: `tree:${'a'.repeat(64)}`, sourceVersion: '4.19.108' },
+      toolchain: { cc: 'gcc-11', ccVersion: '11.3.0', binutils: '2.40', flags: ['-fcommon'] },
+      patches: [{ file: '4.19/smpboot-no-tail-call.patch', sha256: 'b'.repeat(64), why: 'secondary CPUs panic at boot' }],
+      headers: 'root/usr/src/linux-headers-4.19.108',
+    };
+    const script: Script = { log: [], iperfCalls: 0, unsupported: { dispatcher: DISPATCHER_MSG }, kernelOrigin };
     const events: ProgressEvent[] = [];
     const r = await runMatrix({
       ...base,
@@ -167,6 +178,9 @@ describe('matrix bookkeeping (scripted session)', () => {
     const prov = Provenance.parse(JSON.parse(await readFile(join(r.runDir, 'provenance', 'host.json'), 'utf8')));
     expect(prov.options).toEqual({ runs: 3, durationS: 1, warmup: true });
     expect(prov.kernelRelease).toBe((await HostTarget.create(out)).kernelRelease);
+    // Where the kernel came from, and the fix-up as a change to the kernel under test.
+    expect(prov.kernelOrigin).toEqual(kernelOrigin);
+    expect(prov.warnings).toContain('kernel under test differs from its source by the fix-up 4.19/smpboot-no-tail-call.patch: secondary CPUs panic at boot');
     // ETA information: a phase with a total and progress that reaches it.
     const start = events.find((e) => e.kind === 'phase-start' && e.id === 'matrix');
     expect(start).toMatchObject({ total: 12 });

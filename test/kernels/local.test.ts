@@ -58,6 +58,7 @@ describe('local provider', () => {
       sha256: sha256(fakeBzImage('5.4.293-lab')),
       provider: 'local',
       bootModules: [],
+      origin: { provider: 'local', from: `image ${img} (XCL_KERNEL_5_4)`, source: null, toolchain: null, patches: [], headers: null },
     });
   });
 

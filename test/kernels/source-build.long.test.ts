@@ -1,8 +1,10 @@
 /**
  * Opt-in (XCL_LONG_TESTS=1): builds Debian's linux-source-6.1 with the lab's config fragment
- * through the same code path as a kernel.org tarball (buildFromTarball). 30+ minutes on 2 cores.
+ * through the same code path as a kernel.org tarball (buildFromTarball), boots it, and builds an
+ * out-of-tree module against the files the build kept. 30+ minutes on 2 cores.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -57,5 +59,14 @@ describe.skipIf(!enabled)('building linux-source-6.1 with the lab fragment', () 
     await using vm = await bootVm({ kernel: built.image, accel: 'tcg', cpus: 1, name: `xcl-long-${process.pid}`, progress: log });
     expect((await vm.run(['uname', '-r'])).stdout.trim()).toBe(built.image.release);
     expect((await vm.run(['cat', '/proc/sys/net/core/bpf_jit_enable'])).stdout.trim()).toBe('1');
+    // The tree is gone, but its module build files stayed: an out-of-tree module builds against them.
+    expect(built.headers).not.toBeNull();
+    const modDir = await mkdtemp(join(cacheDir, 'hello-'));
+    await writeFile(join(modDir, 'hello.c'), '#include <linux/module.h>\nstatic int __init hello_init(void) { return 0; }\nmodule_init(hello_init);\nMODULE_LICENSE("GPL");\n');
+    await writeFile(join(modDir, 'Kbuild'), 'obj-m := hello.o\n');
+    const kbuild = join(built.image.modulesRoot ?? '', 'lib', 'modules', built.image.release, 'build');
+    await execa('make', ['-C', kbuild, `M=${modDir}`, 'modules'], { stdio: 'inherit' });
+    const info = await execa('modinfo', ['-F', 'vermagic', join(modDir, 'hello.ko')]);
+    expect(String(info.stdout).split(' ')[0]).toBe(built.image.release);
   });
 });

@@ -158,6 +158,14 @@ describe.skipIf(needBuild.skip)('source provider (fake tree with stub make targe
     expect(origin.release).toBe('4.19.108-xcl-src');
     expect(origin.toolchain).toMatchObject({ cc: 'xcl-gcc-12', ccVersion: '12.2.0' });
     expect((await builds()).length).toBe(before + 1);
+    // The summary provenance records: source, real version, toolchain, no fix-up.
+    expect(image.origin).toMatchObject({
+      provider: 'source',
+      source: { kind: 'tree', path: tree, sourceVersion: '4.19.108', fingerprint: origin.source.fingerprint },
+      toolchain: { cc: 'xcl-gcc-12', ccVersion: '12.2.0', flags: [] },
+      patches: [],
+    });
+    expect(image.origin?.from).toBe(`source tree ${tree} (4.19.108), built with xcl-gcc-12 12.2.0, binutils ${image.origin?.toolchain?.binutils ?? ''}`);
 
     // Same source again: from the cache, no build.
     expect(await resolveKernel('4.19', { cacheDir, kernelSource: tree, providers: [sourceProvider], build: buildSettings() })).toEqual(image);
@@ -264,9 +272,13 @@ describe.skipIf(needBuild.skip)('source provider (fake tree with stub make targe
     );
     const cacheDir = await mkdtemp(join(work, 'cache-'));
     const { sink, messages } = collect();
-    await resolveKernel('4.19', { cacheDir, kernelSource: tree, providers: [sourceProvider], build: { ...buildSettings(patches), jobs: 1 }, progress: sink });
+    const image = await resolveKernel('4.19', { cacheDir, kernelSource: tree, providers: [sourceProvider], build: { ...buildSettings(patches), jobs: 1 }, progress: sink });
     const origin = (await readManifest(join(cacheDir, '4.19')))?.origin as { patches: { file: string; status: string; sha256: string }[] };
-    expect(origin.patches).toEqual([{ file: '4.19/fake-fix.patch', status: 'applied', why: 'test fix-up', sha256: sha256(await readFile(join(patches, '4.19', 'fake-fix.patch'))) }]);
+    const patchSum = sha256(await readFile(join(patches, '4.19', 'fake-fix.patch')));
+    expect(origin.patches).toEqual([{ file: '4.19/fake-fix.patch', status: 'applied', why: 'test fix-up', sha256: patchSum }]);
+    // What provenance gets: the change to the kernel under test, from the build and from the cache alike.
+    expect(image.origin?.patches).toEqual([{ file: '4.19/fake-fix.patch', why: 'test fix-up', sha256: patchSum }]);
+    expect((await resolveKernel('4.19', { cacheDir, providers: [] })).origin?.patches).toEqual(image.origin?.patches);
     expect(messages.some((m) => m.includes('applied fix-up kernels/patches/4.19/fake-fix.patch') && m.includes('patched'))).toBe(true);
     expect(await readFile(join(tree, 'arch', 'x86', 'kernel', 'smpboot.c'), 'utf8')).not.toContain('mb()');
   });

@@ -79,6 +79,7 @@ export const kernelOrgProvider: Provider = {
         toolchain: built.toolchain,
         attempts: built.attempts,
         patches: built.patches,
+        headers: built.headers,
       },
     };
   },

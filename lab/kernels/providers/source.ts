@@ -151,6 +151,7 @@ export const sourceProvider: Provider = {
         toolchain: built.toolchain,
         attempts: built.attempts,
         patches: built.patches,
+        headers: built.headers,
       },
     };
   },
