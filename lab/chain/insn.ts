@@ -176,14 +176,14 @@ export class Asm {
   readonly insns: Insn[] = [];
   private readonly labels = new Map<string, number>();
   private readonly fixups: { at: number; label: string }[] = [];
-  /** Slot index of each instruction that a caller wants to attach a relocation to. */
-  readonly marks = new Map<string, number>();
+  /** Instructions a caller attaches a relocation to, by slot; one mark may name several (one map loaded twice). */
+  readonly marks: { mark: string; slot: number }[] = [];
 
   slot(): number {
     return slotCount(this.insns);
   }
   emit(i: Insn, mark?: string): this {
-    if (mark) this.marks.set(mark, this.slot());
+    if (mark) this.marks.push({ mark, slot: this.slot() });
     this.insns.push(i);
     return this;
   }

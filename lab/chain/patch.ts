@@ -188,6 +188,9 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   }
   const success = checkVerdicts(file, options.success ?? DEFAULT_SUCCESS, 'success');
   const redirect = checkVerdicts(file, options.redirect ?? DEFAULT_REDIRECT, 'redirect');
+  if (success.length === 0 && redirect.length === 0) {
+    throw badInput(file, 'no verdict continues the chain (success and redirect sets are both empty): every packet would leave at this program', 'Give at least one verdict that continues, e.g. --success 2 (XDP_PASS); a program that should always end the chain is better attached last with its own verdicts.');
+  }
   if (redirect.includes(0)) {
     throw badInput(file, 'redirect verdicts cannot include 0 (XDP_ABORTED)', 'The remembered verdict uses 0 for "none"; remove 0 from the redirect set.');
   }
@@ -368,9 +371,9 @@ interface TailOptions {
 }
 
 /**
- * Emits the chain epilogue. On entry r0 holds the body's verdict and r6 holds ctx (or ctxSlot
- * names the stack slot holding it). Uses r6-r9 and the 4 bytes at keyOff as the map key.
- * Only reachable blocks are emitted: the verifier rejects unreachable instructions.
+ * Emits the chain epilogue. On entry r0 holds the body's verdict and the stack slot ctxSlot holds
+ * ctx; keyOff names 4 bytes for the map key. Only reachable blocks are emitted: the verifier
+ * rejects unreachable instructions.
  *
  * The saved verdict C is zero whenever no packet is inside the chain on this CPU (XDP runs one
  * packet at a time per CPU): every way out of the chain leaves it zero. So the head needs no reset,
@@ -378,13 +381,18 @@ interface TailOptions {
  * the chain, which must read C anyway:
  * - c ∉ S ∪ R: the packet leaves early; a non-head clears C (an earlier program may have set it);
  *   the head returns at once (C is zero at the head by the invariant).
- * - c ∈ R: C ← c, then the tail call; r9 keeps the map value pointer (callee-saved across the
- *   helper) and r8 = 1 says this program stored, so the end clears C without a second lookup.
+ * - c ∈ R: C ← c, then the tail call.
  * - no next program (the tail call returned): return C ≠ 0 ? C : c and clear C.
  * When the last program itself returns an R verdict, its own verdict wins over an earlier
  * remembered one (it stores before the tail call tells it that it is last).
+ *
+ * Each verdict of S and R gets its own block, in which c is a constant: then nothing needs a
+ * callee-saved register (r6-r9), which the x86-64 JIT (5.10+) pushes in the prologue and pops at
+ * every tail call only when the program uses it. Where the stack has a slot for the key apart from
+ * ctx's, the early exit keeps c in ctx's slot (ctx is no longer needed there); otherwise c, and
+ * ctx on the remembering path, stay in r6.
  */
-export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot?: number }): void {
+export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot: number }): void {
   const head = o.index === 0;
   const R = o.redirect;
   const S = o.success.filter((v) => !R.includes(v));
@@ -395,63 +403,62 @@ export function emitChainTail(a: Asm, o: TailOptions & { keyOff: number; ctxSlot
     a.emit(ldMap(1), mark);
     a.emit(callHelper(HELPER_MAP_LOOKUP_ELEM));
   };
-  if (o.ctxSlot !== undefined) a.emit(ldxMem(BPF_DW, 6, 10, o.ctxSlot));
-  a.emit(mov32Reg(7, 0)); // c, as the kernel sees it (u32)
+  // Without a slot of its own, the key overwrites ctx's slot: a path that looks up before its tail
+  // call keeps ctx in r6 first.
+  const roomy = o.keyOff !== o.ctxSlot;
+  const tailCall = (ctxInR6 = false): void => {
+    a.emit(ctxInR6 ? mov64Reg(1, 6) : ldxMem(BPF_DW, 1, 10, o.ctxSlot));
+    a.emit(ldMap(2), 'chain');
+    a.emit(mov64Imm(3, o.index + 1)); // immediate: lets the JIT emit a direct jump
+    a.emit(callHelper(HELPER_TAIL_CALL));
+  };
+  // Only reached when there is no next program: return C if set (and clear it), else v.
+  const endOfChain = (v: number, ret: string): void => {
+    lookup('verdict:end');
+    a.jump(jeqImm(0, 0, 0), ret);
+    a.emit(ldxMem(BPF_W, 1, 0, 0));
+    a.jump(jeqImm(1, 0, 0), ret);
+    a.emit(stImm(BPF_W, 0, 0, 0)); // C ← 0
+    a.emit(mov64Reg(0, 1));
+    a.emit(exit());
+    a.label(ret);
+    a.emit(mov64Imm(0, v));
+    a.emit(exit());
+  };
+
+  a.emit(mov32Reg(0, 0)); // c, as the kernel sees it (u32)
   // Success verdicts first: the common path takes the first branch. (S and R are disjoint here.)
-  for (const v of S) a.jump(jeqImm(7, v, 0), 'success');
-  for (const v of R) a.jump(jeqImm(7, v, 0), 'redirect');
+  S.forEach((v, k) => a.jump(jeqImm(0, v, 0), `success:${k}`));
+  R.forEach((v, k) => a.jump(jeqImm(0, v, 0), `redirect:${k}`));
   // c ∉ S ∪ R: the packet leaves the chain here.
   if (!head) {
+    a.emit(roomy ? stxMem(BPF_DW, 10, 0, o.ctxSlot) : mov64Reg(6, 0));
     lookup('verdict:clear');
     a.jump(jeqImm(0, 0, 0), 'leave');
     a.emit(stImm(BPF_W, 0, 0, 0)); // C ← 0
     a.label('leave');
+    a.emit(roomy ? ldxMem(BPF_DW, 0, 10, o.ctxSlot) : mov64Reg(0, 6));
   }
-  a.emit(mov64Reg(0, 7));
   a.emit(exit());
-  if (R.length === 0 && S.length === 0) return;
-  if (R.length > 0) {
-    a.label('redirect');
-    a.emit(mov64Imm(8, 1));
+  S.forEach((v, k) => {
+    a.label(`success:${k}`);
+    tailCall();
+    if (head) {
+      // C is zero at the head and nothing stored it: no lookup.
+      a.emit(mov64Imm(0, v));
+      a.emit(exit());
+    } else endOfChain(v, `return:success:${k}`);
+  });
+  R.forEach((v, k) => {
+    a.label(`redirect:${k}`);
+    if (!roomy) a.emit(ldxMem(BPF_DW, 6, 10, o.ctxSlot));
     lookup('verdict:store');
-    a.emit(mov64Reg(9, 0));
-    a.jump(jeqImm(0, 0, 0), 'tail');
-    a.emit(stxMem(BPF_W, 0, 7, 0)); // C ← c
-    if (S.length > 0) a.jump(ja(0), 'tail');
-  }
-  if (S.length > 0) {
-    // The common path falls through to the tail call, with no map access before it; r8 tells the
-    // end of the chain that this program stored nothing (only needed where it could have).
-    a.label('success');
-    if (R.length > 0) a.emit(mov64Imm(8, 0));
-  }
-  a.label('tail');
-  a.emit(mov64Reg(1, 6));
-  a.emit(ldMap(2), 'chain');
-  a.emit(mov64Imm(3, o.index + 1)); // immediate: lets the JIT emit a direct jump
-  a.emit(callHelper(HELPER_TAIL_CALL));
-  // Only reached when there is no next program.
-  if (R.length > 0) {
-    // This program stored C = c itself: return c and clear C through the pointer kept in r9.
-    a.jump(jeqImm(8, 0, 0), 'read');
-    a.jump(jeqImm(9, 0, 0), 'retc');
-    a.emit(stImm(BPF_W, 9, 0, 0));
-    a.jump(ja(0), 'retc');
-    a.label('read');
-  }
-  if (!head) {
-    // Arrived by the success path: return the C an earlier program remembered, if any, and clear it.
-    lookup('verdict:end');
-    a.jump(jeqImm(0, 0, 0), 'retc');
-    a.emit(ldxMem(BPF_W, 1, 0, 0));
-    a.jump(jeqImm(1, 0, 0), 'retc');
-    a.emit(stImm(BPF_W, 0, 0, 0)); // C ← 0
-    a.emit(mov64Reg(0, 1));
-    a.emit(exit());
-  }
-  a.label('retc');
-  a.emit(mov64Reg(0, 7));
-  a.emit(exit());
+    a.jump(jeqImm(0, 0, 0), `tail:${k}`);
+    a.emit(stImm(BPF_W, 0, 0, v)); // C ← c
+    a.label(`tail:${k}`);
+    tailCall(!roomy);
+    endOfChain(v, `return:redirect:${k}`);
+  });
 }
 
 /** Which use of the verdict map an ld_imm64 is for (all relocate against the same map). */
@@ -472,7 +479,7 @@ function relFor(obj: BpfObject, target: Section): Section {
 /** Relocations for the marks the epilogue left (map loads, the body call). */
 function markRelocs(a: Asm, base: number, chainSym: ElfSymbol, verdictSym: ElfSymbol, bodySym: ElfSymbol | null): Relocation[] {
   const out: Relocation[] = [];
-  for (const [mark, slot] of a.marks) {
+  for (const { mark, slot } of a.marks) {
     const offset = base + slot * 8;
     if (mark === 'chain') out.push({ offset, type: R_BPF_64_64, symbol: chainSym });
     else if (mark.startsWith('verdict:')) out.push({ offset, type: R_BPF_64_64, symbol: verdictSym });
@@ -568,9 +575,10 @@ function patchSubprog(obj: BpfObject, prog: ElfSymbol, o: TailOptions, chainSym:
   }
 
   const a = new Asm();
-  a.emit(mov64Reg(6, 1)); // ctx survives the call in a callee-saved register
+  // ctx survives the call in the entry's own frame, not in a callee-saved register (see emitChainTail).
+  a.emit(stxMem(BPF_DW, 10, 1, -8));
   a.emit(callPseudo(), 'body');
-  emitChainTail(a, { ...o, keyOff: -8 });
+  emitChainTail(a, { ...o, ctxSlot: -8, keyOff: -16 });
   const entry = encodeInsns(a.finish());
   const delta = entry.length - (E - X);
 
@@ -642,8 +650,8 @@ function patchInline(obj: BpfObject, prog: ElfSymbol, body: Insn[], o: TailOptio
   const epi = a.slot();
   const tail = new Asm();
   // The map key gets its own slot below ctx when there is room; otherwise it reuses ctx's slot
-  // once ctx is back in r6 (a partial overwrite of a spilled pointer, which the verifier allows
-  // for privileged loads only).
+  // where ctx is no longer needed (a partial overwrite of a spilled pointer, which the verifier
+  // allows for privileged loads only).
   const keyOff = slot - 8 >= -512 ? slot - 8 : slot;
   emitChainTail(tail, { ...o, keyOff, ctxSlot: slot });
   const tailInsns = tail.finish();

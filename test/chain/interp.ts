@@ -18,12 +18,13 @@ export interface InterpWorld {
   mapAt: Map<number, 'chain' | 'verdict'>;
 }
 
-export function run(insns: readonly Insn[], r0: number, world: InterpWorld, ctx = 0xc7c7): number | 'tail' {
-  const reg: bigint[] = new Array<bigint>(11).fill(0n);
+/** Runs the epilogue with r0 = the body's verdict and ctx spilled at r10 + ctxSlot (r6-r9 hold junk). */
+export function run(insns: readonly Insn[], r0: number, world: InterpWorld, ctxSlot: number, ctx = 0xc7c7): number | 'tail' {
+  const reg: bigint[] = new Array<bigint>(11).fill(0x7777n);
   const stack = new Map<number, bigint>();
   reg[0] = BigInt(r0);
-  reg[6] = BigInt(ctx);
   reg[10] = 0n;
+  stack.set(ctxSlot, BigInt(ctx));
   const slots: number[] = [];
   const bySlot = new Map<number, number>();
   let s = 0;

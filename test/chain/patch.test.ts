@@ -94,6 +94,10 @@ describe.skipIf(needClang.skip)('bad input → one clear LabError', () => {
     expect(errorOf(() => patchObject(b, { ...base, success: [-2] })).code).toBe('BAD_INPUT');
     expect(errorOf(() => patchObject(b, { ...base, mode: 'jit' as 'inline' })).code).toBe('BAD_INPUT');
     expect(errorOf(() => patchObject(b, { ...base, chainMap: 'no-dashes' })).code).toBe('BAD_INPUT');
+    // Nothing continues: refused up front, not an internal error about a missing tail call.
+    for (const mode of ['inline', 'subprog'] as const) {
+      expect(errorOf(() => patchObject(b, { ...base, mode, success: [], redirect: [] }))).toMatchObject({ code: 'BAD_INPUT', message: expect.stringContaining('no verdict continues the chain') });
+    }
   });
 
   it('inline mode refuses bpf-to-bpf calls and unprovable stack use, naming the reason', () => {
@@ -122,14 +126,15 @@ describe.skipIf(needClang.skip)('patched object structure', () => {
   });
 
   for (const index of [0, 1, 17, 33]) {
-    it(`tail-call index ${index + 1} is an immediate right before the call (both modes)`, () => {
+    it(`tail-call index ${index + 1} is an immediate right before every call (both modes)`, () => {
       for (const mode of ['subprog', 'inline'] as const) {
         const r = patchObject(readBytes(o.verdict_byte!), { ...base, index, mode });
         const obj = readObject(r.object);
         const { insns } = functionInsns(obj, programSymbols(obj)[0]!);
         const calls = insns.map((i, k) => (i.code === 0x85 && i.imm === 12 && i.src === 0 ? k : -1)).filter((k) => k >= 0);
-        expect(calls).toHaveLength(1);
-        expect(insns[calls[0]! - 1]).toMatchObject({ code: 0xb7, dst: 3, imm: index + 1 });
+        // One tail call per continuing verdict (S = {2}, R = {3, 4}), each with its own constant.
+        expect(calls).toHaveLength(base.success.length + base.redirect.length);
+        for (const k of calls) expect(insns[k - 1]).toMatchObject({ code: 0xb7, dst: 3, imm: index + 1 });
       }
     });
   }
