@@ -20,6 +20,8 @@ export const MICRO_BUILD_DIR = join(REPO, 'build', 'micro');
 export const MICRO_OBJECTS = {
   /** 35 programs, tail call with an immediate index (direct jump). */
   chainConstant: { source: 'chain.c', defines: [] as string[] },
+  /** 35 programs, constant index, the patched chain's end-of-chain verdict read where the chain ends. */
+  chainEndLookup: { source: 'chain.c', defines: ['END_LOOKUP'] },
   /** 35 programs, tail call with the index read from a map (indirect jump). */
   chainIndirect: { source: 'chain.c', defines: ['INDIRECT'] },
   /** 35 programs, constant index, each counting its run: finds the longest chain. */

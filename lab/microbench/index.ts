@@ -274,6 +274,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       checkpoint();
       await slotChain('manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.manualConstant, objects.chainConstant, false));
       await slotChain('manual-indirect', () => loadManualChain(sb, SCALING_VARIANTS.manualIndirect, objects.chainIndirect, true));
+      await slotChain('manual-end-lookup', () => loadManualChain(sb, SCALING_VARIANTS.manualEndLookup, objects.chainEndLookup, false));
 
       const supported = supportedPatchModes(features);
       const unsupported = supported.unsupported;

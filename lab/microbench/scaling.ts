@@ -67,6 +67,11 @@ export const SCALING_VARIANTS = {
     hop: 'tail-call-constant',
     explains: 'bpf_tail_call with an immediate index: the verifier sees a constant and the JIT emits a direct jump it patches on map updates',
   },
+  manualEndLookup: {
+    variant: 'chain/manual-end-lookup',
+    hop: 'tail-call-constant',
+    explains: "manual-constant plus the patched chain's end: where the tail call fails, the remembered verdict is read from a per-CPU array; the difference to manual-constant is that read, once per packet",
+  },
   manualIndirect: {
     variant: 'chain/manual-indirect',
     hop: 'tail-call-indirect',

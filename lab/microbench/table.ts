@@ -5,7 +5,8 @@
  */
 import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
 import type { LatencyRecord } from '../bench/record.ts';
-import { fitPerHop, medianOf } from './stats.ts';
+import { costBreakdown, formatBreakdown, largestPart, type BreakdownInput } from './breakdown.ts';
+import { medianOf, SHORT_CHAIN, shortChainSlope } from './stats.ts';
 
 function grid(header: readonly string[], rows: readonly (readonly string[])[], alignRight: (col: number) => boolean = (c) => c > 0): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
@@ -18,14 +19,7 @@ function fmt(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits);
 }
 
-/** Longest chain counted as "short" for the second slope. */
-export const SHORT_CHAIN = 8;
-
-/** Slope through the medians of lengths ≤ SHORT_CHAIN (null with fewer than two such lengths). */
-export function shortChainSlope(medians: ReadonlyMap<number, number>): number | null {
-  const pts = [...medians].filter(([len]) => len <= SHORT_CHAIN).map(([len, ns]) => [len, ns] as const);
-  return fitPerHop(pts)?.slope ?? null;
-}
+export { SHORT_CHAIN, shortChainSlope } from './stats.ts';
 
 /** The tables for one target, with a title line naming the kernel. */
 export function formatMicrobench(r: MicrobenchResult): string {
@@ -47,6 +41,8 @@ export function formatMicrobench(r: MicrobenchResult): string {
 
   const verdict = targetVerdict(r);
   if (verdict.length > 0) out.push('', ...verdict);
+  const parts = formatBreakdown(costBreakdown(breakdownInput(r)));
+  if (parts.length > 0) out.push('', ...parts);
 
   if (r.scaling.length > 0) {
     const lengths = [...new Set(r.scaling.flatMap((s) => [...s.medians.keys()]))].sort((a, b) => a - b);
@@ -132,19 +128,34 @@ export function costTargets(r: MicrobenchResult): string[] {
   const manual = r.approaches.find((a) => a.variant === 'manual' && a.nsPerPacket.length > 0);
   const manualHop = r.scaling.find((s) => s.variant === 'chain/manual-constant');
   const manualSlope = manualHop ? shortChainSlope(manualHop.medians) : null;
+  const parts = costBreakdown(breakdownInput(r));
+  // A missed target names the part of the breakdown that weighs most, so the reader sees why.
+  const why = (variant: string): string => {
+    const mode = variant.endsWith('subprog') ? 'subprog' : 'inline';
+    const p = largestPart(parts, mode);
+    return p ? ` — largest part: ${p.what}, ${fmt(p.ns, 2)} ns per ${p.per}` : '';
+  };
   const out: string[] = [];
   for (const p of r.approaches.filter((a) => a.variant.startsWith('patched') && a.nsPerPacket.length > 0)) {
     if (!manual) break;
     const ratio = medianOf(p.nsPerPacket)! / medianOf(manual.nsPerPacket)!;
-    out.push(`  ${p.variant} / manual = ${fmt(ratio, 3)} on the trio (target ≤ ${TARGET_TRIO_RATIO}): ${ratio <= TARGET_TRIO_RATIO ? 'met' : 'MISSED'}`);
+    out.push(`  ${p.variant} / manual = ${fmt(ratio, 3)} on the trio (target ≤ ${TARGET_TRIO_RATIO}): ${ratio <= TARGET_TRIO_RATIO ? 'met' : `MISSED${why(p.variant)}`}`);
   }
   for (const s of r.scaling.filter((x) => x.variant.startsWith('chain/patched'))) {
     const slope = shortChainSlope(s.medians);
     if (slope === null || manualSlope === null) continue;
     const excess = slope - manualSlope;
-    out.push(`  ${s.variant.replace('chain/', '')}: ${fmt(slope, 2)} ns per hop (≤${SHORT_CHAIN} programs) against manual's ${fmt(manualSlope, 2)}, +${fmt(excess, 2)} ns (target ≤ +${TARGET_HOP_EXCESS_NS}): ${excess <= TARGET_HOP_EXCESS_NS ? 'met' : 'MISSED'}`);
+    out.push(`  ${s.variant.replace('chain/', '')}: ${fmt(slope, 2)} ns per hop (≤${SHORT_CHAIN} programs) against manual's ${fmt(manualSlope, 2)}, ${excess >= 0 ? '+' : ''}${fmt(excess, 2)} ns (target ≤ +${TARGET_HOP_EXCESS_NS}): ${excess <= TARGET_HOP_EXCESS_NS ? 'met' : `MISSED${why(s.variant)}`}`);
   }
   return out.length > 0 ? ['Cost target: patched / manual ≤ 1.03 on the trio, per hop ≤ manual + 0.5 ns:', ...out] : [];
+}
+
+/** One run's medians in the breakdown's terms. */
+export function breakdownInput(r: MicrobenchResult): BreakdownInput {
+  return {
+    scaling: new Map(r.scaling.map((s) => [s.variant, s.medians])),
+    trio: new Map(r.approaches.filter((a) => a.nsPerPacket.length > 0).map((a) => [a.variant, medianOf(a.nsPerPacket)!])),
+  };
 }
 
 /** Records per kind, for the CLI's closing line. */

@@ -3,6 +3,7 @@
  * the same rows with full precision (csv-stringify).
  */
 import { stringify } from 'csv-stringify/sync';
+import { costBreakdown } from '../microbench/breakdown.ts';
 import type { Summary } from './stats.ts';
 import {
   APPROACH_LABEL,
@@ -382,7 +383,25 @@ export function microTables(model: ReportModel): Table[] {
     ),
     footnotes: [],
   };
-  return fits.rows.length > 0 ? [fits, points] : [points];
+  const breakdown: Table = {
+    id: 'micro-breakdown',
+    title: 'Microbenchmark: where the patched chain\'s cost goes',
+    banners: banners(model, kernels),
+    caption:
+      'Each part is the difference between two variants of the same run that differ in that part only (column "From"); per-program parts are paid by every program of a chain. The rest is the trio\'s excess over manual that the parts do not explain: the bodies\' own code.',
+    header: ['Linux', 'Part', 'ns', 'Per', 'From'],
+    align: ['l', 'l', 'r', 'l', 'l'],
+    rows: kernels.flatMap((k) => {
+      const groups = model.micro.filter((g) => g.kernel === k);
+      const parts = costBreakdown({
+        scaling: new Map(groups.filter((g) => g.kind === 'scaling').map((g) => [g.variant, new Map(g.points.map((p) => [p.chainLength, p.stats.median]))])),
+        trio: new Map(groups.filter((g) => g.kind === 'approach').map((g) => [g.variant, g.points[0]!.stats.median])),
+      });
+      return parts.map((p) => [k, p.what, fmtNum(p.ns), p.per, p.from]);
+    }),
+    footnotes: [],
+  };
+  return [...(fits.rows.length > 0 ? [fits] : []), ...(breakdown.rows.length > 0 ? [breakdown] : []), points];
 }
 
 export function latencyTable(model: ReportModel): Table[] {

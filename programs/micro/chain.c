@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * chain: 35 trivial XDP programs for the chain-length microbenchmark (issue 7).
+ * chain: 35 trivial XDP programs for the chain-length microbenchmark.
  *
  * Program link_I tail-calls slot I+1 of the shared PROG_ARRAY `chain_jmp` and returns XDP_PASS
  * when that slot is empty, so a chain of length N is slots 0..N-1 filled and slot N empty.
@@ -15,6 +15,10 @@
  *
  *   -DCOUNT       every program also counts its run in `chain_hits`: not timed; it proves how many
  *                 programs one packet really ran (the kernel's limit, the bench's chain lengths).
+ *   -DEND_LOOKUP  where the chain ends (the tail call failed), the program reads a remembered
+ *                 verdict from a one-entry per-CPU array and returns it when set, as the patched
+ *                 chain's end does: the difference to the default build is that read's cost,
+ *                 once per packet (the cost breakdown of the patched chain).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -49,6 +53,32 @@ static __always_inline void count_run(void)
 static __always_inline void count_run(void) {}
 #endif
 
+#ifdef END_LOOKUP
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} chain_verdict SEC(".maps");
+
+/* The patched chain's end: C != 0 ? (C <- 0, C) : XDP_PASS. C stays 0 here, as on the all-pass path. */
+static __always_inline int chain_end(void)
+{
+	__u32 key = 0;
+	__u32 *c = bpf_map_lookup_elem(&chain_verdict, &key);
+
+	if (c && *c) {
+		__u32 v = *c;
+
+		*c = 0;
+		return v;
+	}
+	return XDP_PASS;
+}
+#else
+static __always_inline int chain_end(void) { return XDP_PASS; }
+#endif
+
 #ifdef INDIRECT
 /* chain_next[i] = i + 1, written by the bench before it runs a chain. */
 struct {
@@ -75,7 +105,7 @@ struct {
 	{                                                             \
 		count_run();                                          \
 		bpf_tail_call(ctx, &chain_jmp, (I) + 1);              \
-		return XDP_PASS;                                      \
+		return chain_end();                                   \
 	}
 #endif
 

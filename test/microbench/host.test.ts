@@ -75,11 +75,12 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
     }
   });
 
-  it('measures every chain length of both manual hop kinds and of each patch mode the kernel supports', () => {
+  it('measures every chain length of both manual hop kinds, the end-lookup variant and each patch mode the kernel supports', () => {
     const modes = supportedPatchModes(features).modes;
     const expected: [string, string][] = [
       ['chain/manual-constant', 'tail-call-constant'],
       ['chain/manual-indirect', 'tail-call-indirect'],
+      ['chain/manual-end-lookup', 'tail-call-constant'],
       ...modes.map((m): [string, string] => [`chain/patched-${m}`, 'tail-call-constant']),
     ];
     for (const [variant, hop] of expected) {

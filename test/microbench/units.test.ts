@@ -251,9 +251,9 @@ describe('records and table', () => {
       '  patched-subprog / fused = 1.49 (20.0 ns = 10.0 tail calls of 2.00 ns): NOT within two tail calls',
       'Cost target: patched / manual ≤ 1.03 on the trio, per hop ≤ manual + 0.5 ns:',
       '  patched-inline / manual = 1.023 on the trio (target ≤ 1.03): met',
-      '  patched-subprog / manual = 1.386 on the trio (target ≤ 1.03): MISSED',
+      '  patched-subprog / manual = 1.386 on the trio (target ≤ 1.03): MISSED — largest part: bpf-to-bpf call frame of the body (subprog mode), 7.60 ns per program',
       '  patched-inline: 2.40 ns per hop (≤8 programs) against manual\'s 2.00, +0.40 ns (target ≤ +0.5): met',
-      '  patched-subprog: 10.00 ns per hop (≤8 programs) against manual\'s 2.00, +8.00 ns (target ≤ +0.5): MISSED',
+      '  patched-subprog: 10.00 ns per hop (≤8 programs) against manual\'s 2.00, +8.00 ns (target ≤ +0.5): MISSED — largest part: bpf-to-bpf call frame of the body (subprog mode), 7.60 ns per program',
     ]);
     expect(formatMicrobench(result)).toContain(lines[3]);
     // Nothing to say without a patched measurement.
