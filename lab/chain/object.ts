@@ -177,38 +177,44 @@ export function listProgramInfo(obj: BpfObject): ProgramInfo[] {
 }
 
 /**
- * The function and every .text function reachable from it by bpf-to-bpf calls (or callback
- * addresses), following relocations as libbpf does (sym value / 8 + imm + 1), and pc-relative
- * calls within .text.
+ * The .text functions `fn` calls (bpf-to-bpf) or hands to a helper as a callback, following
+ * relocations as libbpf does (sym value / 8 + imm + 1), and pc-relative calls within .text.
  */
-export function reachableFunctions(obj: BpfObject, root: ElfSymbol): ElfSymbol[] {
+export function calleesOf(obj: BpfObject, fn: ElfSymbol): ElfSymbol[] {
   const text = findSection(obj.elf, '.text');
   const textFuncs = obj.elf.symbols.filter((s) => s.type === STT_FUNC && s.section === text);
+  const sec = fn.section!;
+  const rel = relSectionFor(obj.elf, sec);
+  const { insns, slots } = functionInsns(obj, fn);
+  const out: ElfSymbol[] = [];
+  insns.forEach((insn, k) => {
+    const absSlot = fn.value / 8 + slots[k]!;
+    const r = rel?.relocs.find((x) => x.offset === absSlot * 8);
+    // A callback's address in a .o: ld_imm64 with src 0 relocated against .text; its target is
+    // (symbol value + imm) bytes, as libbpf reads it before it sets BPF_PSEUDO_FUNC.
+    const callbackAddr = insn.code === 0x18 && r !== undefined && text !== undefined && r.symbol.section === text;
+    if (!isPseudoCall(insn) && !isPseudoFuncAddr(insn) && !callbackAddr) return;
+    let targetSlot: number;
+    if (callbackAddr || (r && isPseudoFuncAddr(insn))) targetSlot = (r!.symbol.value + insn.imm) / 8;
+    else if (r) targetSlot = r.symbol.value / 8 + insn.imm + 1;
+    else if (sec === text) targetSlot = absSlot + insn.imm + 1;
+    else return;
+    const callee = textFuncs.find((t) => targetSlot * 8 >= t.value && targetSlot * 8 < t.value + t.size);
+    if (callee && !out.includes(callee)) out.push(callee);
+  });
+  return out;
+}
+
+/** The function and every .text function reachable from it by calls or callback addresses. */
+export function reachableFunctions(obj: BpfObject, root: ElfSymbol): ElfSymbol[] {
   const seen = new Set<ElfSymbol>([root]);
   const work = [root];
   while (work.length > 0) {
-    const fn = work.pop()!;
-    const sec = fn.section!;
-    const rel = relSectionFor(obj.elf, sec);
-    const { insns, slots } = functionInsns(obj, fn);
-    insns.forEach((insn, k) => {
-      const absSlot = fn.value / 8 + slots[k]!;
-      const r = rel?.relocs.find((x) => x.offset === absSlot * 8);
-      // A callback's address in a .o: ld_imm64 with src 0 relocated against .text; its target is
-      // (symbol value + imm) bytes, as libbpf reads it before it sets BPF_PSEUDO_FUNC.
-      const callbackAddr = insn.code === 0x18 && r !== undefined && text !== undefined && r.symbol.section === text;
-      if (!isPseudoCall(insn) && !isPseudoFuncAddr(insn) && !callbackAddr) return;
-      let targetSlot: number;
-      if (callbackAddr || (r && isPseudoFuncAddr(insn))) targetSlot = (r!.symbol.value + insn.imm) / 8;
-      else if (r) targetSlot = r.symbol.value / 8 + insn.imm + 1;
-      else if (sec === text) targetSlot = absSlot + insn.imm + 1;
-      else return;
-      const callee = textFuncs.find((t) => targetSlot * 8 >= t.value && targetSlot * 8 < t.value + t.size);
-      if (callee && !seen.has(callee)) {
-        seen.add(callee);
-        work.push(callee);
-      }
-    });
+    for (const callee of calleesOf(obj, work.pop()!)) {
+      if (seen.has(callee)) continue;
+      seen.add(callee);
+      work.push(callee);
+    }
   }
   return [...seen];
 }

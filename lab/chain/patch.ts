@@ -100,11 +100,15 @@ import {
   isCodeSection,
   listProgramInfo,
   programSymbols,
+  calleesOf,
   reachableFunctions,
   readObject,
   writeObject,
 } from './object.ts';
-import { analyseStack } from './stack.ts';
+import { analyseStack, deepestCallChain, STACK_MAX } from './stack.ts';
+
+/** Stack of the subprog-mode entry: ctx and the map key. */
+const SUBPROG_ENTRY_STACK = 16;
 
 export type PatchMode = 'subprog' | 'inline';
 
@@ -567,18 +571,30 @@ function patchSubprog(obj: BpfObject, prog: ElfSymbol, o: TailOptions, chainSym:
   text.addralign = Math.max(text.addralign, 8);
   const T = text.data.length;
 
-  // The verifier adds up the frames of a call chain, each rounded up to 32 bytes, against 512:
-  // our entry's 8 bytes cost 32, so a body using more than 480 bytes cannot be called.
-  const use = analyseStack(functionInsns(obj, prog).insns);
-  if (use.ok && -use.deepest > 480) {
-    throw patchError(elf.fileName, `program "${prog.name}" uses ${-use.deepest} bytes of stack; as a subprogram under the chain entry (32 bytes) it would exceed the kernel's 512-byte combined stack`, "Use mode 'inline', or reduce the program's stack use.");
+  // The entry becomes one more frame under the body and everything it calls: the verifier adds up
+  // the deepest chain of frames against 512 bytes.
+  const frames = deepestCallChain(
+    prog,
+    (f) => {
+      const u = analyseStack(functionInsns(obj, f).insns);
+      return u.ok ? -u.deepest : null;
+    },
+    (f) => calleesOf(obj, f),
+  );
+  const lenient = SUBPROG_ENTRY_STACK + frames.lenient;
+  const strict = 32 + frames.strict;
+  const path = frames.chain.map((f) => `"${f.name}"`).join(' → ');
+  if (lenient > STACK_MAX) {
+    throw patchError(elf.fileName, `program "${prog.name}": under the chain entry (${SUBPROG_ENTRY_STACK} bytes) its deepest call chain ${path} needs ${lenient} bytes of stack, over the kernel's ${STACK_MAX} for a call chain (each frame rounded up to 16 bytes)`, "Use mode 'inline' if the program calls no other function; otherwise reduce the stack use along that chain (or mark the callees __always_inline).", { frames: frames.chain.map((f) => f.name), combined: lenient });
   }
+  if (strict > STACK_MAX) notes.push(`the deepest call chain ${path} under the entry needs ${strict} bytes with 32-byte frames: kernels that round frames to 32 bytes (older ones, and the interpreter) refuse it; current JITed kernels need ${lenient}`);
+  if (frames.unknown.length > 0) notes.push(`stack use of ${frames.unknown.map((f) => `"${f.name}"`).join(', ')} could not be bounded: the combined stack check left to the verifier`);
 
   const a = new Asm();
   // ctx survives the call in the entry's own frame, not in a callee-saved register (see emitChainTail).
   a.emit(stxMem(BPF_DW, 10, 1, -8));
   a.emit(callPseudo(), 'body');
-  emitChainTail(a, { ...o, ctxSlot: -8, keyOff: -16 });
+  emitChainTail(a, { ...o, ctxSlot: -8, keyOff: -SUBPROG_ENTRY_STACK });
   const entry = encodeInsns(a.finish());
   const delta = entry.length - (E - X);
 

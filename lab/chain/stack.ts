@@ -173,3 +173,53 @@ export function analyseStack(insns: readonly Insn[]): StackUse {
   }
   return { ok: true, deepest };
 }
+
+/**
+ * The verifier adds up the frames of a call chain against 512 bytes, each frame rounded up: to 16
+ * bytes on current kernels when the program is JITed, to 32 (at least one) on older kernels and
+ * for the interpreter. Both sums, so a caller can refuse what no kernel loads and warn about what
+ * older ones refuse.
+ */
+export interface CallChainStack<F> {
+  /** Frames of the deepest chain, root first. */
+  chain: F[];
+  /** Combined stack with 16-byte rounding (the most lenient kernels). */
+  lenient: number;
+  /** Combined stack with 32-byte rounding, at least 32 a frame (older kernels). */
+  strict: number;
+  /** Functions whose stack use could not be bounded (counted as 0). */
+  unknown: F[];
+}
+
+export const STACK_MAX = 512;
+
+export function deepestCallChain<F>(root: F, frameBytes: (f: F) => number | null, callees: (f: F) => readonly F[]): CallChainStack<F> {
+  const unknown = new Set<F>();
+  const frame = (f: F): number => {
+    const b = frameBytes(f);
+    if (b === null) unknown.add(f);
+    return b ?? 0;
+  };
+  const round = (b: number, to: number, min: number): number => Math.ceil(Math.max(b, min) / to) * to;
+  const memo = new Map<F, { lenient: number; strict: number; chain: F[] }>();
+  const visiting = new Set<F>();
+  const walk = (f: F): { lenient: number; strict: number; chain: F[] } => {
+    const m = memo.get(f);
+    if (m) return m;
+    visiting.add(f);
+    const own = frame(f);
+    let best = { lenient: 0, strict: 0, chain: [] as F[] };
+    // The verifier refuses recursion; a cycle here adds nothing.
+    for (const c of callees(f)) {
+      if (visiting.has(c)) continue;
+      const sub = walk(c);
+      if (sub.strict > best.strict || (sub.strict === best.strict && sub.lenient > best.lenient)) best = sub;
+    }
+    visiting.delete(f);
+    const r = { lenient: round(own, 16, 0) + best.lenient, strict: round(own, 32, 1) + best.strict, chain: [f, ...best.chain] };
+    memo.set(f, r);
+    return r;
+  };
+  const r = walk(root);
+  return { ...r, unknown: [...unknown] };
+}

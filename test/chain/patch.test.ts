@@ -348,3 +348,28 @@ describe.skipIf(needClang.skip)('callbacks are other functions too', () => {
     expect(e).toMatchObject({ code: 'PATCH', message: expect.stringContaining('refers to function "add_one" (a bpf-to-bpf call or a callback)') });
   });
 });
+
+describe.skipIf(needClang.skip)('stack through callees (subprog mode)', () => {
+  let deepDir = '';
+  let deep = '';
+  beforeAll(() => {
+    deepDir = tempDir('deep');
+    deep = compile(deepDir, 'deep_callee');
+  });
+  afterAll(() => {
+    if (deepDir) rmSync(deepDir, { recursive: true, force: true });
+  });
+
+  it('refuses a body whose call chain no longer fits under the entry, naming the frames and the sum', () => {
+    // 248 + 248 bytes load as they are; the entry's 16 make 16 + 256 + 256 = 528 with 16-byte frames.
+    const e = errorOf(() => patchObject(readBytes(deep), { ...base, mode: 'subprog', fileName: 'deep_callee.o' }));
+    expect(e).toMatchObject({ code: 'PATCH' });
+    expect(e.message).toContain('deepest call chain "deep_callee" → "deep" needs 528 bytes of stack');
+    expect(e.remedy).toMatch(/__always_inline|reduce the stack/);
+  });
+
+  it('counts every frame of the chain: a shallower callee fits', () => {
+    const shallow = compile(deepDir, 'subprog_call');
+    expect(patchObject(readBytes(shallow), { ...base, mode: 'subprog' }).mode).toBe('subprog');
+  });
+});
