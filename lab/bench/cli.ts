@@ -58,6 +58,15 @@ interface CommonOptions {
   prefix: string;
   micro: boolean;
   deterministic?: boolean;
+  wallClock?: boolean;
+}
+
+/** --deterministic / --wall-clock, else auto: instruction-timed exactly where a guest is emulated. */
+function clockOption(o: CommonOptions): 'wall' | 'icount' | 'auto' {
+  if (o.deterministic && o.wallClock) {
+    throw new LabError('BAD_INPUT', '--deterministic and --wall-clock contradict each other', { remedy: 'Give one, or neither (then guests under TCG are instruction-timed and guests under KVM wall-clock).' });
+  }
+  return o.deterministic ? 'icount' : o.wallClock ? 'wall' : 'auto';
 }
 
 function addCommonOptions(cmd: Command): Command {
@@ -70,7 +79,8 @@ function addCommonOptions(cmd: Command): Command {
     .option('--out <dir>', 'parent directory of the run directory (default results/)')
     .option('--prefix <name>', 'name prefix for namespaces, veths and bpffs pins', 'xlab')
     .option('--no-micro', 'skip the BPF_PROG_TEST_RUN microbenchmarks run on each kernel after its iperf3 cells')
-    .option('--deterministic', 'guests under QEMU\'s instruction counter (TCG icount): in-guest timings reproducible whatever the host does, but instruction-timed, not wall-clock performance; boots take about twice as long')
+    .option('--deterministic', 'every guest under QEMU\'s instruction counter (TCG icount, one vCPU): in-guest timings reproducible whatever the host does, instruction-timed, not wall-clock performance; boots take about twice as long. Default: so for guests under TCG, wall-clock under KVM')
+    .option('--wall-clock', 'guests under TCG on the wall clock instead (three vCPUs; timings move with the host\'s load and measure the emulator)')
     .option('--plain', 'plain progress lines even on a terminal');
 }
 
@@ -101,7 +111,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
       signal: intr.signal,
       prefix: o.prefix,
       micro: o.micro,
-      deterministic: o.deterministic ?? false,
+      clock: clockOption(o),
       openKernel: session ? async () => session : undefined,
     });
     sink.stop();
@@ -150,7 +160,7 @@ export function kernelCommand(): Command {
         const { sourceEnvName } = await import('../kernels/providers/source.ts');
         process.env[sourceEnvName(kernel)] = o.kernelSource;
       }
-      const session = await openKernelSession(kernel, { prefix: o.prefix, progress: sink, localImage: o.kernelImage, clock: o.deterministic ? 'icount' : 'wall' });
+      const session = await openKernelSession(kernel, { prefix: o.prefix, progress: sink, localImage: o.kernelImage, clock: clockOption(o) });
       opened = session;
       const uname = await session.target.run(['uname', '-a']);
       sink.stop();

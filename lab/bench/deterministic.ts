@@ -70,7 +70,7 @@ export async function benchDeterministic(o: ReproOptions): Promise<ReproRow[]> {
   try {
     const repeats: RunRecord[][] = [];
     for (const id of ['repeat-1', 'repeat-2']) {
-      const r = await runMatrix({ kernels: o.kernels, approaches: o.approaches, runs: o.runs, durationS: o.durationS, quick: true, runId: id, outDir: out, prefix: 'xrep', micro: false, deterministic: true, renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0, progress: o.progress, signal: o.signal });
+      const r = await runMatrix({ kernels: o.kernels, approaches: o.approaches, runs: o.runs, durationS: o.durationS, quick: true, runId: id, outDir: out, prefix: 'xrep', micro: false, clock: 'icount', renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0, progress: o.progress, signal: o.signal });
       repeats.push((await loadRecords(r.rawFile)).records.filter((x): x is RunRecord => x.kind === 'run'));
     }
     return reproRows(repeats[0]!, repeats[1]!);

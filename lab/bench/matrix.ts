@@ -81,8 +81,11 @@ export interface MatrixOptions {
    * iperf3 cells; quick settings with `quick` (default false: callers opt in, the CLI does).
    */
   micro?: boolean;
-  /** Guests under QEMU's instruction counter (lab/vm clockArgs): reproducible, not wall-clock. */
-  deterministic?: boolean;
+  /**
+   * Guests' clock (lab/vm resolveClock): 'icount' under QEMU's instruction counter (reproducible,
+   * not wall-clock), 'wall', or 'auto' (icount where the guest runs under TCG). Default 'wall'.
+   */
+  clock?: 'wall' | 'icount' | 'auto';
 }
 
 export interface MatrixResult {
@@ -175,7 +178,7 @@ class Matrix {
       statsMode: opts.statsMode ?? 'auto',
       renderReport: opts.renderReport ?? true,
       micro: opts.micro ?? false,
-      deterministic: opts.deterministic ?? false,
+      clock: opts.clock ?? 'wall',
     };
     for (const a of opts.approaches) {
       if (!APPROACH_NAMES.includes(a)) {
@@ -360,7 +363,7 @@ class Matrix {
     this.o.progress({ kind: 'phase-start', id: phaseId, label: `kernel ${kernel}: obtaining target` });
     let session: KernelSession;
     try {
-      session = await this.openKernel(kernel, { prefix: this.o.prefix, progress: this.o.progress, signal: this.o.signal, clock: this.o.deterministic ? 'icount' : 'wall' });
+      session = await this.openKernel(kernel, { prefix: this.o.prefix, progress: this.o.progress, signal: this.o.signal, clock: this.o.clock });
     } catch (e) {
       const reason = isLabError(e) ? e.describe() : errorMessage(e);
       this.o.progress({ kind: 'phase-end', id: phaseId, ok: false, message: reason });

@@ -65,8 +65,11 @@ export interface OpenKernelOptions {
   signal?: AbortSignal;
   /** A bzImage (or a directory with boot/ and lib/modules/) to boot instead of the providers' image. */
   localImage?: string;
-  /** Guests only: 'icount' runs QEMU under its instruction counter (reproducible, not wall-clock). */
-  clock?: 'wall' | 'icount';
+  /**
+   * Guests only: 'icount' runs QEMU under its instruction counter (reproducible, not wall-clock);
+   * 'auto' takes it when the guest runs under TCG. Default 'wall'.
+   */
+  clock?: 'wall' | 'icount' | 'auto';
 }
 
 /** Obtains a kernel session; throws LabError (NO_PROVIDER, VM_BOOT, ...) when it cannot. */

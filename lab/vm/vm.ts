@@ -57,12 +57,23 @@ export interface BootOptions {
   initramfs?: boolean;
   /**
    * 'icount': guest time advances per executed instruction (TCG only), so in-guest timings are a
-   * reproducible function of the work done, whatever the host is doing. Default 'wall'.
+   * reproducible function of the work done, whatever the host is doing. 'auto': icount when the
+   * guest ends up under TCG, wall-clock under KVM. Default 'wall'.
    */
-  clock?: GuestClock;
+  clock?: ClockChoice;
 }
 
 export type GuestClock = 'wall' | 'icount';
+export type ClockChoice = GuestClock | 'auto';
+
+/**
+ * The clock a guest runs with. Under TCG a wall-clock timing measures the emulator and moves with
+ * the host's load, so 'auto' takes the instruction counter there; under KVM the wall clock is real.
+ */
+export function resolveClock(choice: ClockChoice, accel: 'kvm' | 'tcg'): GuestClock {
+  if (choice !== 'auto') return choice;
+  return accel === 'tcg' ? 'icount' : 'wall';
+}
 
 /**
  * QEMU's instruction counter: each instruction advances guest time by 2^shift ns. Shift 3 (8 ns,
@@ -304,15 +315,11 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
       remedy: `Resolve the kernel again (npm run kernel -- ${kernel.version}).`,
     });
   }
-  // Under the instruction counter an SMP guest hangs here bringing up its secondary CPUs
-  // ("smp: Bringing up secondary CPUs ..." and nothing after, 6.1 and 5.10): one vCPU, as measured.
-  const cpus = opts.cpus ?? (opts.clock === 'icount' ? 1 : 3);
   const memoryMb = opts.memoryMb ?? 1024;
-  if (!Number.isInteger(cpus) || cpus < 1 || cpus > 64) throw new LabError('BAD_INPUT', `bootVm: cpus must be 1..64, got ${cpus}`);
+  if (opts.cpus !== undefined && (!Number.isInteger(opts.cpus) || opts.cpus < 1 || opts.cpus > 64)) throw new LabError('BAD_INPUT', `bootVm: cpus must be 1..64, got ${opts.cpus}`);
   if (!Number.isInteger(memoryMb) || memoryMb < 128) throw new LabError('BAD_INPUT', `bootVm: memoryMb must be >= 128, got ${memoryMb}`);
-  const isolcpus = opts.isolcpus === undefined ? defaultIsolcpus(cpus) : opts.isolcpus;
-  if (isolcpus !== null && !/^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$/.test(isolcpus)) {
-    throw new LabError('BAD_INPUT', `bootVm: isolcpus "${isolcpus}" is not a CPU list like 1,2 or 1-2`);
+  if (opts.isolcpus !== undefined && opts.isolcpus !== null && !/^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$/.test(opts.isolcpus)) {
+    throw new LabError('BAD_INPUT', `bootVm: isolcpus "${opts.isolcpus}" is not a CPU list like 1,2 or 1-2`);
   }
   const name = opts.name ?? `xcl-vm-${process.pid}-${++vmCounter}`;
   if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new LabError('BAD_INPUT', `bootVm: name "${name}" must be [A-Za-z0-9_.-]+`);
@@ -325,10 +332,10 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
   }
   const privateKey = await readFile(image.clientKey);
 
-  // Accelerator.
-  const clock: GuestClock = opts.clock ?? 'wall';
-  const choice = opts.accel ?? (clock === 'icount' ? 'tcg' : 'auto');
-  if (clock === 'icount' && choice === 'kvm') clockArgs('kvm', clock); // throws the clear error
+  // Accelerator, then the clock (which may follow it), then the vCPUs (which follow the clock).
+  const clockChoice: ClockChoice = opts.clock ?? 'wall';
+  const choice = opts.accel ?? (clockChoice === 'icount' ? 'tcg' : 'auto');
+  if (clockChoice === 'icount' && choice === 'kvm') clockArgs('kvm', 'icount'); // throws the clear error
   let accel: 'kvm' | 'tcg' = 'tcg';
   let accelNote: string;
   if (choice === 'tcg') {
@@ -351,6 +358,13 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
       });
     }
   }
+
+  // A KVM boot that falls back to TCG below keeps this clock: the fallback is an accident, said loudly.
+  const clock = resolveClock(clockChoice, accel);
+  // Under the instruction counter an SMP guest hangs here bringing up its secondary CPUs
+  // ("smp: Bringing up secondary CPUs ..." and nothing after, 6.1 and 5.10): one vCPU, as measured.
+  const cpus = opts.cpus ?? (clock === 'icount' ? 1 : 3);
+  const isolcpus = opts.isolcpus === undefined ? defaultIsolcpus(cpus) : opts.isolcpus;
 
   const runDir = await mkdtemp(join(tmpdir(), `${name}-`));
   trackDir(runDir);

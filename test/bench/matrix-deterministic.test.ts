@@ -25,7 +25,7 @@ describe.skipIf(need.skip)('instruction-timed guests (--deterministic)', () => {
   it(`records clock icount on ${KERNELS.join(' and ')}, with per-packet BPF statistics`, { timeout: 3_600_000 }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'xt9-icount-'));
     dirs.push(out);
-    const r = await runMatrix({ kernels: KERNELS, approaches: ['fused', 'manual'], runs: 1, durationS: 1, quick: true, runId: 'icount', outDir: out, prefix: `xt9${RUN_TAG}`, micro: false, deterministic: true, renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0 });
+    const r = await runMatrix({ kernels: KERNELS, approaches: ['fused', 'manual'], runs: 1, durationS: 1, quick: true, runId: 'icount', outDir: out, prefix: `xt9${RUN_TAG}`, micro: false, clock: 'icount', renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0 });
     const { records } = await loadRecords(r.rawFile);
     for (const k of KERNELS) {
       const prov = Provenance.parse(JSON.parse(await readFile(join(r.runDir, 'provenance', `${k}.json`), 'utf8')));

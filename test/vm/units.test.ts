@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConsoleLog, classifyConsoleLine, consoleHint } from '../../lab/vm/console.ts';
 import { initramfsModuleOrder } from '../../lab/vm/image.ts';
 import { choosePinning, lockCpufreq } from '../../lab/vm/tuning.ts';
-import { ICOUNT_SHIFT, clockArgs, guestCmdline } from '../../lab/vm/vm.ts';
+import { ICOUNT_SHIFT, clockArgs, guestCmdline, resolveClock } from '../../lab/vm/vm.ts';
 import { isLabError } from '../../lab/errors.ts';
 
 const dirs: string[] = [];
@@ -186,6 +186,12 @@ describe('clock arguments', () => {
   });
   it('icount: single-threaded TCG, the instruction counter running ahead of real time, the RTC on the virtual clock', () => {
     expect(clockArgs('tcg', 'icount')).toEqual(['-accel', 'tcg,thread=single', '-icount', `shift=${ICOUNT_SHIFT},align=off,sleep=off`, '-rtc', 'clock=vm']);
+  });
+  it('auto: the instruction counter exactly where the guest is emulated; an explicit choice stands', () => {
+    expect(resolveClock('auto', 'tcg')).toBe('icount');
+    expect(resolveClock('auto', 'kvm')).toBe('wall');
+    expect(resolveClock('wall', 'tcg')).toBe('wall');
+    expect(resolveClock('icount', 'tcg')).toBe('icount');
   });
   it('icount under KVM is refused with the fix', () => {
     let err: unknown;
