@@ -105,6 +105,7 @@ import {
   readObject,
   writeObject,
 } from './object.ts';
+import { keepOnlyProgram } from './isolate.ts';
 import { analyseStack, deepestCallChain, STACK_MAX } from './stack.ts';
 
 /** Stack of the subprog-mode entry: ctx and the map key. */
@@ -257,6 +258,10 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   }
   resolveDatasecOffsets(obj);
   dropUnneeded(obj, notes);
+  const isolated = keepOnlyProgram(obj, prog);
+  if (isolated.removed.length > 0) {
+    notes.push(`removed the object's other programs (${isolated.removed.join(', ')}): the patched object holds "${prog.name}" alone, so a loader that takes an object's first program loads exactly it`);
+  }
   if (!obj.btf) {
     obj.btf = { version: 1, flags: 0, types: [] };
     obj.elf.sections.push(newSection('.BTF', SHT_PROGBITS, 0, 4));

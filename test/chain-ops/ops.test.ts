@@ -3,13 +3,16 @@
  * the Annexe I trampoline makes slot 0 replaceable, recreate builds a new generation and drops the
  * old one, status notices when the kernel no longer matches the state file.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool.ts';
 import { chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
-import { RUN_ID, bpftoolBatch, counterObject, countsFrom, hostTarget } from './support.ts';
+import { FIXTURES, RUN_ID, bpftoolBatch, counterObject, countsFrom, hostTarget } from './support.ts';
+import { compileBpfSource } from '../../lab/chain/loader.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PIN = `/sys/fs/bpf/xt6-ops-${RUN_ID}`;
@@ -43,6 +46,20 @@ describe.skipIf(need.skip)('chain operations', () => {
     const ran = [...after.keys()].filter((k) => (after.get(k) ?? 0n) !== (before.get(k) ?? 0n)).sort((a, b) => a - b);
     return { retval: (run as { retval: number }).retval, ran };
   }
+
+  it('several programs in one object: the chain loads exactly the one named, at any index', async () => {
+    const several = await compileBpfSource(readFileSync(join(FIXTURES, 'several.c'), 'utf8'), 'xt6-several');
+    const named = (program: string): ChainProgramSpec => ({ path: several, program, maps: [{ name: 'xt_counts', pinned: counts }] });
+    // second shares its section with first (DROP), third has its own section: either way, only it runs.
+    const st = await chainInit(target, { pinDir: `${PIN}/several`, programs: [named('second'), await spec(1), named('third')], trampoline: false, features });
+    try {
+      expect(st.programs.map((p) => p.program)).toEqual(['second', 'xt_prog', 'third']);
+      for (const p of st.programs) expect((await bpftool.progShow(target, { pinned: p.pin })).name).toBe(p.program.slice(0, 15));
+      expect(await runOnce(st.programs[0]!.pin)).toEqual({ retval: 2, ran: [1, 21, 22] });
+    } finally {
+      await chainDetach(target, `${PIN}/several`);
+    }
+  });
 
   it('trampoline: slot 0 is replaced in place, the attached head never changes', async () => {
     const st = await chainInit(target, { pinDir: `${PIN}/chain`, programs: [await spec(1), await spec(2)], trampoline: true, features });
