@@ -228,6 +228,11 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   if (!sec.name.startsWith('xdp')) notes.push(`section "${sec.name}" is not an XDP section; the verdict semantics assume XDP`);
 
   // --- refuse what cannot be chained ---
+  const legacy = findSection(obj.elf, 'maps');
+  if (legacy) {
+    const names = obj.elf.symbols.filter((x) => x.section === legacy && x.type === STT_OBJECT).map((x) => x.name);
+    throw patchError(file, `legacy map definitions in SEC("maps")${names.length ? ` (${names.join(', ')})` : ''}: libbpf v1.0+, which loads the chain, no longer supports them ("legacy map definitions in 'maps' section are not supported by libbpf v1.0+")`, 'Define the maps the BTF way: struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, N); __type(key, K); __type(value, V); } name SEC(".maps"); and rebuild with clang -g.');
+  }
   for (const n of [chainName, verdictName, `${prog.name}__body`]) {
     if (obj.elf.symbols.some((s) => s.name === n) || (obj.btf && obj.btf.types.some((t) => t.name === n && (t.kind === BTF_KIND_VAR || t.kind === BTF_KIND_FUNC)))) {
       throw patchError(file, `the object already defines "${n}"; was it patched already?`, 'Patch the original object, not a patched one, or choose other map names.');
@@ -359,8 +364,11 @@ function addBtfMap(obj: BpfObject, name: string, fields: [string, number][]): El
   let ds = findType(btf, BTF_KIND_DATASEC, '.maps');
   if (!ds) ds = addType(btf, { kind: BTF_KIND_DATASEC, name: '.maps', vlen: 0, kind_flag: false, size_type: 0, secinfo: [] });
   const dst = typeById(btf, ds)!;
-  // size stays as clang left it (0): libbpf then fills in the section size and every var offset
-  // from the symbols (btf_fixup_datasec); a non-zero size would make it skip that fixup.
+  // clang leaves the size 0: libbpf then fills in the section size and every var offset from the
+  // symbols (btf_fixup_datasec), and a non-zero size would make it skip that fixup. The BPF static
+  // linker (bpftool gen object) writes the real size: it must then cover the maps added here, or
+  // the kernel refuses the BTF ("Invalid offset") and libbpf loads the program without it.
+  if ((dst.size_type ?? 0) !== 0) dst.size_type = maps.data.length;
   dst.secinfo = [...(dst.secinfo ?? []), { type: v, offset: off, size }];
   const sym: ElfSymbol = { name, bind: STB_GLOBAL, type: STT_OBJECT, other: 0, section: maps, special: 0, value: off, size };
   elf.symbols.push(sym);

@@ -79,6 +79,16 @@ describe.skipIf(needClang.skip)('bad input → one clear LabError', () => {
     if (disp) expect(errorOf(() => patchObject(readBytes(disp), base))).toMatchObject({ code: 'PATCH', message: expect.stringContaining('several programs') });
   });
 
+  it('legacy SEC("maps") definitions, with libbpf\'s reason, before anything is written', () => {
+    const legacy = compile(dir, 'legacy_maps');
+    for (const mode of ['inline', 'subprog'] as const) {
+      const e = errorOf(() => patchObject(readBytes(legacy), { ...base, mode }));
+      expect(e).toMatchObject({ code: 'PATCH', message: expect.stringContaining('legacy map definitions in SEC("maps") (legacy_hits)') });
+      expect(e.message).toContain('not supported by libbpf v1.0+');
+      expect(e.remedy).toContain('SEC(".maps")');
+    }
+  });
+
   it('a program that already tail-calls', () => {
     const e = errorOf(() => patchObject(readBytes(o.tail_self!), base));
     expect(e.code).toBe('PATCH');
@@ -250,6 +260,34 @@ describe.skipIf(needKernel.skip || needClang.skip)('objects without BTF', () => 
     const frames = [0, 1, 2, 3, 4, 9].map((v) => new Uint8Array([v, ...new Array<number>(20).fill(0)]));
     const res = runInPrivateBpffs(files, frames, dir);
     expect(res[0]!.programs).toEqual({ no_btf: [0, 1, 2, 3, 4, 2] });
+    expect(res[1]).toEqual(res[0]);
+    expect(res[2]).toEqual(res[0]);
+  });
+});
+
+describe.skipIf(needKernel.skip || needClang.skip)('objects from the BPF static linker (bpftool gen object)', () => {
+  it('keep a valid .maps DATASEC: the kernel takes the BTF, and the program behaves as unpatched', () => {
+    const linked = join(dir, 'verdict_byte-linked.o');
+    sh('bpftool', ['gen', 'object', linked, o.verdict_byte!]);
+    const before = readObject(readBytes(linked));
+    const ds = (obj: ReturnType<typeof readObject>) => obj.btf!.types.find((t) => t.kind === BTF_KIND_DATASEC && t.name === '.maps')!;
+    expect(ds(before).size_type).toBeGreaterThan(0); // what clang leaves 0
+    const files = [linked];
+    for (const mode of ['subprog', 'inline'] as const) {
+      const r = patchObject(readBytes(linked), { ...base, index: 0, mode });
+      const after = readObject(r.object);
+      // Every var, the added maps included, lies inside the section the DATASEC describes.
+      const sec = ds(after);
+      expect(sec.size_type).toBe(findSection(after.elf, '.maps')!.data.length);
+      for (const v of sec.secinfo!) expect(v.offset + v.size).toBeLessThanOrEqual(sec.size_type!);
+      const out = join(dir, `linked-${mode}.o`);
+      writeFileSync(out, r.object);
+      files.push(out);
+      // Loaded with its BTF (libbpf drops BTF the kernel refuses and loads without it, silently).
+      const show = sh('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t bpf bpf /sys/fs/bpf && bpftool prog load ${out} /sys/fs/bpf/p type xdp && bpftool -j prog show pinned /sys/fs/bpf/p`]);
+      expect(JSON.parse(show.trim().split('\n').pop()!)).toHaveProperty('btf_id');
+    }
+    const res = runInPrivateBpffs(files, frameCorpus(), dir);
     expect(res[1]).toEqual(res[0]);
     expect(res[2]).toEqual(res[0]);
   });
