@@ -228,6 +228,10 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   if (!sec.name.startsWith('xdp')) notes.push(`section "${sec.name}" is not an XDP section; the verdict semantics assume XDP`);
 
   // --- refuse what cannot be chained ---
+  const btfMaps = findSection(obj.elf, '.maps');
+  if (btfMaps && !obj.btf && obj.elf.symbols.some((x) => x.section === btfMaps && x.type === STT_OBJECT)) {
+    throw patchError(file, 'maps are defined in SEC(".maps") but the object has no BTF (built without -g): libbpf cannot load it, patched or not ("BTF is required, but is missing or corrupted")', 'Rebuild with clang -g: BTF-defined maps are described by BTF.');
+  }
   const legacy = findSection(obj.elf, 'maps');
   if (legacy) {
     const names = obj.elf.symbols.filter((x) => x.section === legacy && x.type === STT_OBJECT).map((x) => x.name);
