@@ -9,6 +9,7 @@
  *   gen-<n>/maps/xcl_chain   gen-<n>/maps/xcl_verdict   gen-<n>/progs/<i>   gen-<n>/head (trampoline)
  * A recreate builds gen-<n+1> beside the running one, swaps the attach point, then drops gen-<n>.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -32,6 +33,7 @@ import {
   setSlot,
   type ChainMapPins,
 } from './loader.ts';
+import { withChainLock } from './lock.ts';
 import { readState, removeState, statePath, writeState, type ChainProgram, type ChainState } from './state.ts';
 
 export type { PatchMode };
@@ -308,6 +310,10 @@ async function bodiesOf(programs: readonly ChainProgramSpec[], patcher: Patcher)
  * stays loaded, pinned or attached.
  */
 export async function chainInit(target: Target, options: ChainInitOptions): Promise<ChainState> {
+  return withChainLock(target, options.pinDir, 'chain init', () => chainInitLocked(target, options));
+}
+
+async function chainInitLocked(target: Target, options: ChainInitOptions): Promise<ChainState> {
   const progress = options.progress ?? silent;
   const patcher = options.patcher ?? (await defaultPatcher());
   const pinDir = options.pinDir.replace(/\/+$/, '');
@@ -391,6 +397,10 @@ async function mustRead(target: Target, pinDir: string): Promise<ChainState> {
 
 /** Attaches an already built chain's head (the Approach interface separates load and attach). */
 export async function chainAttach(target: Target, pinDir: string, at: { ifname: string; netns?: string }): Promise<ChainState> {
+  return withChainLock(target, pinDir, 'chain attach', () => chainAttachLocked(target, pinDir, at));
+}
+
+async function chainAttachLocked(target: Target, pinDir: string, at: { ifname: string; netns?: string }): Promise<ChainState> {
   const state = await mustRead(target, pinDir);
   const head = state.trampoline ?? state.programs[0]!;
   const current = await attachedId(target, at.ifname, at.netns);
@@ -420,6 +430,10 @@ export async function chainAttach(target: Target, pinDir: string, at: { ifname: 
  * program 0 is attached directly and only chainRecreate can change it.
  */
 export async function chainReplace(target: Target, pinDir: string, index: number, spec: ChainProgramSpec, common: ChainCommon = {}): Promise<ChainState> {
+  return withChainLock(target, pinDir, `chain replace of slot ${index}`, () => chainReplaceLocked(target, pinDir, index, spec, common));
+}
+
+async function chainReplaceLocked(target: Target, pinDir: string, index: number, spec: ChainProgramSpec, common: ChainCommon = {}): Promise<ChainState> {
   const state = await mustRead(target, pinDir);
   const patcher = common.patcher ?? (await defaultPatcher());
   const n = state.programs.length;
@@ -435,7 +449,8 @@ export async function chainReplace(target: Target, pinDir: string, index: number
   }
   const mode = common.mode ?? state.mode;
   const localDir = await mkdtemp(join(tmpdir(), 'xcl-chain-'));
-  const newPin = `${state.genDir}/progs/${index}_new`;
+  // Per operation: a pin name no other replace (of this or another process) can share.
+  const newPin = `${state.genDir}/progs/${index}_new-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const p = await prepare(target, spec, index, mode, patcher, localDir, state.objectDir);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
@@ -493,6 +508,10 @@ export interface RecreateOptions extends ChainCommon {
  * attached program's id is checked just before the swap and after it instead.
  */
 export async function chainRecreate(target: Target, pinDir: string, programs: readonly ChainProgramSpec[], options: RecreateOptions = {}): Promise<ChainState> {
+  return withChainLock(target, pinDir, 'chain recreate', () => chainRecreateLocked(target, pinDir, programs, options));
+}
+
+async function chainRecreateLocked(target: Target, pinDir: string, programs: readonly ChainProgramSpec[], options: RecreateOptions = {}): Promise<ChainState> {
   const old = await mustRead(target, pinDir);
   const progress = options.progress ?? silent;
   const trampoline = options.trampoline ?? old.trampoline !== null;
@@ -590,6 +609,10 @@ export async function chainStatus(target: Target, pinDir: string): Promise<Chain
  * after a partial build and when nothing is left: it then only clears what exists.
  */
 export async function chainDetach(target: Target, pinDir: string): Promise<{ detached: boolean; notes: string[] }> {
+  return withChainLock(target, pinDir, 'chain detach', () => chainDetachLocked(target, pinDir));
+}
+
+async function chainDetachLocked(target: Target, pinDir: string): Promise<{ detached: boolean; notes: string[] }> {
   const notes: string[] = [];
   let state: ChainState | null = null;
   try {
