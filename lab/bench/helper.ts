@@ -1,6 +1,6 @@
 /**
- * Builds the userspace helpers (programs/user/<name>_user.c: the veth_poll probe and the BPF
- * run-time statistics switch) with cc + libbpf into build/user/<name>-<hash>.
+ * Builds the userspace helpers (programs/user/<name>_user.c: the veth_poll probe, the BPF
+ * run-time statistics switch and the XDP compare-and-swap) with cc + libbpf into build/user/<name>-<hash>.
  * The output name carries a hash of the helper's source, the shared headers, the compiler and the
  * libbpf headers, so an unchanged tree rebuilds nothing and a changed one never reuses a stale binary.
  * Built on the host and copied to guests: Debian bookworm's libbpf1 there matches libbpf-dev here.
@@ -29,6 +29,8 @@ export const USER_HELPERS = {
   veth_probe: { source: 'veth_probe_user.c', libbpf: true },
   // Only the bpf() syscall: no libbpf, so it runs on a target whatever libbpf it has.
   bpf_stats: { source: 'bpf_stats_user.c', libbpf: false },
+  // A compare-and-swap of an interface's XDP program (XDP_FLAGS_REPLACE), for the chain operations.
+  xdp_swap: { source: 'xdp_swap_user.c', libbpf: true },
 } as const;
 export type UserHelperName = keyof typeof USER_HELPERS;
 

@@ -34,6 +34,7 @@ import {
   type ChainMapPins,
 } from './loader.ts';
 import { withChainLock } from './lock.ts';
+import { swapXdp } from './swap.ts';
 import { readState, removeState, statePath, writeState, type ChainProgram, type ChainState } from './state.ts';
 
 export type { PatchMode };
@@ -500,12 +501,11 @@ export interface RecreateOptions extends ChainCommon {
 
 /**
  * Alg. 3.3: builds a whole new chain (new maps, new generation) beside the running one, then swaps
- * the attach point. The swap is a netlink XDP attach over the running program (bpftool `net attach
- * ... overwrite`): the kernel installs the new program in one step under RTNL (veth: one
+ * the attach point in one netlink call: the kernel installs the new program under RTNL (veth: one
  * rcu_assign_pointer per queue), so each packet meets the old chain or the new one, never none.
- * What the kernel's XDP_FLAGS_REPLACE (5.7+) or a bpf_link update (5.9+) would add is a
- * compare-and-swap against a concurrent manager; bpftool v7 and iproute2 expose neither, so the
- * attached program's id is checked just before the swap and after it instead.
+ * The swap is a compare-and-swap (XDP_FLAGS_REPLACE with the old head, 5.7+, lab/chain/swap.ts):
+ * if another manager changed the interface meanwhile, nothing is changed and the new generation is
+ * dropped. Kernels without it get the plain overwrite between two checks, with a warning.
  */
 export async function chainRecreate(target: Target, pinDir: string, programs: readonly ChainProgramSpec[], options: RecreateOptions = {}): Promise<ChainState> {
   return withChainLock(target, pinDir, 'chain recreate', () => chainRecreateLocked(target, pinDir, programs, options));
@@ -525,19 +525,19 @@ async function chainRecreateLocked(target: Target, pinDir: string, programs: rea
   try {
     if (old.attachment) {
       const { ifname, netns } = old.attachment;
-      const current = await attachedId(target, ifname, netns ?? undefined);
-      if (current !== old.attachment.progId) {
-        throw new LabError('ATTACH', `chain ${old.name}: ${ifname} runs program ${current ?? 'none'}, not the chain's head ${old.attachment.progId}; something else changed the interface`, {
-          remedy: `Inspect with \`bpftool net show dev ${ifname}\`; detach the chain and build it again.`,
-        });
+      const cas = features.features.xdpFlagsReplace?.ok ?? false;
+      const swapped = await swapXdp(target, { ifname, netns: netns ?? undefined, newPin: built.headPin, expectId: old.attachment.progId }, cas);
+      if (swapped.newId !== built.headId) {
+        throw new LabError('ATTACH', `chain ${old.name}: after the swap ${ifname} runs program ${swapped.newId}, not the new head ${built.headId}`);
       }
-      await bpftool.netAttachXdp(target, { pinned: built.headPin }, ifname, { netns: netns ?? undefined, overwrite: true });
-      const now = await attachedId(target, ifname, netns ?? undefined);
-      if (now !== built.headId) {
-        throw new LabError('ATTACH', `chain ${old.name}: after the swap ${ifname} runs program ${now ?? 'none'}, not the new head ${built.headId}`);
+      attachment = { ifname, netns, progId: built.headId, method: swapped.method };
+      if (swapped.method === 'xdp-flags-replace') {
+        notes.push(`recreated as generation ${generation}: attach point swapped by compare-and-swap (XDP_FLAGS_REPLACE, expected program ${old.attachment.progId})`);
+      } else {
+        const why = `no compare-and-swap on this kernel (${features.features.xdpFlagsReplace?.detail ?? "not probed"}): the attach point was overwritten in one netlink call between two checks of the attached program`;
+        notes.push(`recreated as generation ${generation}: ${why}`);
+        progress({ kind: 'log', level: 'warn', message: `chain ${old.name}: ${why}` });
       }
-      attachment = { ifname, netns, progId: built.headId, method: 'netlink-swap' };
-      notes.push(`recreated as generation ${generation}: attach point swapped in one netlink call (no compare-and-swap: bpftool has no XDP_FLAGS_REPLACE/bpf_link update)`);
     }
   } catch (e) {
     await bpftool.unpin(target, built.genDir);

@@ -82,11 +82,12 @@ export const chainStateSchema = z.object({
       netns: z.string().nullable(),
       progId: z.number().int(),
       /**
-       * How the head was put there last: first attach, or the one-step netlink swap of a recreate.
-       * (A detach/attach fallback is never needed for netlink-attached chains: every kernel with XDP
-       * replaces the attached program in one step when asked to overwrite it.)
+       * How the head was put there last: the first attach (netlink, refused if anything is
+       * attached), a recreate's compare-and-swap (XDP_FLAGS_REPLACE with the expected program),
+       * or, on kernels without it, a recreate's one-step netlink overwrite between two checks.
+       * 'netlink-swap' is the older name of the overwrite, read from state files written before.
        */
-      method: z.enum(['netlink-attach', 'netlink-swap']),
+      method: z.enum(['netlink-attach', 'xdp-flags-replace', 'netlink-overwrite', 'netlink-swap']),
     })
     .nullable(),
   /** Directory on the target with this chain's patched objects. */

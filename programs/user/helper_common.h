@@ -2,7 +2,7 @@
 /*
  * What the lab's user-space helpers share: the stop flag set by signals, JSON string output, the
  * one error line they print before exiting 2, and a monotonic clock in seconds. Included by
- * veth_probe_user.c and bpf_stats_user.c; lab/bench/helper.ts hashes it into their build.
+ * every helper in programs/user; lab/bench/helper.ts hashes it into their build.
  */
 #ifndef XCL_HELPER_COMMON_H
 #define XCL_HELPER_COMMON_H
@@ -15,14 +15,14 @@
 
 static volatile sig_atomic_t stop_requested;
 
-static void on_signal(int sig)
+static inline void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
 }
 
 /* Writes s as a JSON string literal (quotes included). */
-static void json_string(FILE *f, const char *s)
+static inline void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
 	for (; *s; s++) {
@@ -39,7 +39,7 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
-static void emit_error(const char *stage, int err, const char *fmt, ...)
+static inline void emit_error(const char *stage, int err, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -55,7 +55,7 @@ static void emit_error(const char *stage, int err, const char *fmt, ...)
 	fflush(stdout);
 }
 
-static double now_s(void)
+static inline double now_s(void)
 {
 	struct timespec ts;
 
@@ -64,7 +64,7 @@ static double now_s(void)
 }
 
 /* SIGINT, SIGTERM and SIGHUP set stop_requested; the main loop polls it. */
-static void install_stop_handlers(void)
+static inline void install_stop_handlers(void)
 {
 	struct sigaction sa;
 

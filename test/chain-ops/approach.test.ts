@@ -124,7 +124,7 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
         expect(id(after, 'filter')).toBe(id(before, 'filter'));
         expect(id(after, 'logger')).toBe(id(before, 'logger'));
       } else {
-        expect((await readState(target, `${ctx.pinDir}/chain`))?.attachment?.method).toBe('netlink-swap');
+        expect((await readState(target, `${ctx.pinDir}/chain`))?.attachment?.method).toBe('xdp-flags-replace');
       }
       // The trio's maps were taken over, not recreated, so the counts carry across the swap.
       expect((await bpftool.mapShow(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.metrics}` })).id).toBe(stats0);
