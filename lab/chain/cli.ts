@@ -130,10 +130,25 @@ export function formatStatus(s: ChainStatus): string {
   return lines.join('\n');
 }
 
+/** What the patcher takes and what it refuses before anything is loaded (each refusal names its fix). */
+const PATCHER_ACCEPTS = `
+What the patcher accepts:
+  clang-built BPF objects (-O2 -g, -mcpu=v1..v3; without -g if they define no maps), CO-RE
+  relocations, BTF-defined maps, objects linked by bpftool gen object, several programs per object (--program
+  picks one; the patched object holds it alone), bodies that call other functions or pass
+  callbacks (bpf_loop, timers: subprog mode, kernels that mix tail calls and bpf-to-bpf calls).
+It refuses, before loading anything:
+  a program that tail-calls already; legacy SEC("maps") definitions (libbpf 1.0+ cannot load
+  them); SEC(".maps") maps without BTF (built without -g); inline mode for a body that calls
+  functions or whose stack use it cannot bound; subprog mode when the body's deepest call chain
+  plus the chain entry passes 512 bytes of stack; empty --success and --redirect sets.
+Chain operations on one chain take turns (one lock per chain); recreate swaps the attach point
+by compare-and-swap (XDP_FLAGS_REPLACE, 5.7+) and never overwrites another tool's program.`;
+
 export function chainCommand(): Command {
   const chain = new Command('chain').description(
     `the thesis's BPF program chain: patch objects (Alg. 3.4) and build, replace, inspect and remove chains pinned under ${CHAINS_PIN_ROOT}/<name>`,
-  );
+  ).addHelpText('after', PATCHER_ACCEPTS);
 
   chain
     .command('patch')
