@@ -13,7 +13,7 @@ import * as bpftool from '../../lab/bpftool.ts';
 import { chainDetach, chainInit, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { REPO_ROOT } from '../../lab/bench/helper.ts';
-import { FIXTURES, RUN_ID, bpftoolBatch, counterObject, countsFrom, hostTarget } from './support.ts';
+import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PIN = `/sys/fs/bpf/xt6-conc-${RUN_ID}`;
@@ -30,10 +30,7 @@ describe.skipIf(need.skip)('chain operations under concurrency', () => {
   beforeAll(async () => {
     target = await hostTarget();
     features = await cachedFeatures(target, { prefix: 'xt6', chainOnly: true });
-    await bpftool.unpin(target, PIN);
-    await target.run(['mkdir', '-p', PIN]);
-    await bpftool.mapCreate(target, counts, { type: 'array', keySize: 4, valueSize: 8, entries: 64, name: 'xt_counts' });
-    await target.sh(`head -c 64 /dev/zero > ${target.workDir}/xt6-conc.bin`);
+    await counterBench(target, PIN, 'xt6-conc.bin');
     // Compiled once here: the children only patch and load.
     for (const id of [1, 2, 3, 11, 12, 21, 22]) objects.set(id, await counterObject(id, 2));
     await chainInit(target, { pinDir: chain, programs: [await spec(1), await spec(2), await spec(3)], features });

@@ -11,7 +11,7 @@ import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool.ts';
 import { chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
-import { FIXTURES, RUN_ID, bpftoolBatch, counterObject, countsFrom, hostTarget } from './support.ts';
+import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
@@ -26,10 +26,7 @@ describe.skipIf(need.skip)('chain operations', () => {
   beforeAll(async () => {
     target = await hostTarget();
     features = await cachedFeatures(target, { prefix: 'xt6', chainOnly: true });
-    await bpftool.unpin(target, PIN);
-    await target.run(['mkdir', '-p', PIN]);
-    await bpftool.mapCreate(target, counts, { type: 'array', keySize: 4, valueSize: 8, entries: 64, name: 'xt_counts' });
-    await target.sh(`head -c 64 /dev/zero > ${target.workDir}/xt6-ops.bin`);
+    await counterBench(target, PIN, 'xt6-ops.bin');
   });
 
   afterAll(async () => {

@@ -12,7 +12,7 @@ import { HostTarget, type Target } from '../../lab/target.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';
 import type { Patcher } from '../../lab/chain/ops.ts';
 import type { PatchOptions, PatchResult } from '../../lab/chain/patch.ts';
-import { bpftoolBatch as labBpftoolBatch } from '../../lab/bpftool.ts';
+import { bpftoolBatch as labBpftoolBatch, mapCreate as labMapCreate, unpin as labUnpin } from '../../lab/bpftool.ts';
 
 /**
  * Per-process suffix for every host resource the tests create, so two test runs at once (a CI job
@@ -139,4 +139,17 @@ export async function createVethPair(target: Target, tag: string, subnet: number
 export async function destroyVethPair(target: Target, p: VethPair): Promise<void> {
   await target.run(['ip', 'netns', 'del', p.nsA], { allowFailure: true });
   await target.run(['ip', 'netns', 'del', p.nsB], { allowFailure: true });
+}
+
+/**
+ * A clean pin directory with the shared counter array `xt_counts` in it, and a 64-byte zero
+ * packet at <workDir>/<packet>: what the counter chains of the chain-ops tests run on.
+ */
+export async function counterBench(target: Target, pinRoot: string, packet: string): Promise<{ counts: string; packet: string }> {
+  const counts = `${pinRoot}/counts`;
+  await labUnpin(target, pinRoot);
+  await target.run(['mkdir', '-p', pinRoot]);
+  await labMapCreate(target, counts, { type: 'array', keySize: 4, valueSize: 8, entries: 64, name: 'xt_counts' });
+  await target.sh(`head -c 64 /dev/zero > ${target.workDir}/${packet}`);
+  return { counts, packet: `${target.workDir}/${packet}` };
 }
