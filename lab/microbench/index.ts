@@ -22,7 +22,7 @@ import {
   loadManualChain,
   loadPatchedChain,
   measureDispatcher,
-  measureSlotChain,
+  measureSlotChains,
   observeMaxChain,
   type Hop,
   type ScalingMeasurement,
@@ -256,43 +256,45 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         result.scaling.push(scalingRow(m));
         for (const [len, ns] of m.byLength) result.records.push(microRecord(target, opts, m.variant, m.hop, len, repeat, ns));
       };
-      const slotChain = async (label: string, make: () => Promise<SlotChain>): Promise<void> => {
-        await phase(progress, `micro-${label}`, `${target.name}: ${label}, lengths ${lengths[0]}..${longest}, ${repetitions} × ${repeat}`, async () => {
-          const chain = await make();
-          try {
-            add(
-              await measureSlotChain(target, chain, lengths, packet.path, repeat, repetitions, (rep) => {
-                progress({ kind: 'phase-progress', id: `micro-${label}`, done: rep, total: repetitions });
-                checkpoint();
-              }),
-            );
-          } finally {
-            await chain.teardown();
-          }
-        });
-      };
-      checkpoint();
-      await slotChain('manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.manualConstant, objects.chainConstant, false));
-      await slotChain('manual-indirect', () => loadManualChain(sb, SCALING_VARIANTS.manualIndirect, objects.chainIndirect, true));
-      await slotChain('manual-end-lookup', () => loadManualChain(sb, SCALING_VARIANTS.manualEndLookup, objects.chainEndLookup, false));
+      // Every slot chain is loaded first and then measured interleaved, repetition by repetition,
+      // so that a drift of the machine moves all variants alike and their differences (the cost
+      // breakdown) stay honest.
+      const chains: SlotChain[] = [];
+      try {
+        const load = async (label: string, make: () => Promise<SlotChain>): Promise<void> => {
+          checkpoint();
+          chains.push(await phase(progress, `micro-load-${label}`, `${target.name}: loading ${label}`, make));
+        };
+        await load('manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.manualConstant, objects.chainConstant, false));
+        await load('manual-indirect', () => loadManualChain(sb, SCALING_VARIANTS.manualIndirect, objects.chainIndirect, true));
+        await load('manual-end-lookup', () => loadManualChain(sb, SCALING_VARIANTS.manualEndLookup, objects.chainEndLookup, false));
 
-      const supported = supportedPatchModes(features);
-      const unsupported = supported.unsupported;
-      const modes = opts.patchModes ? supported.modes.filter((m) => opts.patchModes!.includes(m)) : supported.modes;
-      for (const u of unsupported) {
-        const info = SCALING_VARIANTS.patched(u.mode);
-        result.unsupported.push({ variant: info.variant, hop: info.hop, status: 'unsupported', reason: u.reason });
-      }
-      for (const mode of modes) {
-        checkpoint();
-        try {
-          await slotChain(`patched-${mode}`, () => loadPatchedChain(sb, mode, objects.pass, longest, features, progress));
-        } catch (e) {
-          // A mode the probe allowed but the patcher or the verifier refuses is a finding recorded
-          // with its reason; the other variants are still measured.
-          const info = SCALING_VARIANTS.patched(mode);
-          result.unsupported.push({ variant: info.variant, hop: info.hop, status: 'failed', reason: failureReason(e) });
+        const supported = supportedPatchModes(features);
+        const modes = opts.patchModes ? supported.modes.filter((m) => opts.patchModes!.includes(m)) : supported.modes;
+        for (const u of supported.unsupported) {
+          const info = SCALING_VARIANTS.patched(u.mode);
+          result.unsupported.push({ variant: info.variant, hop: info.hop, status: 'unsupported', reason: u.reason });
         }
+        for (const mode of modes) {
+          try {
+            await load(`patched-${mode}`, () => loadPatchedChain(sb, mode, objects.pass, longest, features, progress));
+          } catch (e) {
+            // A mode the probe allowed but the patcher or the verifier refuses is a finding recorded
+            // with its reason; the other variants are still measured.
+            const info = SCALING_VARIANTS.patched(mode);
+            result.unsupported.push({ variant: info.variant, hop: info.hop, status: 'failed', reason: failureReason(e) });
+          }
+        }
+        const id = 'micro-scaling';
+        await phase(progress, id, `${target.name}: ${chains.map((c) => c.variant.replace(/^chain\//, '')).join(', ')} interleaved, lengths ${lengths[0]}..${longest}, ${repetitions} × ${repeat}`, async () => {
+          const measured = await measureSlotChains(target, chains, lengths, packet.path, repeat, repetitions, (rep) => {
+            progress({ kind: 'phase-progress', id, done: rep, total: repetitions });
+            checkpoint();
+          });
+          for (const m of measured) add(m);
+        });
+      } finally {
+        for (const c of chains) await c.teardown().catch(() => undefined);
       }
 
       const disp = dispatcherSupport(features);

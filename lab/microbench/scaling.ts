@@ -200,19 +200,24 @@ export async function sweepOnce(t: Target, chain: SlotChain, lengths: readonly n
 }
 
 /**
- * Measures a slot chain: a warm-up sweep (not recorded), then `repetitions` sweeps. Odd repetitions
- * go from the longest length down so that a drift of the machine does not tilt the slope.
+ * Measures slot chains together: a warm-up sweep of each (not recorded), then `repetitions` rounds,
+ * each sweeping every chain in turn. Odd rounds go from the longest length down, and the chains'
+ * order rotates, so that neither a drift of the machine nor a chain's place in the round tilts a
+ * slope or a difference between chains.
  */
-export async function measureSlotChain(t: Target, chain: SlotChain, lengths: readonly number[], packet: string, repeat: number, repetitions: number, onRep?: (rep: number) => void): Promise<ScalingMeasurement> {
-  const byLength = new Map<number, number[]>(lengths.map((l) => [l, []]));
-  await sweepOnce(t, chain, lengths, packet, Math.max(1, Math.floor(repeat / 10)));
+export async function measureSlotChains(t: Target, chains: readonly SlotChain[], lengths: readonly number[], packet: string, repeat: number, repetitions: number, onRep?: (rep: number) => void): Promise<ScalingMeasurement[]> {
+  const byLength = chains.map(() => new Map<number, number[]>(lengths.map((l) => [l, []])));
+  for (const c of chains) await sweepOnce(t, c, lengths, packet, Math.max(1, Math.floor(repeat / 10)));
   for (let rep = 0; rep < repetitions; rep++) {
     const order = rep % 2 === 0 ? lengths : [...lengths].reverse();
-    const ns = await sweepOnce(t, chain, order, packet, repeat);
-    for (const [len, v] of ns) byLength.get(len)!.push(v);
+    for (let k = 0; k < chains.length; k++) {
+      const i = (k + rep) % chains.length;
+      const ns = await sweepOnce(t, chains[i]!, order, packet, repeat);
+      for (const [len, v] of ns) byLength[i]!.get(len)!.push(v);
+    }
     onRep?.(rep + 1);
   }
-  return { variant: chain.variant, hop: chain.hop, explains: chain.explains, byLength };
+  return chains.map((c, i) => ({ variant: c.variant, hop: c.hop, explains: c.explains, byLength: byLength[i]! }));
 }
 
 /**
