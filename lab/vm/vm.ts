@@ -371,7 +371,7 @@ export async function bootVm(opts: BootOptions): Promise<VmTarget> {
   const consolePath = opts.consoleLog ?? join(runDir, 'console.log');
   if (opts.consoleLog) await mkdir(dirname(opts.consoleLog), { recursive: true });
   const phaseId = `boot-${name}`;
-  sink({ kind: 'phase-start', id: phaseId, label: `boot ${kernel.release} (${accel})` });
+  sink({ kind: 'phase-start', id: phaseId, label: `boot ${kernel.release} (${accel}${clock === 'icount' ? ', instruction-timed' : ''})` });
 
   const attempt = async (acc: 'kvm' | 'tcg'): Promise<VmTarget> => {
     for (let portTry = 1; ; portTry++) {
