@@ -17,6 +17,7 @@ import {
   XDP_ACTIONS,
   XDP_ACTION_NAMES,
   chainDetach,
+  chainRepair,
   chainInit,
   chainRecreate,
   chainReplace,
@@ -142,7 +143,8 @@ It refuses, before loading anything:
   them); SEC(".maps") maps without BTF (built without -g); inline mode for a body that calls
   functions or whose stack use it cannot bound; subprog mode when the body's deepest call chain
   plus the chain entry passes 512 bytes of stack; empty --success and --redirect sets.
-Chain operations on one chain take turns (one lock per chain); recreate swaps the attach point
+Chain operations on one chain take turns (one lock per chain) and survive being killed: the next
+operation, or "chain repair", completes or undoes the interrupted one; recreate swaps the attach point
 by compare-and-swap (XDP_FLAGS_REPLACE, 5.7+) and never overwrites another tool's program.`;
 
 export function chainCommand(): Command {
@@ -292,6 +294,16 @@ export function chainCommand(): Command {
         }
         process.stdout.write(`chain ${o.name}: ${r.detached ? 'detached and ' : ''}removed\n`);
         for (const n of r.notes) process.stdout.write(`  note: ${n}\n`);
+    });
+
+  chain
+    .command('repair')
+    .description('finish or undo an operation on a chain that a killed process left half done (every other operation does this first)')
+    .requiredOption('--name <name>', 'chain name')
+    .action(async (o: { name: string }) => {
+        const target = await hostTarget();
+        const r = await chainRepair(target, pinDirForName(o.name));
+        process.stdout.write(r.op ? `chain ${o.name}: an interrupted ${r.op} was ${r.action}: ${r.detail}\n` : `chain ${o.name}: ${r.detail}\n`);
     });
 
   return chain;

@@ -33,6 +33,7 @@ import {
   setSlot,
   type ChainMapPins,
 } from './loader.ts';
+import { failpoint, intentPath, readIntent, removeIntent, writeIntent, type IntentOf } from './journal.ts';
 import { withChainLock } from './lock.ts';
 import { swapXdp } from './swap.ts';
 import { readState, removeState, statePath, writeState, type ChainProgram, type ChainState } from './state.ts';
@@ -324,6 +325,7 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
     throw new LabError('BAD_INPUT', `chain ${name}: no programs given`, { remedy: 'Name at least one BPF object to chain.' });
   }
   statePath(pinDir); // validates the directory before anything is made
+  await repairPending(target, pinDir, progress);
   const { features, mode, reason } = await resolveMode(target, options, options.programs, patcher);
   const maxPrograms = options.ignoreLengthLimit ? Math.max(options.programs.length, maxChainLength(features, trampoline)) : checkLength(options.programs.length, features, trampoline, `chain ${name}`);
   if ((await readState(target, pinDir)) !== null || (await existsOn(target, pinDir))) {
@@ -340,11 +342,13 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
     }
   }
   await bpftool.ensureBpffs(target);
+  await writeIntent(target, pinDir, { op: 'init', attach: options.attach ? { ifname: options.attach.ifname, netns: options.attach.netns ?? null } : null, startedAt: new Date().toISOString(), pid: process.pid });
   await target.run(['mkdir', '-p', pinDir]);
   let built: BuiltGeneration | null = null;
   let attached = false;
   try {
     built = await buildGeneration(target, pinDir, 0, options.programs, trampoline, mode, patcher, progress);
+    failpoint('init:built');
     const now = new Date().toISOString();
     const state: ChainState = {
       version: 1,
@@ -372,18 +376,118 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
       attached = true;
       state.attachment = { ifname: options.attach.ifname, netns: options.attach.netns ?? null, progId: built.headId, method: 'netlink-attach' };
       progress({ kind: 'log', level: 'info', message: `chain ${name}: head ${built.headId} attached to ${options.attach.ifname}` });
+      failpoint('init:attached');
     }
-    await writeState(target, state);
+    await writeState(target, state, undefined, `rm -f ${shellQuote(intentPath(pinDir))}`);
     return state;
   } catch (e) {
     if (attached && options.attach) {
       await bpftool.netDetachXdp(target, options.attach.ifname, { netns: options.attach.netns }).catch(() => {});
     }
-    await target.run(['rm', '-rf', objectDirFor(target, pinDir, 0).replace(/\/gen-0$/, '')], { allowFailure: true });
-    await bpftool.unpin(target, pinDir);
-    await removeState(target, pinDir);
+    await removeHalfBuiltChain(target, pinDir);
     throw e;
   }
+}
+
+/** Everything an init made before it could write the state: objects, pins, state, intent. */
+async function removeHalfBuiltChain(target: Target, pinDir: string): Promise<void> {
+  await target.run(['rm', '-rf', objectDirFor(target, pinDir, 0).replace(/\/gen-0$/, '')], { allowFailure: true });
+  await bpftool.unpin(target, pinDir);
+  await removeState(target, pinDir);
+  await removeIntent(target, pinDir);
+}
+
+export interface RepairResult {
+  /** The operation found interrupted, or null when none was. */
+  op: 'init' | 'replace' | 'recreate' | null;
+  action: 'completed' | 'rolled back' | 'nothing to do';
+  detail: string;
+}
+
+/**
+ * Finishes or undoes an operation a killed process left half done, from its intent file: a
+ * replace whose slot already holds the new program is completed (pins moved, state written),
+ * otherwise its new pin is dropped; a recreate whose new head is attached is completed, otherwise
+ * its next generation is dropped; an init is always undone (its head detached when it got that
+ * far). Every chain operation runs this first; `chain repair` runs it alone.
+ */
+export async function chainRepair(target: Target, pinDir: string, progress?: ProgressSink): Promise<RepairResult> {
+  return withChainLock(target, pinDir, 'chain repair', () => repairPending(target, pinDir, progress));
+}
+
+async function repairPending(target: Target, pinDir: string, progress?: ProgressSink): Promise<RepairResult> {
+  const intent = await readIntent(target, pinDir);
+  if (!intent) return { op: null, action: 'nothing to do', detail: 'no interrupted operation' };
+  const result = await repairIntent(target, pinDir, intent);
+  progress?.({ kind: 'log', level: 'warn', message: `chain ${basename(pinDir)}: an interrupted ${intent.op} (process ${intent.pid}, ${intent.startedAt}) was ${result.action}: ${result.detail}` });
+  return result;
+}
+
+async function repairIntent(target: Target, pinDir: string, intent: NonNullable<Awaited<ReturnType<typeof readIntent>>>): Promise<RepairResult> {
+  const state = await readState(target, pinDir);
+  if (intent.op === 'init') {
+    if (state) {
+      await removeIntent(target, pinDir);
+      return { op: 'init', action: 'completed', detail: 'the state was written; only the intent was left' };
+    }
+    let detail = 'its pins and objects removed';
+    if (intent.attach) {
+      // The half-built head is attached only if the attached program is pinned under this chain.
+      const current = await attachedId(target, intent.attach.ifname, intent.attach.netns ?? undefined).catch(() => null);
+      const ours = current !== null && (await pinnedIds(target, pinDir)).has(current);
+      if (ours) {
+        await bpftool.netDetachXdp(target, intent.attach.ifname, { netns: intent.attach.netns ?? undefined });
+        detail = `its head ${current} detached from ${intent.attach.ifname}, ${detail}`;
+      }
+    }
+    await removeHalfBuiltChain(target, pinDir);
+    return { op: 'init', action: 'rolled back', detail };
+  }
+  if (!state) {
+    await removeIntent(target, pinDir);
+    return { op: intent.op, action: 'rolled back', detail: 'no chain state: nothing to finish' };
+  }
+  if (intent.op === 'replace') {
+    const slot = (await readSlots(target, state.maps.chain.pin)).get(intent.index);
+    const fresh = await bpftool.progShow(target, { pinned: intent.newPin }).catch(() => null);
+    if (fresh && slot === fresh.id) {
+      const oldPin = state.programs[intent.index]!.pin;
+      state.programs[intent.index] = { index: intent.index, ...intent.program, id: fresh.id, tag: fresh.tag, pin: oldPin };
+      state.updatedAt = new Date().toISOString();
+      await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(intent.newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(pinDir))}`);
+      return { op: 'replace', action: 'completed', detail: `slot ${intent.index} already ran program ${fresh.id}: pins and state updated` };
+    }
+    await target.run(['rm', '-f', intent.newPin], { allowFailure: true });
+    await removeIntent(target, pinDir);
+    return { op: 'replace', action: 'rolled back', detail: `slot ${intent.index} still runs program ${slot ?? 'none'}: the new program's pin removed` };
+  }
+  // recreate
+  const next = intent.next;
+  const current = state.attachment ? await attachedId(target, state.attachment.ifname, state.attachment.netns ?? undefined).catch(() => null) : null;
+  if (next && state.attachment && next.attachment && current === next.attachment.progId) {
+    await finishRecreate(target, state, next);
+    return { op: 'recreate', action: 'completed', detail: `${state.attachment.ifname} already ran the new head ${current}: generation ${next.generation} recorded, generation ${state.generation} removed` };
+  }
+  if (state.attachment && current !== state.attachment.progId) {
+    throw new LabError('CHAIN', `chain ${state.name}: an interrupted recreate left ${state.attachment.ifname} running program ${current ?? 'none'}, neither the old head ${state.attachment.progId} nor the new one ${next?.attachment?.progId ?? '(not built)'}`, {
+      remedy: `Inspect with \`bpftool net show dev ${state.attachment.ifname}\`; then detach the chain (npm run chain -- detach) and build it again.`,
+    });
+  }
+  await bpftool.unpin(target, intent.genDir);
+  await target.run(['rm', '-rf', intent.objectDir], { allowFailure: true });
+  await removeIntent(target, pinDir);
+  return { op: 'recreate', action: 'rolled back', detail: `the old head still runs: generation ${state.generation + 1} removed` };
+}
+
+/** Ids of every program pinned under the chain's directory. */
+async function pinnedIds(target: Target, pinDir: string): Promise<Set<number>> {
+  const r = await target.sh(`find ${shellQuote(pinDir)} -path '*/progs/*' -o -name head 2>/dev/null`, { allowFailure: true });
+  const ids = new Set<number>();
+  for (const pin of r.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const p = await bpftool.progShow(target, { pinned: pin }).catch(() => null);
+    if (p) ids.add(p.id);
+  }
+  return ids;
 }
 
 async function mustRead(target: Target, pinDir: string): Promise<ChainState> {
@@ -402,6 +506,7 @@ export async function chainAttach(target: Target, pinDir: string, at: { ifname: 
 }
 
 async function chainAttachLocked(target: Target, pinDir: string, at: { ifname: string; netns?: string }): Promise<ChainState> {
+  await repairPending(target, pinDir);
   const state = await mustRead(target, pinDir);
   const head = state.trampoline ?? state.programs[0]!;
   const current = await attachedId(target, at.ifname, at.netns);
@@ -435,6 +540,7 @@ export async function chainReplace(target: Target, pinDir: string, index: number
 }
 
 async function chainReplaceLocked(target: Target, pinDir: string, index: number, spec: ChainProgramSpec, common: ChainCommon = {}): Promise<ChainState> {
+  await repairPending(target, pinDir, common.progress);
   const state = await mustRead(target, pinDir);
   const patcher = common.patcher ?? (await defaultPatcher());
   const n = state.programs.length;
@@ -456,8 +562,19 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
     const p = await prepare(target, spec, index, mode, patcher, localDir, state.objectDir);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
     if (spec.keepMaps) reuse.push(...(await inheritedMaps(target, p.remote, state.programs[index]!.id, reuse)));
+    await writeIntent(target, pinDir, {
+      op: 'replace',
+      index,
+      newPin,
+      program: { source: spec.path, program: p.result.program, section: p.result.section, success: p.success, redirect: p.redirect },
+      startedAt: new Date().toISOString(),
+      pid: process.pid,
+    });
     const info = await bpftool.load(target, p.remote, newPin, { type: 'xdp', maps: reuse });
+    failpoint('replace:loaded');
+    // The decisive step: from here on a repair completes this replace rather than undoing it.
     await setSlot(target, state.maps.chain.pin, index, newPin);
+    failpoint('replace:slot-set');
     // The slot now holds p'; move the pins so status sees p' under progs/<i> and p is released.
     const oldPin = state.programs[index]!.pin;
     state.programs[index] = {
@@ -472,11 +589,12 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
       pin: oldPin,
     };
     state.updatedAt = new Date().toISOString();
-    await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(newPin)} ${shellQuote(oldPin)}`);
+    await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(pinDir))}`);
     common.progress?.({ kind: 'log', level: 'info', message: `chain ${state.name}: slot ${index} now runs program ${info.id}` });
     return state;
   } catch (e) {
     await target.run(['rm', '-f', newPin], { allowFailure: true });
+    await removeIntent(target, pinDir);
     throw e;
   } finally {
     await rm(localDir, { recursive: true, force: true });
@@ -512,39 +630,33 @@ export async function chainRecreate(target: Target, pinDir: string, programs: re
 }
 
 async function chainRecreateLocked(target: Target, pinDir: string, programs: readonly ChainProgramSpec[], options: RecreateOptions = {}): Promise<ChainState> {
-  const old = await mustRead(target, pinDir);
   const progress = options.progress ?? silent;
+  await repairPending(target, pinDir, progress);
+  const old = await mustRead(target, pinDir);
   const trampoline = options.trampoline ?? old.trampoline !== null;
   const patcher = options.patcher ?? (await defaultPatcher());
   const { features, mode, reason } = await resolveMode(target, options, programs, patcher);
   const maxPrograms = checkLength(programs.length, features, trampoline, `chain ${old.name}`);
   const generation = old.generation + 1;
-  const built = await buildGeneration(target, pinDir, generation, programs, trampoline, mode, patcher, progress);
-  const notes = [...built.notes];
-  let attachment = old.attachment;
+  const cas = features.features.xdpFlagsReplace?.ok ?? false;
+  const intent: IntentOf<'recreate'> = {
+    op: 'recreate',
+    genDir: genPaths(pinDir, generation).genDir,
+    objectDir: objectDirFor(target, pinDir, generation),
+    next: null,
+    startedAt: new Date().toISOString(),
+    pid: process.pid,
+  };
+  await writeIntent(target, pinDir, intent);
+  let built: BuiltGeneration;
   try {
-    if (old.attachment) {
-      const { ifname, netns } = old.attachment;
-      const cas = features.features.xdpFlagsReplace?.ok ?? false;
-      const swapped = await swapXdp(target, { ifname, netns: netns ?? undefined, newPin: built.headPin, expectId: old.attachment.progId }, cas);
-      if (swapped.newId !== built.headId) {
-        throw new LabError('ATTACH', `chain ${old.name}: after the swap ${ifname} runs program ${swapped.newId}, not the new head ${built.headId}`);
-      }
-      attachment = { ifname, netns, progId: built.headId, method: swapped.method };
-      if (swapped.method === 'xdp-flags-replace') {
-        notes.push(`recreated as generation ${generation}: attach point swapped by compare-and-swap (XDP_FLAGS_REPLACE, expected program ${old.attachment.progId})`);
-      } else {
-        const why = `no compare-and-swap on this kernel (${features.features.xdpFlagsReplace?.detail ?? "not probed"}): the attach point was overwritten in one netlink call between two checks of the attached program`;
-        notes.push(`recreated as generation ${generation}: ${why}`);
-        progress({ kind: 'log', level: 'warn', message: `chain ${old.name}: ${why}` });
-      }
-    }
+    built = await buildGeneration(target, pinDir, generation, programs, trampoline, mode, patcher, progress);
   } catch (e) {
-    await bpftool.unpin(target, built.genDir);
-    await target.run(['rm', '-rf', built.objectDir], { allowFailure: true });
+    await removeIntent(target, pinDir);
     throw e;
   }
-  const state: ChainState = {
+  const notes = [...built.notes];
+  const next: ChainState = {
     ...old,
     genDir: built.genDir,
     generation,
@@ -554,16 +666,48 @@ async function chainRecreateLocked(target: Target, pinDir: string, programs: rea
     trampoline: built.trampoline,
     maps: built.maps,
     programs: built.programs,
-    attachment,
+    attachment: old.attachment ? { ...old.attachment, progId: built.headId, method: cas ? 'xdp-flags-replace' : 'netlink-overwrite' } : null,
     objectDir: built.objectDir,
     notes,
     updatedAt: new Date().toISOString(),
   };
-  await writeState(target, state);
+  try {
+    await writeIntent(target, pinDir, { ...intent, next });
+    failpoint('recreate:built');
+    if (old.attachment) {
+      const { ifname, netns } = old.attachment;
+      // The decisive step: once the new head is attached, a repair completes this recreate.
+      const swapped = await swapXdp(target, { ifname, netns: netns ?? undefined, newPin: built.headPin, expectId: old.attachment.progId }, cas);
+      failpoint('recreate:swapped');
+      if (swapped.newId !== built.headId) {
+        throw new LabError('ATTACH', `chain ${old.name}: after the swap ${ifname} runs program ${swapped.newId}, not the new head ${built.headId}`);
+      }
+      next.attachment = { ifname, netns, progId: built.headId, method: swapped.method };
+      if (swapped.method === 'xdp-flags-replace') {
+        notes.push(`recreated as generation ${generation}: attach point swapped by compare-and-swap (XDP_FLAGS_REPLACE, expected program ${old.attachment.progId})`);
+      } else {
+        const why = `no compare-and-swap on this kernel (${features.features.xdpFlagsReplace?.detail ?? 'not probed'}): the attach point was overwritten in one netlink call between two checks of the attached program`;
+        notes.push(`recreated as generation ${generation}: ${why}`);
+        progress({ kind: 'log', level: 'warn', message: `chain ${old.name}: ${why}` });
+      }
+    }
+  } catch (e) {
+    await bpftool.unpin(target, built.genDir);
+    await target.run(['rm', '-rf', built.objectDir], { allowFailure: true });
+    await removeIntent(target, pinDir);
+    throw e;
+  }
+  await finishRecreate(target, old, next);
+  return next;
+}
+
+/** The swap is done (or there was none): the next generation becomes the chain, the old one goes. */
+async function finishRecreate(target: Target, old: ChainState, next: ChainState): Promise<void> {
+  await writeState(target, next);
   // The old generation is unreachable now; dropping its pins frees its programs and maps.
   await bpftool.unpin(target, old.genDir);
   await target.run(['rm', '-rf', old.objectDir], { allowFailure: true });
-  return state;
+  await removeIntent(target, old.pinDir);
 }
 
 export interface ChainStatus {
@@ -580,6 +724,8 @@ export interface ChainStatus {
 export async function chainStatus(target: Target, pinDir: string): Promise<ChainStatus> {
   const state = await mustRead(target, pinDir);
   const problems: string[] = [];
+  const pending = await readIntent(target, pinDir);
+  if (pending) problems.push(`an interrupted ${pending.op} (process ${pending.pid}, ${pending.startedAt}) is pending: the next operation, or \`npm run chain -- repair\`, completes or undoes it`);
   let slots = new Map<number, number>();
   try {
     slots = await readSlots(target, state.maps.chain.pin);
@@ -614,6 +760,14 @@ export async function chainDetach(target: Target, pinDir: string): Promise<{ det
 
 async function chainDetachLocked(target: Target, pinDir: string): Promise<{ detached: boolean; notes: string[] }> {
   const notes: string[] = [];
+  // A chain an interrupted operation left half changed is made whole first, so detach knows its head.
+  try {
+    const r = await repairPending(target, pinDir);
+    if (r.op) notes.push(`an interrupted ${r.op} was ${r.action}: ${r.detail}`);
+  } catch (e) {
+    if (!isLabError(e, 'CHAIN')) throw e;
+    notes.push(e.message);
+  }
   let state: ChainState | null = null;
   try {
     state = await readState(target, pinDir);

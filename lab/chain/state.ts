@@ -99,14 +99,15 @@ export const chainStateSchema = z.object({
 export type ChainState = z.infer<typeof chainStateSchema>;
 
 /**
- * Writes the state file. `before` is a shell command run first in the same shell (one process
- * instead of two on the replace path, which the live-traffic test runs a thousand times).
+ * Writes the state file. `before` and `after` are shell commands run first and last in the same
+ * shell (one process instead of three on the replace path, which the live-traffic test runs a
+ * thousand times).
  */
-export async function writeState(target: Target, state: ChainState, before?: string): Promise<void> {
+export async function writeState(target: Target, state: ChainState, before?: string, after?: string): Promise<void> {
   const path = statePath(state.pinDir);
   const dir = path.slice(0, path.lastIndexOf('/'));
   // Written to a temporary name then renamed, so a reader never sees half a file.
-  await target.sh(`${before ? `${before} && ` : ''}mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(path)}.tmp && mv -f ${shellQuote(path)}.tmp ${shellQuote(path)}`, {
+  await target.sh(`${before ? `${before} && ` : ''}mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(path)}.tmp && mv -f ${shellQuote(path)}.tmp ${shellQuote(path)}${after ? ` && ${after}` : ''}`, {
     input: `${JSON.stringify(state, null, 2)}\n`,
   });
 }

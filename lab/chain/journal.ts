@@ -1,0 +1,91 @@
+/**
+ * What a chain operation is about to do, written before it changes anything in the kernel, so that
+ * a process killed part way leaves a chain the next operation (or `chain repair`) recognises: the
+ * intent file sits beside the state file and names everything the operation makes (the new pin of
+ * a replace, the next generation of a recreate, the interface an init attaches to). Repair then
+ * completes the operation where the kernel already took its decisive step (the slot update, the
+ * attach-point swap) and rolls it back otherwise.
+ *
+ * Failpoints: XCL_CHAIN_FAILPOINT=<op>:<step> makes the process SIGKILL itself right after that
+ * step, the way the kill tests prove each step recoverable. Unset, failpoints do nothing.
+ */
+import { z } from 'zod';
+import { LabError } from '../errors.ts';
+import { shellQuote, type Target } from '../target.ts';
+import { chainStateSchema, statePath } from './state.ts';
+
+const verdictList = z.array(z.number().int().min(0).max(0xffffffff));
+
+export const intentSchema = z.discriminatedUnion('op', [
+  z.object({
+    op: z.literal('init'),
+    attach: z.object({ ifname: z.string(), netns: z.string().nullable() }).nullable(),
+    startedAt: z.string(),
+    pid: z.number().int(),
+  }),
+  z.object({
+    op: z.literal('replace'),
+    index: z.number().int().min(0),
+    newPin: z.string(),
+    program: z.object({ source: z.string(), program: z.string(), section: z.string(), success: verdictList, redirect: verdictList }),
+    startedAt: z.string(),
+    pid: z.number().int(),
+  }),
+  z.object({
+    op: z.literal('recreate'),
+    genDir: z.string(),
+    objectDir: z.string(),
+    /** The state once the swap is done; null until the next generation is fully built. */
+    next: chainStateSchema.nullable(),
+    startedAt: z.string(),
+    pid: z.number().int(),
+  }),
+]);
+export type ChainIntent = z.infer<typeof intentSchema>;
+export type IntentOf<Op extends ChainIntent['op']> = Extract<ChainIntent, { op: Op }>;
+
+export function intentPath(pinDir: string): string {
+  return statePath(pinDir).replace(/chain\.json$/, 'intent.json');
+}
+
+export async function writeIntent(target: Target, pinDir: string, intent: ChainIntent): Promise<void> {
+  const path = intentPath(pinDir);
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  await target.sh(`mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(path)}.tmp && mv -f ${shellQuote(path)}.tmp ${shellQuote(path)}`, {
+    input: `${JSON.stringify(intent, null, 2)}\n`,
+  });
+}
+
+export async function readIntent(target: Target, pinDir: string): Promise<ChainIntent | null> {
+  const path = intentPath(pinDir);
+  const r = await target.run(['cat', path], { allowFailure: true });
+  if (r.exitCode !== 0) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(r.stdout);
+  } catch (e) {
+    throw new LabError('CHAIN', `${target.name}: ${path} is not JSON (an interrupted chain operation wrote part of it)`, {
+      cause: e,
+      remedy: `Remove ${path}, then run \`npm run chain -- status\` and detach the chain if it reports problems.`,
+    });
+  }
+  const parsed = intentSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new LabError('CHAIN', `${target.name}: ${path} is malformed: ${parsed.error.issues[0]?.message}`, {
+      remedy: `Remove ${path} and detach the chain.`,
+    });
+  }
+  return parsed.data;
+}
+
+export async function removeIntent(target: Target, pinDir: string): Promise<void> {
+  const path = intentPath(pinDir);
+  await target.run(['rm', '-f', path, `${path}.tmp`], { allowFailure: true });
+}
+
+/** The steps a kill test may stop a chain operation after. */
+export type Failpoint = 'init:built' | 'init:attached' | 'replace:loaded' | 'replace:slot-set' | 'recreate:built' | 'recreate:swapped';
+
+export function failpoint(step: Failpoint, env: NodeJS.ProcessEnv = process.env): void {
+  if (env.XCL_CHAIN_FAILPOINT === step) process.kill(process.pid, 'SIGKILL');
+}
