@@ -588,6 +588,13 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
       tag: info.tag,
       pin: oldPin,
     };
+    if (index === 0) {
+      // The trampoline's slot is a PROG_ARRAY element: the kernel has no compare-and-swap for a map
+      // update, so what keeps two managers apart here is the chain lock, not the kernel.
+      const note = 'slot 0 (behind the trampoline) replaced by a plain PROG_ARRAY update: the kernel offers no compare-and-swap for a map slot; only lab managers, which take the chain lock, are kept apart';
+      if (!state.notes.includes(note)) state.notes.push(note);
+      common.progress?.({ kind: 'log', level: 'warn', message: `chain ${state.name}: ${note}` });
+    }
     state.updatedAt = new Date().toISOString();
     await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(pinDir))}`);
     common.progress?.({ kind: 'log', level: 'info', message: `chain ${state.name}: slot ${index} now runs program ${info.id}` });

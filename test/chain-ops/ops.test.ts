@@ -65,6 +65,8 @@ describe.skipIf(need.skip)('chain operations', () => {
     expect(await runOnce(st.trampoline!.pin)).toEqual({ retval: 2, ran: [1, 2] });
     const st2 = await chainReplace(target, `${PIN}/chain`, 0, await spec(5));
     expect(st2.trampoline).toEqual(st.trampoline);
+    // No compare-and-swap exists for a map slot: the state says so.
+    expect(st2.notes.some((n) => n.startsWith('slot 0 (behind the trampoline) replaced by a plain PROG_ARRAY update'))).toBe(true);
     expect(st2.programs[0]!.id).not.toBe(st.programs[0]!.id);
     expect(await runOnce(st.trampoline!.pin)).toEqual({ retval: 2, ran: [2, 5] });
     const s = await chainStatus(target, `${PIN}/chain`);
