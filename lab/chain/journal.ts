@@ -10,9 +10,8 @@
  * step, the way the kill tests prove each step recoverable. Unset, failpoints do nothing.
  */
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
 import { shellQuote, type Target } from '../target.ts';
-import { chainStateSchema, statePath } from './state.ts';
+import { chainStateSchema, readJsonOn, statePath } from './state.ts';
 
 const verdictList = z.array(z.number().int().min(0).max(0xffffffff));
 
@@ -58,24 +57,11 @@ export async function writeIntent(target: Target, pinDir: string, intent: ChainI
 
 export async function readIntent(target: Target, pinDir: string): Promise<ChainIntent | null> {
   const path = intentPath(pinDir);
-  const r = await target.run(['cat', path], { allowFailure: true });
-  if (r.exitCode !== 0) return null;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(r.stdout);
-  } catch (e) {
-    throw new LabError('CHAIN', `${target.name}: ${path} is not JSON (an interrupted chain operation wrote part of it)`, {
-      cause: e,
-      remedy: `Remove ${path}, then run \`npm run chain -- status\` and detach the chain if it reports problems.`,
-    });
-  }
-  const parsed = intentSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new LabError('CHAIN', `${target.name}: ${path} is malformed: ${parsed.error.issues[0]?.message}`, {
-      remedy: `Remove ${path} and detach the chain.`,
-    });
-  }
-  return parsed.data;
+  return readJsonOn(target, path, intentSchema, {
+    what: 'interrupted chain operation',
+    notJson: `Remove ${path}, then run \`npm run chain -- status\` and detach the chain if it reports problems.`,
+    invalid: `Remove ${path} and detach the chain.`,
+  });
 }
 
 export async function removeIntent(target: Target, pinDir: string): Promise<void> {

@@ -112,27 +112,33 @@ export async function writeState(target: Target, state: ChainState, before?: str
   });
 }
 
-/** The chain's state, or null when no chain is recorded at `pinDir`. */
-export async function readState(target: Target, pinDir: string): Promise<ChainState | null> {
-  const path = statePath(pinDir);
+/**
+ * A JSON file on the target checked against `schema`, or null when it does not exist; `broken` says
+ * what to do with one that is not JSON or not valid.
+ */
+export async function readJsonOn<T>(target: Target, path: string, schema: z.ZodType<T>, broken: { what: string; notJson: string; invalid: string }): Promise<T | null> {
   const r = await target.run(['cat', path], { allowFailure: true });
   if (r.exitCode !== 0) return null;
   let raw: unknown;
   try {
     raw = JSON.parse(r.stdout);
   } catch (e) {
-    throw new LabError('CHAIN', `${target.name}: chain state ${path} is not JSON`, {
-      cause: e,
-      remedy: `Remove ${path} and the pins under ${pinDir} (or run \`npm run chain -- detach\`).`,
-    });
+    throw new LabError('CHAIN', `${target.name}: ${broken.what} ${path} is not JSON`, { cause: e, remedy: broken.notJson });
   }
-  const parsed = chainStateSchema.safeParse(raw);
+  const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    throw new LabError('CHAIN', `${target.name}: chain state ${path} is malformed: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, {
-      remedy: 'It was written by another version of the lab; detach the chain and build it again.',
-    });
+    throw new LabError('CHAIN', `${target.name}: ${broken.what} ${path} is malformed: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, { remedy: broken.invalid });
   }
   return parsed.data;
+}
+
+/** The chain's state, or null when no chain is recorded at `pinDir`. */
+export async function readState(target: Target, pinDir: string): Promise<ChainState | null> {
+  return readJsonOn(target, statePath(pinDir), chainStateSchema, {
+    what: 'chain state',
+    notJson: `Remove ${statePath(pinDir)} and the pins under ${pinDir} (or run \`npm run chain -- detach\`).`,
+    invalid: 'It was written by another version of the lab; detach the chain and build it again.',
+  });
 }
 
 export async function removeState(target: Target, pinDir: string): Promise<void> {
