@@ -211,6 +211,19 @@ interface BuiltGeneration {
 }
 
 /**
+ * The kernel tail-calls between XDP programs only if all of them do or all of them do not accept
+ * multi-buffer packets (SEC("xdp.frags"), 5.18+): a mix is refused at load with a bare EINVAL.
+ */
+function checkFrags(programs: readonly { where: string; section: string }[]): void {
+  const frags = programs.filter((p) => p.section.startsWith('xdp.frags'));
+  if (frags.length === 0 || frags.length === programs.length) return;
+  const plain = programs.filter((p) => !p.section.startsWith('xdp.frags'));
+  throw new LabError('CHAIN', `a chain cannot mix multi-buffer programs (${frags.map((p) => `${p.where} in ${p.section}`).join(', ')}) with plain ones (${plain.map((p) => p.where).join(', ')}): the kernel refuses tail calls between them`, {
+    remedy: 'Chain only SEC("xdp") programs, or only SEC("xdp.frags") ones (rebuild the others with the same section).',
+  });
+}
+
+/**
  * Alg. 3.1 minus the attach: patch every program with its index, load it sharing the two maps,
  * and fill the PROG_ARRAY. Removes everything it made when any step fails.
  */
@@ -224,6 +237,7 @@ async function buildGeneration(target: Target, pinDir: string, generation: numbe
     for (const [i, spec] of programs.entries()) {
       prepared.push(await prepare(target, spec, i, mode, patcher, localDir, objectDir));
     }
+    checkFrags(prepared.map((p) => ({ where: `${basename(p.spec.path)}:${p.result.program}`, section: p.result.section })));
     const notes = [...new Set(prepared.flatMap((p) => p.result.notes.map((n) => `${basename(p.spec.path)}: ${n}`)))];
     await target.run(['mkdir', '-p', `${paths.genDir}/maps`, paths.progs]);
     try {
@@ -560,6 +574,10 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
   const newPin = `${state.genDir}/progs/${index}_new-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const p = await prepare(target, spec, index, mode, patcher, localDir, state.objectDir);
+    checkFrags([
+      ...state.programs.filter((x) => x.index !== index).map((x) => ({ where: `slot ${x.index} (${x.program})`, section: x.section })),
+      { where: `${basename(spec.path)}:${p.result.program}`, section: p.result.section },
+    ]);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
     if (spec.keepMaps) reuse.push(...(await inheritedMaps(target, p.remote, state.programs[index]!.id, reuse)));
     await writeIntent(target, pinDir, {

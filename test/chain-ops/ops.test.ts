@@ -56,6 +56,12 @@ describe.skipIf(need.skip)('chain operations', () => {
     } finally {
       await chainDetach(target, `${PIN}/several`);
     }
+    // A multi-buffer program among plain ones: refused before anything is loaded.
+    await expect(chainInit(target, { pinDir: `${PIN}/frags`, programs: [named('second'), named('fourth')], features })).rejects.toMatchObject({
+      code: 'CHAIN',
+      message: expect.stringContaining('cannot mix multi-buffer programs'),
+    });
+    expect((await target.run(['test', '-e', `${PIN}/frags`], { allowFailure: true })).exitCode).not.toBe(0);
   });
 
   it('trampoline: slot 0 is replaced in place, the attached head never changes', async () => {
