@@ -127,7 +127,7 @@ export const CellRecord = z.object({
 });
 export type CellRecord = z.infer<typeof CellRecord>;
 
-/** BPF_PROG_TEST_RUN microbenchmark (issue 7): ns per packet for a chain. */
+/** BPF_PROG_TEST_RUN microbenchmark: ns per packet for a chain. */
 export const MicroRecord = z.object({
   kind: z.literal('micro'),
   schema: z.literal(SCHEMA_VERSION),
@@ -150,7 +150,7 @@ export const MicroRecord = z.object({
 });
 export type MicroRecord = z.infer<typeof MicroRecord>;
 
-/** Load/attach and replace latencies (issue 7). */
+/** Load/attach and replace latencies. */
 export const LatencyRecord = z.object({
   kind: z.literal('latency'),
   schema: z.literal(SCHEMA_VERSION),

@@ -1,6 +1,6 @@
 /**
- * `npm run bench -- chain [--quick] [--repeat N] [--out results/<run-id>]`: the microbenchmarks of
- * issue 7 on the host's kernel. Prints the tables and appends the records to
+ * `npm run bench -- chain [--quick] [--repeat N] [--out results/<run-id>]`: the BPF_PROG_TEST_RUN
+ * microbenchmarks on the host's kernel. Prints the tables and appends the records to
  * results/<run-id>/raw.jsonl. The matrix runs the same bench in each guest through
  * runMicrobenchToFile (lab/microbench/index.ts).
  */

@@ -1,5 +1,5 @@
 /**
- * The microbenchmarks of issue 7, on one Target (the host or a guest):
+ * The BPF_PROG_TEST_RUN microbenchmarks, on one Target (the host or a guest):
  *   1. ns per packet of each approach running the trio on a representative IPv6/TCP packet;
  *   2. ns per packet against chain length for each kind of hop, and the fitted cost per hop;
  *   3. load+attach, replace and detach latency of each approach.

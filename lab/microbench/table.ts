@@ -82,7 +82,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
 }
 
 /**
- * The issue's target, checked on this run's numbers: is the patched chain within measurement error
+ * The lab's first target for the patched chain, checked on this run's numbers: is the patched chain within measurement error
  * of manual chaining (the repetitions' ranges overlap), and within two tail calls of the fused
  * program (a tail call = the fitted cost per constant-index hop)? Ratios, as benchmarks report.
  */

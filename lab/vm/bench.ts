@@ -1,6 +1,6 @@
 /**
  * Boot benchmark: seconds from QEMU start to SSH ready, per kernel and accelerator.
- * Targets from the issue: <= 10 s under TCG, <= 2 s under KVM. Image builds are done (or found
+ * Targets: <= 10 s under TCG, <= 2 s under KVM. Image builds are done (or found
  * in the cache) before the clock starts; each boot is a fresh QEMU that is always reaped.
  */
 import { loadavg } from 'node:os';

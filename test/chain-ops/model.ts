@@ -31,8 +31,8 @@ export function runModel(chain: readonly ModelProgram[], packet: Uint8Array, run
     const inR = p.redirect.includes(c);
     if (!inS && !inR) return { verdict: c, reached: i + 1 };
     // The patch saves an R verdict before it tries the tail call, since only the tail call itself
-    // tells whether V_{i+1} exists (issue 3: "remember it ...; tail-call i+1; when there is no next
-    // program, return the remembered redirect verdict"). The thesis's pseudocode saves only when
+    // tells whether V_{i+1} exists (the lab's rule: remember it, tail-call i+1, and when there is no next
+    // program return the remembered redirect verdict). The thesis's pseudocode saves only when
     // V_{i+1} exists; the two differ only when the last program returns an R verdict after an
     // earlier program saved a different one: here the last one wins.
     if (inR) saved = c;

@@ -15,8 +15,8 @@ export function chainVerdict(programs: readonly ModelProgram[], verdicts: readon
     const { success: S, redirect: R } = programs[i]!;
     const c = verdicts[i]!;
     if (!S.includes(c) && !R.includes(c)) return { verdict: c, reached: i + 1 };
-    // C is remembered before the tail call reveals whether a next program exists (the issue's
-    // wording; the thesis's pseudocode stores only when it exists, so there a last program's own
+    // C is remembered before the tail call reveals whether a next program exists (the lab's
+    // rule; the thesis's pseudocode stores only when it exists, so there a last program's own
     // R verdict loses to an earlier one).
     if (R.includes(c)) C = c;
     if (i + 1 < programs.length) continue;

@@ -43,7 +43,7 @@ describe('kconfig', () => {
     expect(checkConfig(final, wanted, { allowModule: new Set(['CONFIG_B']) }).map((b) => b.option)).toEqual(['CONFIG_C', 'CONFIG_E']);
   });
 
-  it('the lab fragment asks for what the issue lists, all built in, and no debug options', async () => {
+  it('the lab fragment asks for what the lab needs, all built in, and no debug options', async () => {
     const frag = parseFragment(await readFile(LAB_CONFIG_FRAGMENT, 'utf8'));
     for (const o of [
       'BPF', 'BPF_SYSCALL', 'BPF_JIT', 'BPF_JIT_ALWAYS_ON', 'XDP_SOCKETS', 'VETH', 'NET_NS', 'IPV6', 'KPROBES',

@@ -227,7 +227,7 @@ describe('records and table', () => {
     expect(text).toContain('34 programs');
   });
 
-  it('checks the issue\'s target on the run\'s own numbers: ratios, overlap with manual, tail calls over fused', () => {
+  it('checks the targets on the run\'s own numbers: ratios, overlap with manual, tail calls over fused', () => {
     // A constant-index hop of exactly 2 ns per program.
     const hop = scalingRow({ variant: 'chain/manual-constant', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [10]], [2, [12]], [3, [14]]]) });
     const rows = [

@@ -6,7 +6,7 @@ describe('packet corpus', () => {
   const corpus = buildCorpus({ deniedPort: 23, allowedPort: 80 });
   const byName = new Map(corpus.cases.map((c) => [c.name, c]));
 
-  it('has every kind of frame the issue lists', () => {
+  it('has every kind of frame the programs distinguish', () => {
     for (const name of ['ipv6_tcp_denied', 'ipv6_tcp_allowed', 'ipv4_tcp_denied', 'ipv4_tcp_allowed', 'icmpv6_ns', 'icmpv6_na', 'ipv6_udp_to_denied_port', 'vlan_ipv6_tcp_denied', 'arp_request']) {
       expect(byName.has(name), name).toBe(true);
     }
