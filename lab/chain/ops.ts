@@ -407,8 +407,9 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
 async function removeHalfBuiltChain(target: Target, pinDir: string): Promise<void> {
   await target.run(['rm', '-rf', objectDirFor(target, pinDir, 0).replace(/\/gen-0$/, '')], { allowFailure: true });
   await bpftool.unpin(target, pinDir);
-  await removeState(target, pinDir);
+  // The intent first: removeState then prunes the directories both lived in.
   await removeIntent(target, pinDir);
+  await removeState(target, pinDir);
 }
 
 export interface RepairResult {

@@ -13,6 +13,7 @@ import { chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, type 
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';
+import { statePath } from '../../lab/chain/state.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PIN = `/sys/fs/bpf/xt6-ops-${RUN_ID}`;
@@ -62,6 +63,8 @@ describe.skipIf(need.skip)('chain operations', () => {
       message: expect.stringContaining('cannot mix multi-buffer programs'),
     });
     expect((await target.run(['test', '-e', `${PIN}/frags`], { allowFailure: true })).exitCode).not.toBe(0);
+    // Nor anything of it in the state tree.
+    expect((await target.run(['test', '-e', statePath(`${PIN}/frags`).replace(/\/chain\.json$/, '')], { allowFailure: true })).exitCode).not.toBe(0);
   });
 
   it('trampoline: slot 0 is replaced in place, the attached head never changes', async () => {
