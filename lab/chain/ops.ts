@@ -412,6 +412,23 @@ async function removeHalfBuiltChain(target: Target, pinDir: string): Promise<voi
   await removeState(target, pinDir);
 }
 
+// The trampoline's slot is a PROG_ARRAY element: the kernel has no compare-and-swap for a map
+// update, so what keeps two managers apart there is the chain lock, not the kernel.
+const SLOT0_NOTE = 'slot 0 (behind the trampoline) replaced by a plain PROG_ARRAY update: the kernel offers no compare-and-swap for a map slot; only lab managers, which take the chain lock, are kept apart';
+
+/**
+ * The last step of a replace whose slot already runs the new program (a replace, or a repair
+ * finishing one): the state names it, its pin takes the slot's name, the old program's pin (and
+ * with it the program) goes, and the intent is dropped, in one shell.
+ */
+async function commitReplace(target: Target, state: ChainState, intent: IntentOf<'replace'>, loaded: { id: number; tag: string }): Promise<void> {
+  const oldPin = state.programs[intent.index]!.pin;
+  state.programs[intent.index] = { index: intent.index, ...intent.program, id: loaded.id, tag: loaded.tag, pin: oldPin };
+  if (intent.index === 0 && !state.notes.includes(SLOT0_NOTE)) state.notes.push(SLOT0_NOTE);
+  state.updatedAt = new Date().toISOString();
+  await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(intent.newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(state.pinDir))}`);
+}
+
 export interface RepairResult {
   /** The operation found interrupted, or null when none was. */
   op: 'init' | 'replace' | 'recreate' | null;
@@ -466,10 +483,7 @@ async function repairIntent(target: Target, pinDir: string, intent: NonNullable<
     const slot = (await readSlots(target, state.maps.chain.pin)).get(intent.index);
     const fresh = await bpftool.progShow(target, { pinned: intent.newPin }).catch(() => null);
     if (fresh && slot === fresh.id) {
-      const oldPin = state.programs[intent.index]!.pin;
-      state.programs[intent.index] = { index: intent.index, ...intent.program, id: fresh.id, tag: fresh.tag, pin: oldPin };
-      state.updatedAt = new Date().toISOString();
-      await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(intent.newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(pinDir))}`);
+      await commitReplace(target, state, intent, fresh);
       return { op: 'replace', action: 'completed', detail: `slot ${intent.index} already ran program ${fresh.id}: pins and state updated` };
     }
     await target.run(['rm', '-f', intent.newPin], { allowFailure: true });
@@ -581,41 +595,22 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
     ]);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
     if (spec.keepMaps) reuse.push(...(await inheritedMaps(target, p.remote, state.programs[index]!.id, reuse)));
-    await writeIntent(target, pinDir, {
+    const intent: IntentOf<'replace'> = {
       op: 'replace',
       index,
       newPin,
       program: { source: spec.path, program: p.result.program, section: p.result.section, success: p.success, redirect: p.redirect },
       startedAt: new Date().toISOString(),
       pid: process.pid,
-    });
+    };
+    await writeIntent(target, pinDir, intent);
     const info = await bpftool.load(target, p.remote, newPin, { type: 'xdp', maps: reuse });
     failpoint('replace:loaded');
     // The decisive step: from here on a repair completes this replace rather than undoing it.
     await setSlot(target, state.maps.chain.pin, index, newPin);
     failpoint('replace:slot-set');
-    // The slot now holds p'; move the pins so status sees p' under progs/<i> and p is released.
-    const oldPin = state.programs[index]!.pin;
-    state.programs[index] = {
-      index,
-      source: spec.path,
-      program: p.result.program,
-      section: p.result.section,
-      success: p.success,
-      redirect: p.redirect,
-      id: info.id,
-      tag: info.tag,
-      pin: oldPin,
-    };
-    if (index === 0) {
-      // The trampoline's slot is a PROG_ARRAY element: the kernel has no compare-and-swap for a map
-      // update, so what keeps two managers apart here is the chain lock, not the kernel.
-      const note = 'slot 0 (behind the trampoline) replaced by a plain PROG_ARRAY update: the kernel offers no compare-and-swap for a map slot; only lab managers, which take the chain lock, are kept apart';
-      if (!state.notes.includes(note)) state.notes.push(note);
-      common.progress?.({ kind: 'log', level: 'warn', message: `chain ${state.name}: ${note}` });
-    }
-    state.updatedAt = new Date().toISOString();
-    await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(pinDir))}`);
+    await commitReplace(target, state, intent, info);
+    if (index === 0) common.progress?.({ kind: 'log', level: 'warn', message: `chain ${state.name}: ${SLOT0_NOTE}` });
     common.progress?.({ kind: 'log', level: 'info', message: `chain ${state.name}: slot ${index} now runs program ${info.id}` });
     return state;
   } catch (e) {
