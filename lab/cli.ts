@@ -5,20 +5,20 @@
  * into one clear message (code, what happened, how to fix it) and a non-zero exit.
  */
 import { Command } from 'commander';
-import { matrixCommand, kernelCommand, parseApproaches } from './bench/cli.ts';
-import { chainCommand } from './chain/cli.ts';
-import { benchPatch } from './chain/bench.ts';
+import { matrixCommand, kernelCommand, parseApproaches } from './commands/matrix.ts';
+import { chainCommand } from './commands/chain.ts';
+import { benchPatch } from './commands/bench-patch.ts';
 import { LabError } from './errors.ts';
-import { listKernels } from './kernels/list.ts';
-import { benchChainCommand } from './microbench/cli.ts';
-import { coverageBenchCommand } from './report/coverage-bench.ts';
+import { listKernels } from './commands/kernels.ts';
+import { benchChainCommand } from './commands/bench-chain.ts';
+import { coverageBenchCommand } from './commands/bench-coverage.ts';
 import { buildPrograms } from './programs/build.ts';
-import { reportCommand } from './report/cli.ts';
+import { reportCommand } from './commands/report.ts';
 import { interruptible, positiveInt, printError } from './ui/cli.ts';
-import { benchDeterministic, formatRepro } from './bench/deterministic.ts';
+import { benchDeterministic, formatRepro } from './commands/bench-deterministic.ts';
 import type { ApproachName } from './approaches/approach.ts';
 import { consoleSink } from './ui/render.ts';
-import { benchBoot } from './vm/bench.ts';
+import { benchBoot } from './commands/bench-boot.ts';
 
 function buildCommand(): Command {
   return new Command('build')

@@ -7,7 +7,7 @@
 import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
 import { shellQuote } from './target.ts';
-import * as bpftool from './bpftool.ts';
+import * as bpftool from './bpftool/index.ts';
 import { compileBpfSource, putObject } from './chain/loader.ts';
 
 export interface Feature {

@@ -17,7 +17,7 @@ import { STAGES } from './approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import { LabError } from '../errors.ts';
-import { mapPin, mapShow, progShow } from '../bpftool.ts';
+import { mapPin, mapShow, progShow } from '../bpftool/index.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, applyTrioConfig } from '../programs/trio.ts';
 import { attachedMode, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from '../programs/loading.ts';

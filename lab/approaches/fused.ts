@@ -4,7 +4,7 @@
  */
 import type { Approach, ApproachContext, Description, Stage } from './approach.ts';
 import { LabError } from '../errors.ts';
-import { loadAllShared, netAttachXdp } from '../bpftool.ts';
+import { loadAllShared, netAttachXdp } from '../bpftool/index.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, PROGRAM_NAMES, applyTrioConfig } from '../programs/trio.ts';
 import {
   attachedMode,

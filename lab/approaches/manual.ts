@@ -6,7 +6,7 @@
  */
 import type { Approach, ApproachContext, Description, LoadedProgram, Stage } from './approach.ts';
 import { STAGES } from './approach.ts';
-import { loadAllShared, mapUpdate, netAttachXdp, u32le, unpin } from '../bpftool.ts';
+import { loadAllShared, mapUpdate, netAttachXdp, u32le, unpin } from '../bpftool/index.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, PROGRAM_NAMES, applyTrioConfig } from '../programs/trio.ts';
 import {
   attachedMode,

@@ -4,7 +4,7 @@
  */
 import type { Approach, ApproachContext, Description } from './approach.ts';
 import { LabError } from '../errors.ts';
-import { checkPinPath } from '../bpftool.ts';
+import { checkPinPath } from '../bpftool/index.ts';
 import { attachedMode, requireInterface, requireRoot, teardown } from '../programs/loading.ts';
 
 export const none: Approach = {

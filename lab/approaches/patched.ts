@@ -15,7 +15,7 @@ import type { Approach, ApproachContext, Description, LoadedProgram, Stage } fro
 import { STAGES } from './approach.ts';
 import { HostTarget, type Target } from '../target.ts';
 import { LabError } from '../errors.ts';
-import { mapPin, mapShow, objectMapNames, progShow } from '../bpftool.ts';
+import { mapPin, mapShow, objectMapNames, progShow } from '../bpftool/index.ts';
 import { cachedFeatures } from '../features.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, applyTrioConfig } from '../programs/trio.ts';
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';

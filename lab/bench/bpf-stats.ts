@@ -10,11 +10,11 @@
  * detached (setsid, every fd redirected) with its own --max-seconds bound.
  */
 import { LabError } from '../errors.ts';
-import { progList, progRun, xdpAttached } from '../bpftool.ts';
+import { progList, progRun, xdpAttached } from '../bpftool/index.ts';
 import type { LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
-import type { BpfStats, ProgramStatsDelta } from './record.ts';
+import type { BpfStats, ProgramStatsDelta } from '../results/record.ts';
 import { type HelperLine, parseHelperLines } from './helper.ts';
 
 export const SYSCTL_PATH = '/proc/sys/kernel/bpf_stats_enabled';

@@ -14,8 +14,8 @@ import { APPROACH_NAMES, type Approach, type ApproachContext, type ApproachName 
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
-import { SCHEMA_VERSION, newRunId, type BpfStats, type CellRecord, type ProbeTotals, type Provenance, type RunRecord } from './record.ts';
-import { appendRecord, loadRecords } from './jsonl.ts';
+import { SCHEMA_VERSION, newRunId, type BpfStats, type CellRecord, type ProbeTotals, type Provenance, type RunRecord } from '../results/record.ts';
+import { appendRecord, loadRecords } from '../results/jsonl.ts';
 import { ProbeSession, probeUnavailableReason } from './probe.ts';
 import {
   BpfStatsSession,
@@ -44,7 +44,7 @@ import {
 } from './provenance.ts';
 import type { IperfOutcome, KernelSession, OpenKernel } from './session.ts';
 import { median } from 'simple-statistics';
-import { REPO_ROOT } from './helper.ts';
+import { REPO_ROOT } from '../paths.ts';
 import { renderReport } from '../report/index.ts';
 import { runMicrobenchToFile } from '../microbench/index.ts';
 import { formatMicrobench } from '../microbench/table.ts';

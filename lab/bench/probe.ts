@@ -9,7 +9,7 @@
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
-import type { ProbeTotals } from './record.ts';
+import type { ProbeTotals } from '../results/record.ts';
 import { type HelperLine, parseHelperLines } from './helper.ts';
 
 export interface ProbeFiles {

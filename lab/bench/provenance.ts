@@ -10,8 +10,8 @@ import { dirname } from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { Provenance } from './record.ts';
-import { REPO_ROOT } from './helper.ts';
+import { Provenance } from '../results/record.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 export interface FrequencyInfo {
   governor: string | null;

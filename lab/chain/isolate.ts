@@ -7,8 +7,8 @@
  * stay: libbpf appends only the functions a program reaches and creates the maps either way.
  */
 import { LabError } from '../errors.ts';
-import { type ElfSymbol, type Section, relSectionFor } from './elf.ts';
-import { type BpfObject, programSymbols } from './object.ts';
+import { type ElfSymbol, type Section, relSectionFor } from '../bpf/elf.ts';
+import { type BpfObject, programSymbols } from '../bpf/object.ts';
 
 export interface Isolated {
   /** Names of the programs removed, in object order. */

@@ -2,7 +2,7 @@
  * The kernel side of a chain: compiling the few tiny BPF programs the chain itself needs (the head
  * trampoline, the feature probes), putting objects on a target, loading patched programs so that
  * they share one pinned PROG_ARRAY and one pinned per-CPU verdict map, and reading the slots back.
- * Everything goes through lab/bpftool.ts; this file only adds the chain's vocabulary on top.
+ * Everything goes through lab/bpftool/; this file only adds the chain's vocabulary on top.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import * as bpftool from '../bpftool.ts';
+import * as bpftool from '../bpftool/index.ts';
 
 /** Map names the patch gives the chain's two maps (H1's defaults in patch.ts). */
 export const CHAIN_MAP = 'xcl_chain';

@@ -16,7 +16,7 @@ import { basename, join } from 'node:path';
 import { LabError, isLabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { shellQuote, type Target } from '../target.ts';
-import * as bpftool from '../bpftool.ts';
+import * as bpftool from '../bpftool/index.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
 import { choosePatchMode, type ModeBody } from './mode.ts';

@@ -48,7 +48,7 @@ import {
   findSection,
   newSection,
   relSectionFor,
-} from './elf.ts';
+} from '../bpf/elf.ts';
 import {
   BTF_FUNC_STATIC,
   BTF_KIND_ARRAY,
@@ -63,8 +63,8 @@ import {
   addType,
   findType,
   typeById,
-} from './btf.ts';
-import { type ExtInfoSec, infoFor } from './btf-ext.ts';
+} from '../bpf/btf.ts';
+import { type ExtInfoSec, infoFor } from '../bpf/btf-ext.ts';
 import {
   Asm,
   BPF_DW,
@@ -92,7 +92,7 @@ import {
   slotCount,
   stImm,
   stxMem,
-} from './insn.ts';
+} from '../bpf/insn.ts';
 import {
   type BpfObject,
   checkObject,
@@ -104,9 +104,9 @@ import {
   reachableFunctions,
   readObject,
   writeObject,
-} from './object.ts';
+} from '../bpf/object.ts';
 import { keepOnlyProgram } from './isolate.ts';
-import { analyseStack, deepestCallChain, STACK_MAX } from './stack.ts';
+import { analyseStack, deepestCallChain, STACK_MAX } from '../bpf/stack.ts';
 
 /** Stack of the subprog-mode entry: ctx and the map key. */
 const SUBPROG_ENTRY_STACK = 16;

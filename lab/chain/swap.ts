@@ -8,7 +8,7 @@
  */
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import * as bpftool from '../bpftool.ts';
+import * as bpftool from '../bpftool/index.ts';
 import { buildUserHelper, parseHelperLines } from '../bench/helper.ts';
 
 export type SwapMethod = 'xdp-flags-replace' | 'netlink-overwrite';

@@ -4,13 +4,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from './types.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 /** Repository root (lab/kernels/ → ../../). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CATALOG_PATH = join(REPO_ROOT, 'kernels', 'catalog.json');
 export const LAB_CONFIG_FRAGMENT = join(REPO_ROOT, 'kernels', 'config', 'lab.config');
 export const DEFAULT_CACHE_DIR = join(REPO_ROOT, 'kernels', 'cache');

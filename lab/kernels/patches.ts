@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { LabError, errorMessage } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
-import { REPO_ROOT } from './catalog.ts';
+import { REPO_ROOT } from '../paths.ts';
 import { tool } from './exec.ts';
 import type { ResolvedToolchain } from './toolchain.ts';
 

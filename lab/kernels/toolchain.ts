@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LabError, errorMessage } from '../errors.ts';
-import { REPO_ROOT } from './catalog.ts';
+import { REPO_ROOT } from '../paths.ts';
 import type { BuildError } from './build-log.ts';
 import { tool } from './exec.ts';
 

@@ -8,13 +8,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { arch } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { LabError } from '../errors.ts';
+import { REPO_ROOT } from '../paths.ts';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const MICRO_SOURCE_DIR = join(REPO, 'programs', 'micro');
-export const MICRO_BUILD_DIR = join(REPO, 'build', 'micro');
+export const MICRO_SOURCE_DIR = join(REPO_ROOT, 'programs', 'micro');
+export const MICRO_BUILD_DIR = join(REPO_ROOT, 'build', 'micro');
 
 /** The objects the bench uses, each one source compiled with its own defines. */
 export const MICRO_OBJECTS = {

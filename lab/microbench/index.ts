@@ -10,8 +10,8 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../bench/record.ts';
-import { appendRecord } from '../bench/jsonl.ts';
+import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/ops.ts';
 import { buildMicroObjects } from './build.ts';

@@ -6,7 +6,7 @@
  */
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { bpftoolBatch } from '../bpftool.ts';
+import { bpftoolBatch } from '../bpftool/index.ts';
 
 export interface BatchRun {
   retval: number;
@@ -14,7 +14,7 @@ export interface BatchRun {
 }
 
 /**
- * Runs bpftool commands as one batch (lab/bpftool.ts) and returns, for each `prog run` among them,
+ * Runs bpftool commands as one batch (lab/bpftool/) and returns, for each `prog run` among them,
  * its result in order.
  */
 export async function progRunBatch(target: Target, commands: readonly (readonly string[])[], what: string): Promise<BatchRun[]> {

@@ -6,7 +6,7 @@
  */
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import * as bpftool from '../bpftool.ts';
+import * as bpftool from '../bpftool/index.ts';
 
 export interface Sandbox extends AsyncDisposable {
   readonly target: Target;

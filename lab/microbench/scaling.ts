@@ -13,7 +13,7 @@ import { basename } from 'node:path';
 import { errorMessage, isLabError, LabError, wrapError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import * as bpftool from '../bpftool.ts';
+import * as bpftool from '../bpftool/index.ts';
 import { chainDetach, chainInit, type PatchMode } from '../chain/ops.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { Description } from '../approaches/approach.ts';

@@ -4,7 +4,7 @@
  * the latencies. Pure formatting: the numbers come from runMicrobenchDetailed.
  */
 import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
-import type { LatencyRecord } from '../bench/record.ts';
+import type { LatencyRecord } from '../results/record.ts';
 import { costBreakdown, formatBreakdown, largestPart, type BreakdownInput } from './breakdown.ts';
 import { medianOf, SHORT_CHAIN, shortChainSlope } from './stats.ts';
 

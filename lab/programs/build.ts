@@ -10,11 +10,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { arch } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { LabError } from '../errors.ts';
+import { REPO_ROOT } from '../paths.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const PROGRAMS_DIR = join(REPO_ROOT, 'programs');
 export const DEFAULT_OUT_DIR = join(REPO_ROOT, 'build', 'bpf');
 

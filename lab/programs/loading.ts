@@ -10,7 +10,7 @@
 import type { Target } from '../target.ts';
 import type { ApproachContext, LoadedProgram } from '../approaches/approach.ts';
 import { LabError } from '../errors.ts';
-import { checkPinPath, ensureBpffs, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool.ts';
+import { checkPinPath, ensureBpffs, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
 import { nsenterArgv } from '../testenv/index.ts';
 
 export function mapsDir(ctx: ApproachContext): string {

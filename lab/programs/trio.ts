@@ -6,7 +6,7 @@
 import type { Target } from '../target.ts';
 import type { Stage } from '../approaches/approach.ts';
 import { LabError } from '../errors.ts';
-import { mapDump, mapUpdate, mapDelete, u16le, u32le, type MapEntry } from '../bpftool.ts';
+import { mapDump, mapUpdate, mapDelete, u16le, u32le, type MapEntry } from '../bpftool/index.ts';
 
 /** enum pkt_class in programs/common.h. */
 export const PACKET_CLASSES = [

@@ -14,7 +14,7 @@ import {
   Provenance,
   RawRecord,
   RunRecord,
-} from '../bench/record.ts';
+} from '../results/record.ts';
 
 /** results/<run-id>/pseudo-run.json: written by lab/report/thesis.ts, absent for measured runs. */
 export const PseudoRunMarker = z.object({
@@ -133,7 +133,7 @@ export function loadRun(runDir: string): LoadedRun {
   if (out.runs.length + out.cells.length + out.micro.length + out.latency.length === 0) {
     const first = out.badLines.slice(0, 3).map((b) => `${b.file}:${b.line}: ${b.error}`);
     throw new LabError('REPORT', `${runDir}: none of ${out.badLines.length} raw lines is a valid record (${first.join(' | ')})`, {
-      remedy: 'Check that the directory holds raw results of this lab version (lab/bench/record.ts, schema 1).',
+      remedy: 'Check that the directory holds raw results of this lab version (lab/results/record.ts, schema 1).',
       details: { runDir, badLines: out.badLines },
     });
   }

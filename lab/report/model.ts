@@ -19,7 +19,7 @@
  * - Headline: per kernel, median(approach) / median(manual or fused) of the best per-packet metric
  *   the kernel has, a bootstrap CI of that ratio, and the verdict of the same pair's test.
  */
-import type { CellRecord, Clock, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../bench/record.ts';
+import type { CellRecord, Clock, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../results/record.ts';
 import type { LoadedRun } from './load.ts';
 import {
   BOOTSTRAP_RESAMPLES,

@@ -6,10 +6,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { LabError } from '../errors.ts';
-import { SCHEMA_VERSION, type CellRecord, type Provenance, type RunRecord } from '../bench/record.ts';
+import { SCHEMA_VERSION, type CellRecord, type Provenance, type RunRecord } from '../results/record.ts';
 import { PSEUDO_RUN_FILE, type PseudoRunMarker } from './load.ts';
+import { REPO_ROOT } from '../paths.ts';
 
 export const THESIS_RUN_ID = 'thesis-brodeur-2023';
 export const TABLE_51_FILE = 'brodeur-2023-table-5.1.csv';
@@ -18,7 +18,7 @@ export const TABLE_51_HEADER = ['approach', 'kernel', 'packets_total', 'time_tot
 export const TABLE_52_HEADER = ['approach', 'kernel', 'time_per_packet_ns', 'cycles_per_packet'] as const;
 
 /** results/reference/ of this checkout. */
-export const DEFAULT_REFERENCE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../results/reference');
+export const DEFAULT_REFERENCE_DIR = join(REPO_ROOT, 'results', 'reference');
 
 export type ThesisApproach = 'manual' | 'dispatcher' | 'patched';
 

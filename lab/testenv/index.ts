@@ -16,7 +16,7 @@
 import type { CommandResult, RunOptions, Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import { LabError } from '../errors.ts';
-import { netDetachXdp } from '../bpftool.ts';
+import { netDetachXdp } from '../bpftool/index.ts';
 
 export interface Endpoint {
   netns: string;

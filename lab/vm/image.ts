@@ -12,15 +12,14 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { errorMessage, LabError } from '../errors.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { runTool } from './proc.ts';
 import { pidAlive, withLock, type LockOptions } from '../lock.ts';
+import { REPO_ROOT } from '../paths.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const RECIPE_DIR = join(REPO_ROOT, 'vm-images');
 export const DEFAULT_IMAGE_CACHE = join(RECIPE_DIR, 'cache');
 

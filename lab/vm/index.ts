@@ -5,8 +5,8 @@ export { buildRootfs, buildVmImage, loadRecipe, rootfsHash, pruneImageCache, REC
 export type { ImageOptions, Rootfs, VmImage, Recipe } from './image.ts';
 export { bootKernel } from './session.ts';
 export type { BootKernelOptions } from './session.ts';
-export { benchBoot, BOOT_TARGET_SECONDS } from './bench.ts';
-export type { BenchBootOptions, BootBenchResult, BootSample } from './bench.ts';
+export { benchBoot, BOOT_TARGET_SECONDS } from '../commands/bench-boot.ts';
+export type { BenchBootOptions, BootBenchResult, BootSample } from '../commands/bench-boot.ts';
 export type { VmTuning, PinningResult, CpufreqResult } from './tuning.ts';
 export type { ConsoleProblem, ConsoleProblemKind } from './console.ts';
 export { FATAL_PROBLEMS } from './console.ts';

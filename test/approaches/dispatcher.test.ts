@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agree, requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
-import { xdpAttached } from '../../lab/bpftool.ts';
+import { xdpAttached } from '../../lab/bpftool/index.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
 import type { ApproachContext, Support } from '../../lab/approaches/approach.ts';
 import { dispatcher } from '../../lab/approaches/dispatcher.ts';

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
-import { captureEvents, xdpAttached } from '../../lab/bpftool.ts';
+import { captureEvents, xdpAttached } from '../../lab/bpftool/index.ts';
 import { applyTrioConfig, MAP_NAMES, PACKET_CLASSES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';

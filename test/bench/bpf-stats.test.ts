@@ -15,12 +15,12 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApproachName } from '../../lab/approaches/approach.ts';
 import { BpfStatsSession, SYSCTL_PATH, beginStats, readStats, statsDelta, type StatsSnapshot } from '../../lab/bench/bpf-stats.ts';
-import { loadRecords } from '../../lab/bench/jsonl.ts';
+import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/bench/matrix.ts';
-import { BpfStats, Provenance, RawRecord, RunRecord } from '../../lab/bench/record.ts';
+import { BpfStats, Provenance, RawRecord, RunRecord } from '../../lab/results/record.ts';
 import type { KernelSession } from '../../lab/bench/session.ts';
 import { openKernelSession } from '../../lab/bench/sessions.ts';
-import { REPO_ROOT } from '../../lab/bench/helper.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 import { silent } from '../../lab/progress.ts';
 import { requirements } from '../support/requirements.ts';
 

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../lab/bench/helper.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 
 async function cli(args: string[]): Promise<{ exitCode: number; stderr: string }> {
   const r = await execa(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'lab', 'cli.ts'), ...args], { cwd: REPO_ROOT, reject: false, timeout: 60_000 });

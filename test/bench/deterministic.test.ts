@@ -1,7 +1,7 @@
 /** The reproducibility table's arithmetic (the benchmark itself boots guests and only reports). */
 import { describe, expect, it } from 'vitest';
-import { formatRepro, reproRows } from '../../lab/bench/deterministic.ts';
-import type { RunRecord } from '../../lab/bench/record.ts';
+import { formatRepro, reproRows } from '../../lab/commands/bench-deterministic.ts';
+import type { RunRecord } from '../../lab/results/record.ts';
 
 function run(kernel: string, approach: RunRecord['approach'], statsNs: number | null, probe: { ns: number; packets: number } | null): RunRecord {
   return {

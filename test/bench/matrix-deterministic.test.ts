@@ -8,9 +8,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadRecords } from '../../lab/bench/jsonl.ts';
+import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/bench/matrix.ts';
-import { Provenance, type RunRecord } from '../../lab/bench/record.ts';
+import { Provenance, type RunRecord } from '../../lab/results/record.ts';
 import { RUN_TAG } from '../support/names.ts';
 import { requirements } from '../support/requirements.ts';
 

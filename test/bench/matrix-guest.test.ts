@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ApproachName } from '../../lab/approaches/approach.ts';
-import { loadRecords } from '../../lab/bench/jsonl.ts';
+import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/bench/matrix.ts';
-import { Provenance, type CellRecord, type RunRecord } from '../../lab/bench/record.ts';
+import { Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
 import { requirements } from '../support/requirements.ts';
 
 const need = requirements('root', 'qemu', 'clang', 'debootstrap');

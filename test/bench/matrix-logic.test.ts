@@ -12,9 +12,9 @@ import type { Approach, ApproachContext, ApproachName, Description } from '../..
 import { LabError } from '../../lab/errors.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget } from '../../lab/target.ts';
-import { RawRecord, Provenance, type CellRecord, type RunRecord } from '../../lab/bench/record.ts';
+import { RawRecord, Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
 import { runMatrix } from '../../lab/bench/matrix.ts';
-import { loadRecords } from '../../lab/bench/jsonl.ts';
+import { loadRecords } from '../../lab/results/jsonl.ts';
 import type { KernelSession, OpenKernel, Testbed } from '../../lab/bench/session.ts';
 
 const dirs: string[] = [];

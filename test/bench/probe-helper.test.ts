@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { agree, requirements } from '../support/requirements.ts';
-import { buildProbeHelper, REPO_ROOT } from '../../lab/bench/helper.ts';
+import { buildProbeHelper } from '../../lab/bench/helper.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 import { ProbeSession, probeUnavailableReason, toProbeTotals } from '../../lab/bench/probe.ts';
 import { buildPrograms } from '../../lab/programs/build.ts';
 import { HostTarget } from '../../lab/target.ts';
-import { ProbeTotals } from '../../lab/bench/record.ts';
+import { ProbeTotals } from '../../lab/results/record.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {

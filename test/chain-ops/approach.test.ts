@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import type { ApproachContext, Stage } from '../../lab/approaches/approach.ts';
 import { patched } from '../../lab/approaches/patched.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { isLabError, type LabErrorCode } from '../../lab/errors.ts';
 import { chainDetach, chainInit, chainReplace, type ChainInitOptions } from '../../lab/chain/ops.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';

@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
-import { parseProgramSpec, parseVerdicts } from '../../lab/chain/cli.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
+import { parseProgramSpec, parseVerdicts } from '../../lab/commands/chain.ts';
 import type { ChainStatus } from '../../lab/chain/ops.ts';
 import { pinDirForName, statePath } from '../../lab/chain/state.ts';
-import { DEFAULT_OUT_DIR, REPO_ROOT, buildPrograms } from '../../lab/programs/build.ts';
+import { DEFAULT_OUT_DIR, buildPrograms } from '../../lab/programs/build.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 import { metricsFromDump, totalPackets } from '../../lab/programs/trio.ts';
 import { createVethPair, destroyVethPair, hostTarget, type VethPair, RUN_ID } from './support.ts';
 

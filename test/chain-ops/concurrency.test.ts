@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { chainDetach, chainInit, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
-import { REPO_ROOT } from '../../lab/bench/helper.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');

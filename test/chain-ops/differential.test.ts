@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { chainDetach, chainInit, defaultPatcher, type ChainProgramSpec, type Patcher } from '../../lab/chain/ops.ts';
 import type { PatchMode } from '../../lab/chain/patch.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';

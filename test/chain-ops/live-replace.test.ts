@@ -10,7 +10,7 @@ import { execa, type ResultPromise } from 'execa';
 import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { chainDetach, chainInit, chainReplace, chainStatus, defaultPatcher, type Patcher } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { ReferencePatcher, counterObject, countsFrom, createVethPair, destroyVethPair, hostTarget, type VethPair, RUN_ID } from './support.ts';

@@ -12,7 +12,7 @@ import { HostTarget, type Target } from '../../lab/target.ts';
 import { compileBpfSource } from '../../lab/chain/loader.ts';
 import type { Patcher } from '../../lab/chain/ops.ts';
 import type { PatchOptions, PatchResult } from '../../lab/chain/patch.ts';
-import { bpftoolBatch as labBpftoolBatch, mapCreate as labMapCreate, unpin as labUnpin } from '../../lab/bpftool.ts';
+import { bpftoolBatch as labBpftoolBatch, mapCreate as labMapCreate, unpin as labUnpin } from '../../lab/bpftool/index.ts';
 
 /**
  * Per-process suffix for every host resource the tests create, so two test runs at once (a CI job

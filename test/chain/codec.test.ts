@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
-import { readObject, writeObject } from '../../lab/chain/object.ts';
-import { decodeInsns, encodeInsns } from '../../lab/chain/insn.ts';
+import { readObject, writeObject } from '../../lab/bpf/object.ts';
+import { decodeInsns, encodeInsns } from '../../lab/bpf/insn.ts';
 import { LIBXDP_OBJECTS, compile, frameCorpus, packet, readBytes, runInPrivateBpffs, tempDir } from './support.ts';
 
 const needClang = requirements('clang');

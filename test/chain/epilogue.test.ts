@@ -4,7 +4,7 @@
  * tail-call index, and which paths touch the per-CPU verdict map.
  */
 import { describe, expect, it } from 'vitest';
-import { Asm, type Insn } from '../../lab/chain/insn.ts';
+import { Asm, type Insn } from '../../lab/bpf/insn.ts';
 import { emitChainTail } from '../../lab/chain/patch.ts';
 import { type InterpWorld, run } from './interp.ts';
 

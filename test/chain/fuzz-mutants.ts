@@ -29,7 +29,7 @@ import {
   STT_SECTION,
   findSection,
   relSectionFor,
-} from '../../lab/chain/elf.ts';
+} from '../../lab/bpf/elf.ts';
 import {
   BTF_KIND_ARRAY,
   BTF_KIND_DATASEC,
@@ -45,10 +45,10 @@ import {
   BTF_KIND_VAR,
   type Btf,
   type BtfType,
-} from '../../lab/chain/btf.ts';
-import type { BtfExt, ExtInfoSec } from '../../lab/chain/btf-ext.ts';
-import { type Insn, decodeInsns, encodeInsns, width } from '../../lab/chain/insn.ts';
-import { type BpfObject, isCodeSection, readObject, writeObject } from '../../lab/chain/object.ts';
+} from '../../lab/bpf/btf.ts';
+import type { BtfExt, ExtInfoSec } from '../../lab/bpf/btf-ext.ts';
+import { type Insn, decodeInsns, encodeInsns, width } from '../../lab/bpf/insn.ts';
+import { type BpfObject, isCodeSection, readObject, writeObject } from '../../lab/bpf/object.ts';
 import { type PatchMode, listPrograms, patchObject } from '../../lab/chain/patch.ts';
 
 export type Rng = () => number;

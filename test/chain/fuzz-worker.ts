@@ -6,7 +6,7 @@
  * reads them without needing this thread's event loop, which a hang blocks.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { readObject } from '../../lab/chain/object.ts';
+import { readObject } from '../../lab/bpf/object.ts';
 import { type Failure, type FuzzBase, type PreparedBase, type Reader, type Sample, regionsOf, replayHint, runMutant } from './fuzz-mutants.ts';
 
 export interface WorkerInit {

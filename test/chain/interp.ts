@@ -3,7 +3,7 @@
  * ld/st, jeq/jne/ja, map lookup, tail call, exit). It lets a test walk every path of the emitted
  * code without a kernel and count map lookups per path.
  */
-import { type Insn, width } from '../../lab/chain/insn.ts';
+import { type Insn, width } from '../../lab/bpf/insn.ts';
 
 export interface InterpWorld {
   /** value stored in the verdict map (one u32) */

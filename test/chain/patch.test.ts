@@ -11,11 +11,11 @@ import { basename, join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
 import { type LabErrorCode, isLabError } from '../../lab/errors.ts';
 import { type PatchOptions, listPrograms, patchObject } from '../../lab/chain/patch.ts';
-import { findSection, relSectionFor } from '../../lab/chain/elf.ts';
-import { decodeInsns, isExit } from '../../lab/chain/insn.ts';
-import { BTF_KIND_DATASEC, BTF_KIND_FUNC, BTF_KIND_VAR } from '../../lab/chain/btf.ts';
-import { functionInsns, programSymbols, readObject } from '../../lab/chain/object.ts';
-import { benchPatch } from '../../lab/chain/bench.ts';
+import { findSection, relSectionFor } from '../../lab/bpf/elf.ts';
+import { decodeInsns, isExit } from '../../lab/bpf/insn.ts';
+import { BTF_KIND_DATASEC, BTF_KIND_FUNC, BTF_KIND_VAR } from '../../lab/bpf/btf.ts';
+import { functionInsns, programSymbols, readObject } from '../../lab/bpf/object.ts';
+import { benchPatch } from '../../lab/commands/bench-patch.ts';
 import { choosePatchMode } from '../../lab/chain/mode.ts';
 import { LIBXDP_OBJECTS, compile, frameCorpus, readBytes, runInPrivateBpffs, sh, tempDir } from './support.ts';
 

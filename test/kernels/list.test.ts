@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeManifest } from '../../lab/kernels/cache.ts';
-import { listKernels } from '../../lab/kernels/list.ts';
+import { listKernels } from '../../lab/commands/kernels.ts';
 import { kernelOrgProvider } from '../../lab/kernels/providers/kernel-org.ts';
 import { localProvider } from '../../lab/kernels/providers/local.ts';
 import { ubuntuMainlineProvider } from '../../lab/kernels/providers/ubuntu-mainline.ts';

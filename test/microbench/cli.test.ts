@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { Command } from 'commander';
 import { requirements } from '../support/requirements.ts';
-import { RawRecord, type MicroRecord } from '../../lab/bench/record.ts';
-import { benchChainCommand } from '../../lab/microbench/cli.ts';
+import { RawRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { benchChainCommand } from '../../lab/commands/bench-chain.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agree, requirements } from '../support/requirements.ts';
 import { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
-import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/bench/record.ts';
+import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { runMicrobenchDetailed, runMicrobenchToFile, supportedPatchModes, type MicrobenchResult } from '../../lab/microbench/index.ts';
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import { HostTarget } from '../../lab/target.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { buildMicroObject } from '../../lab/microbench/build.ts';
 import { openSandbox, type Sandbox } from '../../lab/microbench/sandbox.ts';

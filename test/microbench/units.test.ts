@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { LabError, isLabError } from '../../lab/errors.ts';
 import type { CommandResult, RunOptions, Target } from '../../lab/target.ts';
-import { RawRecord } from '../../lab/bench/record.ts';
+import { RawRecord } from '../../lab/results/record.ts';
 import { fitPerHop, t975 } from '../../lab/microbench/stats.ts';
 import { progRunBatch, u32Words } from '../../lab/microbench/runner.ts';
 import { runMicrobenchDetailed, scalingRow, unsupportedRecord, type MicrobenchResult } from '../../lab/microbench/index.ts';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
-import * as bpftool from '../../lab/bpftool.ts';
+import * as bpftool from '../../lab/bpftool/index.ts';
 import { hostTarget, leftovers, removeScratch, scratchDir } from './support.ts';
 import { RUN_TAG } from '../support/names.ts';
 

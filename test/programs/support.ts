@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostTarget, type CommandResult, type RunOptions, type Target } from '../../lab/target.ts';
-import { captureEvents, progRunMany } from '../../lab/bpftool.ts';
+import { captureEvents, progRunMany } from '../../lab/bpftool/index.ts';
 import { buildPrograms, DEFAULT_OUT_DIR } from '../../lab/programs/build.ts';
 import { MAP_NAMES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { buildCorpus, writeCorpus, type Corpus } from '../../lab/packets/corpus.ts';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
-import { loadAllShared, progRun, progRunMany, unpin } from '../../lab/bpftool.ts';
+import { loadAllShared, progRun, progRunMany, unpin } from '../../lab/bpftool/index.ts';
 import { applyTrioConfig, emptyMetrics, MAP_NAMES, PROGRAM_NAMES, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { XDP_ACTION, type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';

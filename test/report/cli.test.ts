@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isLabError } from '../../lab/errors.ts';
-import { reportCommand } from '../../lab/report/cli.ts';
+import { reportCommand } from '../../lab/commands/report.ts';
 import { cleanScratch, fixtureCopy, scratchDir } from './helpers.ts';
 
 afterAll(cleanScratch);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isLabError } from '../../lab/errors.ts';
-import { formatCoverage } from '../../lab/report/coverage-bench.ts';
+import { formatCoverage } from '../../lab/commands/bench-coverage.ts';
 import { TRUE_MEDIAN, bootstrapCoverage, type CoverageOptions } from '../../lab/report/coverage.ts';
 
 const small: CoverageOptions = { trials: 25, n: 7, resamples: 200, seed: 3 };

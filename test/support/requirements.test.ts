@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../lab/bench/helper.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
 import { pathWithout } from './path.ts';
 import { MachineExpectationError, agree, checkFeature, onPath, parseExpectation } from './requirements.ts';
 

@@ -4,10 +4,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import type { ProgressSink } from '../progress.ts';
-import { loadCatalog } from './catalog.ts';
-import { lookupCache } from './cache.ts';
-import type { Provider } from './provider.ts';
-import { DEFAULT_PROVIDERS, providerContext } from './resolve.ts';
+import { loadCatalog } from '../kernels/catalog.ts';
+import { lookupCache } from '../kernels/cache.ts';
+import type { Provider } from '../kernels/provider.ts';
+import { DEFAULT_PROVIDERS, providerContext } from '../kernels/resolve.ts';
 import { errorMessage } from '../errors.ts';
 
 export interface ProviderStatus {

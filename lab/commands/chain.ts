@@ -26,10 +26,10 @@ import {
   type ChainProgramSpec,
   type ChainStatus,
   type PatchMode,
-} from './ops.ts';
-import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from './state.ts';
-import { existsOn } from './loader.ts';
-import { choosePatchMode } from './mode.ts';
+} from '../chain/ops.ts';
+import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from '../chain/state.ts';
+import { existsOn } from '../chain/loader.ts';
+import { choosePatchMode } from '../chain/mode.ts';
 
 const VERDICT_HELP = `verdicts: ${XDP_ACTION_NAMES.join(', ')} or numbers (${XDP_ACTION_NAMES.map((n) => `${n}=${XDP_ACTIONS[n]}`).join(', ')})`;
 

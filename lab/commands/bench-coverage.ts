@@ -5,8 +5,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { positiveInt } from '../ui/cli.ts';
-import { COVERAGE_DISTRIBUTIONS, bootstrapCoverage, type CoverageDistribution, type CoverageResult } from './coverage.ts';
-import { BOOTSTRAP_RESAMPLES, CONFIDENCE } from './stats.ts';
+import { COVERAGE_DISTRIBUTIONS, bootstrapCoverage, type CoverageDistribution, type CoverageResult } from '../report/coverage.ts';
+import { BOOTSTRAP_RESAMPLES, CONFIDENCE } from '../report/stats.ts';
 
 export const DEFAULT_TRIALS = 1000;
 export const DEFAULT_SIZES: readonly number[] = [5, 10, 20, 50];

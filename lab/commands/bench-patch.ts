@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isLabError, wrapError } from '../errors.ts';
-import { type PatchMode, listPrograms, patchObject } from './patch.ts';
+import { type PatchMode, listPrograms, patchObject } from '../chain/patch.ts';
 
 export interface PatchTiming {
   file: string;

@@ -8,8 +8,8 @@ import { errorMessage, isLabError } from '../errors.ts';
 import { resolveKernel } from '../kernels/resolve.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { buildVmImage, type ImageOptions } from './image.ts';
-import { bootVm, type AccelChoice } from './vm.ts';
+import { buildVmImage, type ImageOptions } from '../vm/image.ts';
+import { bootVm, type AccelChoice } from '../vm/vm.ts';
 import { median } from 'simple-statistics';
 
 export const BOOT_TARGET_SECONDS = { tcg: 10, kvm: 2 } as const;

@@ -8,9 +8,9 @@
  * `nsenter --net=/run/netns/<netns>`, never `ip netns exec`, because the latter remounts /sys and
  * hides bpffs pins.
  */
-import type { CommandResult, Target } from './target.ts';
-import { shellQuote } from './target.ts';
-import { LabError, type LabErrorCode } from './errors.ts';
+import type { CommandResult, Target } from '../target.ts';
+import { shellQuote } from '../target.ts';
+import { LabError, type LabErrorCode } from '../errors.ts';
 
 /** How bpftool should find a program or map. */
 export type ObjRef = { id: number } | { pinned: string } | { name: string } | { tag: string };

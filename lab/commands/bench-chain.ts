@@ -8,13 +8,13 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { newRunId } from '../bench/record.ts';
+import { newRunId } from '../results/record.ts';
 import { LabError } from '../errors.ts';
 import { HostTarget } from '../target.ts';
 import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
-import { runMicrobenchToFile } from './index.ts';
-import { countRecords, formatMicrobench } from './table.ts';
+import { runMicrobenchToFile } from '../microbench/index.ts';
+import { countRecords, formatMicrobench } from '../microbench/table.ts';
 
 interface ChainOptions {
   quick?: boolean;

@@ -7,8 +7,8 @@ import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { LabError } from '../errors.ts';
 import type { ProgressEvent, ProgressSink } from '../progress.ts';
-import { renderReport, type ReportSummary } from './index.ts';
-import { THESIS_RUN_ID, writeThesisPseudoRun } from './thesis.ts';
+import { renderReport, type ReportSummary } from '../report/index.ts';
+import { THESIS_RUN_ID, writeThesisPseudoRun } from '../report/thesis.ts';
 import { printError } from '../ui/cli.ts';
 
 export const DEFAULT_THESIS_DIR = `results/${THESIS_RUN_ID}`;
@@ -66,7 +66,7 @@ export function reportCommand(opts: { progress?: ProgressSink; print?: (line: st
     });
 }
 
-// Direct use: `tsx lab/report/cli.ts results/<run-id>` (the lab's main CLI mounts reportCommand()).
+// Direct use: `tsx lab/commands/report.ts results/<run-id>` (the lab's main CLI mounts reportCommand()).
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   reportCommand()
     .parseAsync(process.argv)
