@@ -3,6 +3,7 @@
  * providers are probed with a short connect timeout, one connection per host.
  */
 import { execFileSync } from 'node:child_process';
+import { Command } from 'commander';
 import type { ProgressSink } from '../progress.ts';
 import { loadCatalog } from '../kernels/catalog.ts';
 import { lookupCache } from '../kernels/cache.ts';
@@ -75,4 +76,25 @@ function hostRelease(): string {
   } catch {
     return 'unknown';
   }
+}
+
+export function kernelsCommand(): Command {
+  return new Command('kernels')
+    .description('list the kernel catalog and, for each version, which provider can supply it on this machine')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const rows = await listKernels();
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      for (const r of rows) {
+        const usable = r.providers.filter((p) => p.available).map((p) => p.name);
+        const state = r.cached ? `cached (${r.release ?? '?'})` : usable.length > 0 ? `obtainable via ${usable.join(', ')}` : 'NOT obtainable here';
+        process.stdout.write(`${r.version.padEnd(6)} ${state}\n`);
+        for (const p of r.providers) {
+          process.stdout.write(`         ${p.available ? '+' : '-'} ${p.name}${p.reason ? `: ${p.reason}` : ''}\n`);
+        }
+      }
+    });
 }
