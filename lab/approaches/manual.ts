@@ -6,7 +6,8 @@
  */
 import type { Approach, ApproachContext, Description, LoadedProgram, Stage } from './approach.ts';
 import { STAGES } from './approach.ts';
-import { loadAllShared, mapUpdate, netAttachXdp, u32le, unpin } from '../bpftool/index.ts';
+import { loadAllShared, mapUpdate, netAttachXdp, unpin } from '../bpftool/index.ts';
+import { u32le } from '../bytes.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, PROGRAM_NAMES, applyTrioConfig } from '../programs/trio.ts';
 import {
   attachedMode,

@@ -6,7 +6,8 @@
 import type { Target } from '../target.ts';
 import type { Stage } from '../approaches/approach.ts';
 import { LabError } from '../errors.ts';
-import { mapDump, mapUpdate, mapDelete, u16le, u32le, type MapEntry } from '../bpftool/index.ts';
+import { mapDump, mapUpdate, mapDelete, type MapEntry } from '../bpftool/index.ts';
+import { u16le, u32le } from '../bytes.ts';
 
 /** enum pkt_class in programs/common.h. */
 export const PACKET_CLASSES = [

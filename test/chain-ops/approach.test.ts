@@ -12,6 +12,7 @@ import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
+import { readU64le } from '../../lab/bytes.ts';
 import type { ApproachContext, Stage } from '../../lab/approaches/approach.ts';
 import { patched } from '../../lab/approaches/patched.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
@@ -42,7 +43,7 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
   async function loggerSeen(): Promise<number> {
     let n = 0;
     for (const e of await bpftool.mapDump(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.logState}` })) {
-      for (const v of e.values ?? []) n += Number(bpftool.readU64le(v.value));
+      for (const v of e.values ?? []) n += Number(readU64le(v.value));
     }
     return n;
   }
