@@ -18,7 +18,8 @@ import type { KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/ops.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
-import { progRunBatch, progRunWords, XDP_PASS } from './runner.ts';
+import { XDP_PASS } from '../bpf/uapi.ts';
+import { progRunBatch, progRunWords } from './runner.ts';
 import type { Sandbox } from './sandbox.ts';
 import { failureReason, type Hop, type Unsupported } from './scaling.ts';
 

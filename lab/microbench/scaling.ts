@@ -18,7 +18,8 @@ import { readU64le, u32le } from '../bytes.ts';
 import { chainDetach, chainInit, type PatchMode } from '../chain/ops.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { Description } from '../approaches/approach.ts';
-import { progRunBatch, progRunWords, u32Words, XDP_PASS } from './runner.ts';
+import { XDP_PASS } from '../bpf/uapi.ts';
+import { progRunBatch, progRunWords, u32Words } from './runner.ts';
 import type { Sandbox } from './sandbox.ts';
 
 /** How a packet gets from one program to the next (MicroRecord.hop); the Approach vocabulary. */
