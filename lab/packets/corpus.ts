@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Target } from '../target.ts';
-import type { PacketClass } from '../programs/trio.ts';
+import type { PacketClass } from './classes.ts';
 import {
   ETH_P,
   ICMPV6,
