@@ -17,7 +17,7 @@ import {
   progDir,
   requireInterface,
   teardown,
-} from '../programs/loading.ts';
+} from './lifecycle.ts';
 
 function progPin(ctx: ApproachContext): string {
   return `${progDir(ctx, 'fused')}/${PROGRAM_NAMES.fused}`;

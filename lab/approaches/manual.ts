@@ -19,7 +19,7 @@ import {
   progDir,
   requireInterface,
   teardown,
-} from '../programs/loading.ts';
+} from './lifecycle.ts';
 import { LabError } from '../errors.ts';
 
 function progPin(ctx: ApproachContext, stage: Stage): string {

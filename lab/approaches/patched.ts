@@ -18,7 +18,7 @@ import { mapPin, mapShow, objectMapNames, progShow } from '../bpftool/index.ts';
 import { cachedFeatures } from '../features.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';
-import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from '../programs/loading.ts';
+import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
 import { CHAIN_MAP, VERDICT_MAP } from '../chain/loader.ts';
 import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
 import { readState } from '../chain/state.ts';
