@@ -1,7 +1,7 @@
 /**
- * The life cycle every approach that loads the trio shares: where its pins live under ctx.pinDir, the
- * checks that turn bad input into one clear LabError before anything is loaded, and the teardown
- * that leaves the interface with no XDP program and no pins on every path.
+ * The life cycle every approach that loads the trio shares: where its pins live under
+ * ctx.pinDir, the checks that turn bad input into one clear LabError before anything is loaded,
+ * and the teardown that leaves the interface with no XDP program and no pins on every path.
  *
  * Layout under ctx.pinDir (bpffs names cannot contain '.'):
  *   maps/<map name>       the maps, shared by the stages (deny_ports, metrics_stats, log_*, chain_jmp)
