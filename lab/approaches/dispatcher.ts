@@ -20,7 +20,7 @@ import { mapPin, mapShow, progShow } from '../bpftool/index.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { attachedMode, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { nsenterArgv } from '../testenv/index.ts';
+import { nsenterArgv } from '../testenv/testenv.ts';
 
 const supportCache = new WeakMap<Target, Support>();
 

@@ -11,7 +11,7 @@ import type { Target } from '../target.ts';
 import type { ApproachContext, LoadedProgram } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath, ensureBpffs, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
-import { nsenterArgv } from '../testenv/index.ts';
+import { nsenterArgv } from '../testenv/testenv.ts';
 
 export function mapsDir(ctx: ApproachContext): string {
   return `${ctx.pinDir}/maps`;

@@ -10,7 +10,7 @@ import type { HostTarget } from '../../lab/target.ts';
 import { captureEvents, xdpAttached } from '../../lab/bpftool/index.ts';
 import { applyTrioConfig, MAP_NAMES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { PACKET_CLASSES } from '../../lab/packets/classes.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { none } from '../../lab/approaches/none.ts';
 import { fused } from '../../lab/approaches/fused.ts';

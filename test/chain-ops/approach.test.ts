@@ -15,7 +15,7 @@ import * as bpftool from '../../lab/bpftool/index.ts';
 import { readU64le } from '../../lab/bytes.ts';
 import type { ApproachContext } from '../../lab/approaches/approach.ts';
 import { patched } from '../../lab/approaches/patched.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../../lab/programs/build.ts';
 import { MAP_NAMES, applyTrioConfig, readMetrics, totalPackets, type Stage } from '../../lab/programs/trio.ts';
 import { readState, statePath } from '../../lab/chain/state.ts';

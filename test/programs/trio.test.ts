@@ -11,7 +11,7 @@ import { loadAllShared, progRun, progRunMany, unpin } from '../../lab/bpftool/in
 import { applyTrioConfig, emptyMetrics, MAP_NAMES, PROGRAM_NAMES, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 import { XDP_ACTIONS as XDP_ACTION } from '../../lab/bpf/uapi.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import { manual } from '../../lab/approaches/manual.ts';
 import { fused } from '../../lab/approaches/fused.ts';
 import type { ApproachContext } from '../../lab/approaches/approach.ts';
