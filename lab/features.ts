@@ -8,6 +8,7 @@ import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
 import { shellQuote } from './target.ts';
 import * as bpftool from './bpftool/index.ts';
+import { readU64le, u32le } from './bytes.ts';
 import { compileBpfSource, putObject } from './chain/loader.ts';
 
 export interface Feature {
@@ -208,13 +209,13 @@ export async function probeFeatures(target: Target, options: ProbeOptions = {}):
     await target.run(['mkdir', '-p', loopDir]);
     try {
       await bpftool.load(target, loopObj, `${loopDir}/prog`, { type: 'xdp', pinMaps: loopDir });
-      await bpftool.mapUpdate(target, { pinned: `${loopDir}/xcl_probe_loop` }, bpftool.u32le(0), { prog: { pinned: `${loopDir}/prog` } });
+      await bpftool.mapUpdate(target, { pinned: `${loopDir}/xcl_probe_loop` }, u32le(0), { prog: { pinned: `${loopDir}/prog` } });
       const pkt = `${workDir}/probe-packet.bin`;
       await target.sh(`head -c 64 /dev/zero > ${shellQuote(pkt)}`);
       await bpftool.progRun(target, { pinned: `${loopDir}/prog` }, { dataIn: pkt });
-      const e = await bpftool.mapLookup(target, { pinned: `${loopDir}/xcl_probe_runs` }, bpftool.u32le(0));
+      const e = await bpftool.mapLookup(target, { pinned: `${loopDir}/xcl_probe_runs` }, u32le(0));
       if (!e?.value) throw new LabError('COMMAND', 'run counter missing');
-      maxChainPrograms = Number(bpftool.readU64le(e.value));
+      maxChainPrograms = Number(readU64le(e.value));
       f.maxTailCalls = {
         ok: true,
         detail: `one packet ran ${maxChainPrograms} programs (${maxChainPrograms - 1} tail calls) before the kernel stopped the chain`,

@@ -4,13 +4,10 @@
  * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
  */
 import type { Target } from '../target.ts';
+import type { Stage } from '../programs/trio.ts';
 
 export type ApproachName = 'none' | 'fused' | 'manual' | 'dispatcher' | 'patched';
 export const APPROACH_NAMES: readonly ApproachName[] = ['none', 'fused', 'manual', 'dispatcher', 'patched'];
-
-/** The three jobs, in chain order. */
-export type Stage = 'filter' | 'metrics' | 'logger';
-export const STAGES: readonly Stage[] = ['filter', 'metrics', 'logger'];
 
 export interface ApproachContext {
   target: Target;

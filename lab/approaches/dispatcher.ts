@@ -12,16 +12,15 @@
  * xdp-loader loads and attaches in one step, so load() only checks the inputs and attach() does
  * the work; the stages' maps are then pinned under ctx.pinDir/maps like the other approaches'.
  */
-import type { Approach, ApproachContext, Description, LoadedProgram, Stage, Support } from './approach.ts';
-import { STAGES } from './approach.ts';
+import type { Approach, ApproachContext, Description, LoadedProgram, Support } from './approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import { LabError } from '../errors.ts';
 import { mapPin, mapShow, progShow } from '../bpftool/index.ts';
 import { buildPrograms } from '../programs/build.ts';
-import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, applyTrioConfig } from '../programs/trio.ts';
-import { attachedMode, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from '../programs/loading.ts';
-import { nsenterArgv } from '../testenv/index.ts';
+import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
+import { attachedMode, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
+import { nsenterArgv } from '../testenv/testenv.ts';
 
 const supportCache = new WeakMap<Target, Support>();
 

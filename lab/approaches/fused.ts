@@ -2,10 +2,10 @@
  * One program (programs/fused.c) running filter, metrics and logger in sequence through the same
  * inline job functions the separate stages use: the lower bound on the cost of chaining.
  */
-import type { Approach, ApproachContext, Description, Stage } from './approach.ts';
+import type { Approach, ApproachContext, Description } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { loadAllShared, netAttachXdp } from '../bpftool/index.ts';
-import { DEFAULT_TRIO_CONFIG, OBJECTS, PROGRAM_NAMES, applyTrioConfig } from '../programs/trio.ts';
+import { DEFAULT_TRIO_CONFIG, OBJECTS, PROGRAM_NAMES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import {
   attachedMode,
   loadedProgram,
@@ -17,7 +17,7 @@ import {
   progDir,
   requireInterface,
   teardown,
-} from '../programs/loading.ts';
+} from './lifecycle.ts';
 
 function progPin(ctx: ApproachContext): string {
   return `${progDir(ctx, 'fused')}/${PROGRAM_NAMES.fused}`;

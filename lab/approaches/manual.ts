@@ -4,10 +4,10 @@
  * (-DMANUAL_NEXT). The stages share chain_jmp and the trio's maps through pins; this loader fills
  * the PROG_ARRAY and attaches the first stage.
  */
-import type { Approach, ApproachContext, Description, LoadedProgram, Stage } from './approach.ts';
-import { STAGES } from './approach.ts';
-import { loadAllShared, mapUpdate, netAttachXdp, u32le, unpin } from '../bpftool/index.ts';
-import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, PROGRAM_NAMES, applyTrioConfig } from '../programs/trio.ts';
+import type { Approach, ApproachContext, Description, LoadedProgram } from './approach.ts';
+import { loadAllShared, mapUpdate, netAttachXdp, unpin } from '../bpftool/index.ts';
+import { u32le } from '../bytes.ts';
+import { DEFAULT_TRIO_CONFIG, MAP_NAMES, OBJECTS, PROGRAM_NAMES, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import {
   attachedMode,
   loadedProgram,
@@ -19,7 +19,7 @@ import {
   progDir,
   requireInterface,
   teardown,
-} from '../programs/loading.ts';
+} from './lifecycle.ts';
 import { LabError } from '../errors.ts';
 
 function progPin(ctx: ApproachContext, stage: Stage): string {

@@ -5,7 +5,7 @@
 import type { Approach, ApproachContext, Description } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath } from '../bpftool/index.ts';
-import { attachedMode, requireInterface, requireRoot, teardown } from '../programs/loading.ts';
+import { attachedMode, requireInterface, requireRoot, teardown } from './lifecycle.ts';
 
 export const none: Approach = {
   name: 'none',

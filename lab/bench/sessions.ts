@@ -13,7 +13,7 @@ import { LabError } from '../errors.ts';
 import type { KernelOrigin } from '../kernels/origin.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { HostTarget, type Target } from '../target.ts';
-import { createTestEnv, type TestEnv } from '../testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../testenv/testenv.ts';
 import { buildProbeHelper, buildStatsHelper } from './helper.ts';
 import { REPO_ROOT } from '../paths.ts';
 import { parseCpuList, type FrequencyInfo } from './provenance.ts';

@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
+import { u32le } from '../bytes.ts';
 
 /** Map names the patch gives the chain's two maps (H1's defaults in patch.ts). */
 export const CHAIN_MAP = 'xcl_chain';
@@ -147,7 +148,7 @@ export async function loadChainProgram(target: Target, objectPath: string, pinPa
  * JITed direct jump with one text poke, so a packet sees either the old or the new program.
  */
 export async function setSlot(target: Target, chainPin: string, index: number, progPin: string): Promise<void> {
-  await bpftool.mapUpdate(target, { pinned: chainPin }, bpftool.u32le(index), { prog: { pinned: progPin } });
+  await bpftool.mapUpdate(target, { pinned: chainPin }, u32le(index), { prog: { pinned: progPin } });
 }
 
 /** The PROG_ARRAY's filled slots: index → program id. */

@@ -17,6 +17,7 @@ import { LabError, isLabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { shellQuote, type Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
+import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
 import { choosePatchMode, type ModeBody } from './mode.ts';
@@ -39,11 +40,6 @@ import { swapXdp } from './swap.ts';
 import { readState, removeState, statePath, writeState, type ChainProgram, type ChainState } from './state.ts';
 
 export type { PatchMode };
-
-/** XDP actions, as the kernel numbers them. */
-export const XDP_ACTIONS = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;
-export type XdpActionName = keyof typeof XDP_ACTIONS;
-export const XDP_ACTION_NAMES: readonly XdpActionName[] = ['aborted', 'drop', 'pass', 'tx', 'redirect'];
 
 /** Defaults of the thesis's evaluation: S = {XDP_PASS}, R = {XDP_TX, XDP_REDIRECT}. */
 export const DEFAULT_SUCCESS: readonly number[] = [XDP_ACTIONS.pass];

@@ -107,6 +107,7 @@ import {
 } from '../bpf/object.ts';
 import { keepOnlyProgram } from './isolate.ts';
 import { analyseStack, deepestCallChain, STACK_MAX } from '../bpf/stack.ts';
+import { XDP_PASS, XDP_REDIRECT, XDP_TX } from '../bpf/uapi.ts';
 
 /** Stack of the subprog-mode entry: ctx and the map key. */
 const SUBPROG_ENTRY_STACK = 16;
@@ -139,8 +140,8 @@ export interface PatchResult {
   notes: string[];
 }
 
-export const DEFAULT_SUCCESS: readonly number[] = [2];
-export const DEFAULT_REDIRECT: readonly number[] = [3, 4];
+export const DEFAULT_SUCCESS: readonly number[] = [XDP_PASS];
+export const DEFAULT_REDIRECT: readonly number[] = [XDP_TX, XDP_REDIRECT];
 export const DEFAULT_CHAIN_MAP = 'xcl_chain';
 export const DEFAULT_VERDICT_MAP = 'xcl_verdict';
 /** Size of the PROG_ARRAY; more than the 33 tail calls any kernel allows per packet. */

@@ -14,8 +14,6 @@ import { cachedFeatures } from '../features.ts';
 import {
   DEFAULT_REDIRECT,
   DEFAULT_SUCCESS,
-  XDP_ACTIONS,
-  XDP_ACTION_NAMES,
   chainDetach,
   chainRepair,
   chainInit,
@@ -27,6 +25,7 @@ import {
   type ChainStatus,
   type PatchMode,
 } from '../chain/ops.ts';
+import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
 import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from '../chain/state.ts';
 import { existsOn } from '../chain/loader.ts';
 import { choosePatchMode } from '../chain/mode.ts';

@@ -11,14 +11,16 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { LabError, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
-import type { Approach, ApproachContext, ApproachName, Description, Stage } from '../approaches/approach.ts';
+import type { Approach, ApproachContext, ApproachName, Description } from '../approaches/approach.ts';
+import type { Stage } from '../programs/trio.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/ops.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
-import { progRunBatch, progRunWords, XDP_PASS } from './runner.ts';
+import { XDP_PASS } from '../bpf/uapi.ts';
+import { progRunBatch, progRunWords } from './runner.ts';
 import type { Sandbox } from './sandbox.ts';
 import { failureReason, type Hop, type Unsupported } from './scaling.ts';
 

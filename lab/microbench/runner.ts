@@ -47,5 +47,3 @@ export function progRunWords(prog: string, packet: string, repeat: number): stri
   return ['prog', 'run', 'pinned', prog, 'data_in', packet, 'repeat', String(repeat)];
 }
 
-/** XDP_PASS: every trivial chain here ends with it; any other verdict means a broken chain. */
-export const XDP_PASS = 2;

@@ -14,10 +14,12 @@ import { errorMessage, isLabError, LabError, wrapError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
+import { readU64le, u32le } from '../bytes.ts';
 import { chainDetach, chainInit, type PatchMode } from '../chain/ops.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { Description } from '../approaches/approach.ts';
-import { progRunBatch, progRunWords, u32Words, XDP_PASS } from './runner.ts';
+import { XDP_PASS } from '../bpf/uapi.ts';
+import { progRunBatch, progRunWords, u32Words } from './runner.ts';
 import type { Sandbox } from './sandbox.ts';
 
 /** How a packet gets from one program to the next (MicroRecord.hop); the Approach vocabulary. */
@@ -229,11 +231,11 @@ export async function observeMaxChain(sb: Sandbox, countObject: string, packet: 
   try {
     const dir = chain.slots.replace(/\/maps\/chain_jmp$/, '');
     const hits = `${dir}/maps/chain_hits`;
-    await bpftool.mapUpdate(sb.target, { pinned: hits }, bpftool.u32le(0), new Uint8Array(8));
+    await bpftool.mapUpdate(sb.target, { pinned: hits }, u32le(0), new Uint8Array(8));
     await bpftool.progRun(sb.target, { pinned: chain.head }, { dataIn: packet, repeat: 1 });
-    const e = await bpftool.mapLookup(sb.target, { pinned: hits }, bpftool.u32le(0));
+    const e = await bpftool.mapLookup(sb.target, { pinned: hits }, u32le(0));
     if (!e?.value) throw new LabError('BENCH', `${sb.target.name}: chain_hits[0] is missing after the max-chain probe`);
-    return Number(bpftool.readU64le(e.value));
+    return Number(readU64le(e.value));
   } finally {
     await chain.teardown();
   }

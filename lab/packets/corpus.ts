@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Target } from '../target.ts';
-import type { PacketClass } from '../programs/trio.ts';
+import type { PacketClass } from './classes.ts';
 import {
   ETH_P,
   ICMPV6,
@@ -31,8 +31,6 @@ import {
 } from './frames.ts';
 
 export type Verdict = 'pass' | 'drop';
-/** XDP action numbers (enum xdp_action). */
-export const XDP_ACTION = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;
 
 /** The fields the logger reports for a frame (programs/logger.h struct log_record, minus ts/seq/ifindex). */
 export interface ExpectedLog {

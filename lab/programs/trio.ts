@@ -1,31 +1,18 @@
 /**
- * What user space knows about the trio: the packet classes, the map names every variant shares,
- * the configuration (deny list, log sampling) and how to read the counters and the log records.
- * Layouts here mirror programs/common.h, metrics.h and logger.h; change them together.
+ * What user space knows about the trio: its stages, the map names every variant shares, the
+ * configuration (deny list, log sampling) and how to read the counters and the log records (per
+ * packet class, lab/packets/classes.ts). Layouts here mirror programs/common.h, metrics.h and
+ * logger.h; change them together.
  */
 import type { Target } from '../target.ts';
-import type { Stage } from '../approaches/approach.ts';
 import { LabError } from '../errors.ts';
-import { mapDump, mapUpdate, mapDelete, u16le, u32le, type MapEntry } from '../bpftool/index.ts';
+import { mapDump, mapUpdate, mapDelete, type MapEntry } from '../bpftool/index.ts';
+import { u16le, u32le } from '../bytes.ts';
+import { PACKET_CLASSES, type PacketClass } from '../packets/classes.ts';
 
-/** enum pkt_class in programs/common.h. */
-export const PACKET_CLASSES = [
-  'non_ip',
-  'ipv4_tcp',
-  'ipv4_udp',
-  'ipv4_icmp',
-  'ipv4_other',
-  'ipv6_tcp',
-  'ipv6_udp',
-  'icmpv6',
-  'ipv6_other',
-  'malformed',
-] as const;
-export type PacketClass = (typeof PACKET_CLASSES)[number];
-
-export function classIndex(c: PacketClass): number {
-  return PACKET_CLASSES.indexOf(c);
-}
+/** The three jobs, in chain order. */
+export type Stage = 'filter' | 'metrics' | 'logger';
+export const STAGES: readonly Stage[] = ['filter', 'metrics', 'logger'];
 
 /** Map names, identical in every object that has the map (so pins can be shared). */
 export const MAP_NAMES = {

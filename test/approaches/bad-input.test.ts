@@ -12,7 +12,7 @@ import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError, type LabErrorCode } from '../../lab/errors.ts';
 import { load, loadAll, netAttachXdp, unpin, xdpAttached } from '../../lab/bpftool/index.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { none } from '../../lab/approaches/none.ts';
 import { fused } from '../../lab/approaches/fused.ts';

@@ -8,7 +8,7 @@ import { agree, requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { xdpAttached } from '../../lab/bpftool/index.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { ApproachContext, Support } from '../../lab/approaches/approach.ts';
 import { dispatcher } from '../../lab/approaches/dispatcher.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';

@@ -15,7 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { RawRecord, type RunRecord } from '../../lab/results/record.ts';
 import { HostTarget } from '../../lab/target.ts';
-import { createTestEnv, removeStaleNamespace } from '../../lab/testenv/index.ts';
+import { createTestEnv, removeStaleNamespace } from '../../lab/testenv/testenv.ts';
 import { readProc } from '../../lab/ui/launcher.ts';
 import { RUN_TAG } from '../support/names.ts';
 import { requirements } from '../support/requirements.ts';

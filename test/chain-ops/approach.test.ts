@@ -12,11 +12,12 @@ import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
-import type { ApproachContext, Stage } from '../../lab/approaches/approach.ts';
+import { readU64le } from '../../lab/bytes.ts';
+import type { ApproachContext } from '../../lab/approaches/approach.ts';
 import { patched } from '../../lab/approaches/patched.ts';
-import { createTestEnv, type TestEnv } from '../../lab/testenv/index.ts';
+import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../../lab/programs/build.ts';
-import { MAP_NAMES, applyTrioConfig, readMetrics, totalPackets } from '../../lab/programs/trio.ts';
+import { MAP_NAMES, applyTrioConfig, readMetrics, totalPackets, type Stage } from '../../lab/programs/trio.ts';
 import { readState, statePath } from '../../lab/chain/state.ts';
 import { RUN_ID, hostTarget } from './support.ts';
 
@@ -42,7 +43,7 @@ describe.skipIf(need.skip)('patched approach (host kernel, veth in namespaces)',
   async function loggerSeen(): Promise<number> {
     let n = 0;
     for (const e of await bpftool.mapDump(target, { pinned: `${ctx.pinDir}/maps/${MAP_NAMES.logState}` })) {
-      for (const v of e.values ?? []) n += Number(bpftool.readU64le(v.value));
+      for (const v of e.values ?? []) n += Number(readU64le(v.value));
     }
     return n;
   }

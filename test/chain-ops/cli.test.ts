@@ -12,6 +12,7 @@ import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
+import { readU64le, u16le, u32le } from '../../lab/bytes.ts';
 import { parseProgramSpec, parseVerdicts } from '../../lab/commands/chain.ts';
 import type { ChainStatus } from '../../lab/chain/ops.ts';
 import { pinDirForName, statePath } from '../../lab/chain/state.ts';
@@ -83,7 +84,7 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
     const m = metricsFromDump(await bpftool.mapDump(target, { id: await mapOf(s.state.programs[1]!.id, 'metrics_stats') }));
     let logger = 0;
     for (const e of await bpftool.mapDump(target, { id: await mapOf(s.state.programs[2]!.id, 'log_state') })) {
-      for (const v of e.values ?? []) logger += Number(bpftool.readU64le(v.value));
+      for (const v of e.values ?? []) logger += Number(readU64le(v.value));
     }
     return { metrics: totalPackets(m), logger, tcp: m.ipv4_tcp.packets, icmp: m.ipv4_icmp.packets };
   }
@@ -121,8 +122,8 @@ describe.skipIf(need.skip)('acceptance: npm run chain on the trio', () => {
 
     // Configure the trio through the maps the chain's programs own: drop TCP port 4444 in the
     // filter, log every packet in the logger (log_state then counts every packet it sees).
-    await bpftool.mapUpdate(target, { id: await mapOf(s.state.programs[0]!.id, 'deny_ports') }, bpftool.u16le(4444), [1]);
-    await bpftool.mapUpdate(target, { id: await mapOf(s.state.programs[2]!.id, 'log_config') }, bpftool.u32le(0), bpftool.u32le(1));
+    await bpftool.mapUpdate(target, { id: await mapOf(s.state.programs[0]!.id, 'deny_ports') }, u16le(4444), [1]);
+    await bpftool.mapUpdate(target, { id: await mapOf(s.state.programs[2]!.id, 'log_config') }, u32le(0), u32le(1));
 
     // Baseline after configuring: packets seen before (IPv6 DAD/ND on link-up) met a logger that was off.
     const c0 = await stableCounts(s);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
+import { u32le } from '../../lab/bytes.ts';
 import { chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
@@ -96,7 +97,7 @@ describe.skipIf(need.skip)('chain operations', () => {
 
   it('status reports a slot changed behind the chain\'s back', async () => {
     const st = (await chainStatus(target, `${PIN}/chain`)).state;
-    await bpftool.mapDelete(target, { pinned: st.maps.chain.pin }, bpftool.u32le(2));
+    await bpftool.mapDelete(target, { pinned: st.maps.chain.pin }, u32le(2));
     const s = await chainStatus(target, `${PIN}/chain`);
     expect(s.problems).toEqual([`slot 2 holds nothing, state says ${st.programs[2]!.id}`]);
     // The chain now ends early, as Alg. 3.4 does when V_{i+1} does not exist.

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import { HostTarget } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
+import { readU64le, u32le } from '../../lab/bytes.ts';
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { buildMicroObject } from '../../lab/microbench/build.ts';
 import { openSandbox, type Sandbox } from '../../lab/microbench/sandbox.ts';
@@ -24,10 +25,10 @@ const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const LENGTHS = [1, 2, 3, 17, 33, 34];
 
 async function runsAt(sb: Sandbox, chain: SlotChain, counter: string, packet: string, len: number): Promise<number> {
-  await bpftool.mapUpdate(sb.target, { pinned: counter }, bpftool.u32le(0), new Uint8Array(8));
+  await bpftool.mapUpdate(sb.target, { pinned: counter }, u32le(0), new Uint8Array(8));
   await sweepOnce(sb.target, chain, [len], packet, 1);
-  const e = await bpftool.mapLookup(sb.target, { pinned: counter }, bpftool.u32le(0));
-  return Number(bpftool.readU64le(e!.value!));
+  const e = await bpftool.mapLookup(sb.target, { pinned: counter }, u32le(0));
+  return Number(readU64le(e!.value!));
 }
 
 describe.skipIf(need.skip)('chain lengths are real', () => {

@@ -10,6 +10,7 @@ import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
+import { readU64le, u32le } from '../../lab/bytes.ts';
 import { hostTarget, leftovers, removeScratch, scratchDir } from './support.ts';
 import { RUN_TAG } from '../support/names.ts';
 
@@ -53,12 +54,12 @@ describe.skipIf(need.skip)('bpftool on the host kernel', () => {
     const info = await bpftool.mapCreate(target, `${dir}/h`, { type: 'hash', keySize: 4, valueSize: 8, entries: 16, name: 'xt2_h' });
     expect(info).toMatchObject({ type: 'hash', name: 'xt2_h', keySize: 4, valueSize: 8, maxEntries: 16 });
     const ref = { pinned: `${dir}/h` };
-    await bpftool.mapUpdate(target, ref, bpftool.u32le(7), [1, 0, 0, 0, 0, 0, 0, 2]);
-    const got = await bpftool.mapLookup(target, ref, bpftool.u32le(7));
-    expect(got && bpftool.readU64le(got.value!)).toBe(0x0200000000000001n);
-    expect(await bpftool.mapLookup(target, ref, bpftool.u32le(8))).toBeNull();
+    await bpftool.mapUpdate(target, ref, u32le(7), [1, 0, 0, 0, 0, 0, 0, 2]);
+    const got = await bpftool.mapLookup(target, ref, u32le(7));
+    expect(got && readU64le(got.value!)).toBe(0x0200000000000001n);
+    expect(await bpftool.mapLookup(target, ref, u32le(8))).toBeNull();
     expect((await bpftool.mapDump(target, ref)).map((e) => Array.from(e.key))).toEqual([[7, 0, 0, 0]]);
-    await bpftool.mapDelete(target, ref, bpftool.u32le(7));
+    await bpftool.mapDelete(target, ref, u32le(7));
     expect(await bpftool.mapDump(target, ref)).toEqual([]);
     await bpftool.mapPin(target, { id: info.id }, `${dir}/h2`);
     expect((await bpftool.mapShow(target, { pinned: `${dir}/h2` })).id).toBe(info.id);

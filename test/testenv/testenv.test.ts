@@ -10,7 +10,8 @@ import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { load, netAttachXdp, unpin } from '../../lab/bpftool/index.ts';
-import { createTestEnv, parseIperf3 } from '../../lab/testenv/index.ts';
+import { createTestEnv } from '../../lab/testenv/testenv.ts';
+import { parseIperf3 } from '../../lab/testenv/iperf3.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
 import { RUN_TAG } from '../support/names.ts';
 

@@ -11,12 +11,14 @@
  * enters it with `nsenter --net=/run/netns/<name>`).
  *
  * Commands run inside a namespace with `nsenter --net=/run/netns/NAME`, never `ip netns exec`,
- * which remounts /sys and hides bpffs pins from libbpf/libxdp.
+ * which remounts /sys and hides bpffs pins from libbpf/libxdp. iperf3's report is read by
+ * iperf3.ts.
  */
 import type { CommandResult, RunOptions, Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import { LabError } from '../errors.ts';
 import { netDetachXdp } from '../bpftool/index.ts';
+import { parseIperf3, type Iperf3Options, type Iperf3Summary } from './iperf3.ts';
 
 export interface Endpoint {
   netns: string;
@@ -34,29 +36,6 @@ export interface TestEnvOptions {
   replaceStale?: boolean;
   /** Use this xdp-tutorial checkout's testenv.sh (default: env XDP_TUTORIAL_DIR). Set '' to ignore the env. */
   xdpTutorialDir?: string;
-}
-
-export interface Iperf3Summary {
-  /** Receiver-side throughput. */
-  bitsPerSecond: number;
-  bytesReceived: number;
-  bytesSent: number;
-  retransmits: number | null;
-  seconds: number;
-  /** iperf3 -J output of the client, as parsed JSON. */
-  raw: unknown;
-}
-
-export interface Iperf3Options {
-  /** Seconds of traffic (iperf3 -t). */
-  seconds: number;
-  serverCpu?: number;
-  clientCpu?: number;
-  port?: number;
-  /** Extra client arguments (e.g. ['-P', '2'], ['-u', '-b', '10M']). */
-  clientArgs?: string[];
-  /** Send IPv4 instead of IPv6. */
-  ipv4?: boolean;
 }
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,11}$/;
@@ -197,34 +176,6 @@ export class TestEnv implements AsyncDisposable {
       });
     }
   }
-}
-
-export function parseIperf3(stdout: string, where: string): Iperf3Summary {
-  let j: {
-    error?: string;
-    end?: {
-      sum_received?: { bytes?: number; bits_per_second?: number; seconds?: number };
-      sum_sent?: { bytes?: number; retransmits?: number; seconds?: number };
-      sum?: { bytes?: number; bits_per_second?: number; seconds?: number };
-    };
-  };
-  try {
-    j = JSON.parse(stdout) as typeof j;
-  } catch {
-    throw new LabError('BENCH', `${where}: iperf3 output is not JSON: ${stdout.slice(0, 300)}`);
-  }
-  if (j.error) throw new LabError('BENCH', `${where}: iperf3: ${j.error}`, { remedy: 'Check that the namespaces can reach each other (ping6) and the port is free.' });
-  const recv = j.end?.sum_received ?? j.end?.sum;
-  const sent = j.end?.sum_sent ?? j.end?.sum;
-  if (!recv || recv.bits_per_second === undefined) throw new LabError('BENCH', `${where}: iperf3 report has no end.sum_received`);
-  return {
-    bitsPerSecond: recv.bits_per_second,
-    bytesReceived: recv.bytes ?? 0,
-    bytesSent: sent?.bytes ?? 0,
-    retransmits: j.end?.sum_sent?.retransmits ?? null,
-    seconds: recv.seconds ?? 0,
-    raw: j,
-  };
 }
 
 function tutorialDir(explicit: string | undefined): string | undefined {

@@ -1,17 +1,17 @@
 /**
- * Pieces every approach that loads the trio shares: where its pins live under ctx.pinDir, the
- * checks that turn bad input into one clear LabError before anything is loaded, and the teardown
- * that leaves the interface with no XDP program and no pins on every path.
+ * The life cycle every approach that loads the trio shares: where its pins live under
+ * ctx.pinDir, the checks that turn bad input into one clear LabError before anything is loaded,
+ * and the teardown that leaves the interface with no XDP program and no pins on every path.
  *
  * Layout under ctx.pinDir (bpffs names cannot contain '.'):
  *   maps/<map name>       the maps, shared by the stages (deny_ports, metrics_stats, log_*, chain_jmp)
  *   progs/<stage>/<prog>  each loaded program (bpftool prog loadall pins)
  */
 import type { Target } from '../target.ts';
-import type { ApproachContext, LoadedProgram } from '../approaches/approach.ts';
+import type { ApproachContext, LoadedProgram } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath, ensureBpffs, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
-import { nsenterArgv } from '../testenv/index.ts';
+import { nsenterArgv } from '../testenv/testenv.ts';
 
 export function mapsDir(ctx: ApproachContext): string {
   return `${ctx.pinDir}/maps`;

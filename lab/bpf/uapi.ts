@@ -1,0 +1,17 @@
+/**
+ * The kernel UAPI numbers the lab uses (include/uapi/linux/bpf.h), each defined once here so no
+ * other file writes a bare number with a comment naming it.
+ */
+
+/** enum xdp_action: the verdict an XDP program returns. */
+export const XDP_ABORTED = 0;
+export const XDP_DROP = 1;
+export const XDP_PASS = 2;
+export const XDP_TX = 3;
+export const XDP_REDIRECT = 4;
+
+/** The same verdicts by the lower-case names the CLI, the corpus and the chain's options use. */
+export const XDP_ACTIONS = { aborted: XDP_ABORTED, drop: XDP_DROP, pass: XDP_PASS, tx: XDP_TX, redirect: XDP_REDIRECT } as const;
+export type XdpActionName = keyof typeof XDP_ACTIONS;
+/** Names indexed by action number. */
+export const XDP_ACTION_NAMES: readonly XdpActionName[] = ['aborted', 'drop', 'pass', 'tx', 'redirect'];

@@ -1,0 +1,91 @@
+/**
+ * XDP attachments through `bpftool net`: attach, detach (every mode) and show, checking first that
+ * the interface exists so a wrong name is a NO_INTERFACE error, not bpftool's bare ENODEV.
+ */
+import type { Target } from '../target.ts';
+import { LabError } from '../errors.ts';
+import { bpftoolJson, nsPrefix, refArgs, refText, type ObjRef } from './run.ts';
+
+export type XdpAttachMode = 'xdp' | 'xdpdrv' | 'xdpgeneric' | 'xdpoffload';
+
+export interface XdpAttachment {
+  devname: string;
+  ifindex: number;
+  /** "driver", "generic", "offload" or bpftool's words for multi-attach. */
+  mode: string;
+  id: number;
+}
+
+async function ifaceExists(target: Target, ifname: string, netns?: string): Promise<boolean> {
+  const r = await target.run([...nsPrefix(netns), 'ip', 'link', 'show', 'dev', ifname], { allowFailure: true });
+  return r.exitCode === 0;
+}
+
+function noInterface(target: Target, ifname: string, netns?: string): LabError {
+  return new LabError('NO_INTERFACE', `${target.name}: no interface ${ifname}${netns ? ` in netns ${netns}` : ''}`, {
+    remedy: 'Create the test environment first (lab/testenv) or pass an existing interface name.',
+  });
+}
+
+export interface NetAttachOptions {
+  /** Default xdpdrv (native): the lab measures native XDP only. */
+  mode?: XdpAttachMode;
+  netns?: string;
+  /** Replace a program already attached. */
+  overwrite?: boolean;
+}
+
+/** `bpftool net attach xdpdrv <prog ref> dev IF [overwrite]`. */
+export async function netAttachXdp(target: Target, prog: ObjRef, ifname: string, opts: NetAttachOptions = {}): Promise<void> {
+  if (!(await ifaceExists(target, ifname, opts.netns))) throw noInterface(target, ifname, opts.netns);
+  const args = ['net', 'attach', opts.mode ?? 'xdpdrv', ...refArgs(prog), 'dev', ifname];
+  if (opts.overwrite) args.push('overwrite');
+  await bpftoolJson(target, args, {
+    code: 'ATTACH',
+    netns: opts.netns,
+    what: `attaching ${refText(prog)} to ${ifname}`,
+    remedy: 'Check that the interface supports native XDP and has no other program attached (bpftool net show).',
+  });
+}
+
+/**
+ * `bpftool net detach <mode> dev IF` for every XDP mode, so the interface ends with no XDP program
+ * whatever mode it was in. A missing interface is not an error here (nothing can be attached).
+ */
+export async function netDetachXdp(target: Target, ifname: string, opts: { netns?: string } = {}): Promise<void> {
+  if (!(await ifaceExists(target, ifname, opts.netns))) return;
+  for (const mode of ['xdpdrv', 'xdpgeneric', 'xdp'] as const) {
+    await bpftoolJson(target, ['net', 'detach', mode, 'dev', ifname], {
+      code: 'ATTACH',
+      netns: opts.netns,
+      what: `detaching XDP (${mode}) from ${ifname}`,
+    });
+  }
+}
+
+interface RawNet {
+  xdp?: { devname: string; ifindex: number; mode?: string; id?: number; multi_attachments?: { mode: string; id: number }[] }[];
+}
+
+/** `bpftool net show [dev IF]`: XDP attachments, one per (interface, mode). */
+export async function netShow(target: Target, opts: { netns?: string; dev?: string } = {}): Promise<XdpAttachment[]> {
+  if (opts.dev !== undefined && !(await ifaceExists(target, opts.dev, opts.netns))) throw noInterface(target, opts.dev, opts.netns);
+  const args = ['net', 'show', ...(opts.dev ? ['dev', opts.dev] : [])];
+  const j = await bpftoolJson<RawNet[] | null>(target, args, { netns: opts.netns, what: 'net show' });
+  const out: XdpAttachment[] = [];
+  for (const block of j ?? []) {
+    for (const x of block.xdp ?? []) {
+      if (x.multi_attachments) {
+        for (const m of x.multi_attachments) out.push({ devname: x.devname, ifindex: x.ifindex, mode: m.mode, id: m.id });
+      } else if (x.id !== undefined) {
+        out.push({ devname: x.devname, ifindex: x.ifindex, mode: x.mode ?? 'unknown', id: x.id });
+      }
+    }
+  }
+  return out;
+}
+
+/** The XDP program(s) attached to one interface ([] when none). */
+export async function xdpAttached(target: Target, ifname: string, netns?: string): Promise<XdpAttachment[]> {
+  return (await netShow(target, { netns, dev: ifname })).filter((x) => x.devname === ifname);
+}
