@@ -324,7 +324,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
   return result;
 }
 
-/** The issue-7 entry point: the raw records of one target's microbenchmarks. */
+/** The raw records of one target's microbenchmarks, for callers that write them themselves. */
 export async function runMicrobench(target: Target, opts: MicrobenchOptions): Promise<MicrobenchRecord[]> {
   return (await runMicrobenchDetailed(target, opts)).records;
 }
