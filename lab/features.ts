@@ -6,9 +6,9 @@
  */
 import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
-import { shellQuote } from './target.ts';
+import { putObject, shellQuote } from './target.ts';
 import * as bpftool from './bpftool/index.ts';
-import { compileBpfSource, putObject } from './chain/loader.ts';
+import { compileBpfSource } from './toolchain/bpf-source.ts';
 
 export interface Feature {
   ok: boolean;

@@ -15,8 +15,9 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { LabError, isLabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { shellQuote, type Target } from '../target.ts';
+import { putObject, shellQuote, type Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
+import { compileBpfSource } from '../toolchain/bpf-source.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
 import { choosePatchMode, type ModeBody } from './mode.ts';
@@ -24,11 +25,9 @@ import {
   CHAIN_MAP,
   TRAMPOLINE_SOURCE,
   VERDICT_MAP,
-  compileBpfSource,
   existsOn,
   loadChainProgram,
   pinChainMaps,
-  putObject,
   readSlots,
   setSlot,
   type ChainMapPins,
