@@ -4,6 +4,7 @@
  * clang failure is a COMPILE LabError carrying the argv, the exit code and clang's stderr, and
  * leaves no temporary file.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { requirements } from '../support/requirements.ts';
 import { isLabError, type LabError } from '../../lab/errors.ts';
 import { buildCached, inputKey, type KeyInputs } from '../../lab/toolchain/cache.ts';
 import { BPF_FLAGS, bpfIncludeFlags, compile, parseDependencies, type CompileJob } from '../../lab/toolchain/clang.ts';
+import { BPF_SOURCE_CACHE, compileBpfSource } from '../../lab/toolchain/bpf-source.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -188,5 +190,19 @@ describe.skipIf(requirements('clang').skip)('compiling through the cache', () =>
     const { out, job } = await tree();
     const err = await compile({ ...job(), compiler: 'xt-no-such-clang' }, { dir: out, name: 'prog', ext: '.o', layout: 'stamp' }).catch((e: unknown) => e);
     expect(isLabError(err, 'MISSING_TOOL')).toBe(true);
+  });
+
+  it('a source held in a string is cached too, one object per flag set, none removed while in use', async () => {
+    const name = `xt-toolchain-${process.pid}`;
+    const source = SOURCE.replace('#include "verdict.h"', '#define VERDICT 2');
+    const a = await compileBpfSource(source, name);
+    const old = new Date(2000, 0, 1);
+    await utimes(a, old, old);
+    expect(await compileBpfSource(source, name)).toBe(a);
+    expect((await stat(a)).mtime.getFullYear()).toBe(2000);
+    const v3 = await compileBpfSource(source, name, ['-mcpu=v3']);
+    expect(v3).not.toBe(a);
+    expect(existsSync(a)).toBe(true);
+    for (const f of await readdir(BPF_SOURCE_CACHE)) if (f.startsWith(`${name}-`)) await rm(join(BPF_SOURCE_CACHE, f), { force: true });
   });
 });
