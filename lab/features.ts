@@ -6,10 +6,10 @@
  */
 import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
-import { shellQuote } from './target.ts';
+import { putObject, shellQuote } from './target.ts';
 import * as bpftool from './bpftool/index.ts';
 import { readU64le, u32le } from './bytes.ts';
-import { compileBpfSource, putObject } from './chain/loader.ts';
+import { compileBpfSource } from './toolchain/bpf-source.ts';
 
 export interface Feature {
   ok: boolean;

@@ -4,7 +4,7 @@
  * (testenv, approaches, bench) talks to a Target and never knows which one it has.
  */
 import { copyFile, mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { execa } from 'execa';
 import { LabError } from './errors.ts';
 
@@ -54,6 +54,13 @@ export function commandFailed(where: string, argv: readonly string[], r: Command
   return new LabError('COMMAND', `${where}: \`${cmd}\` exited with ${r.exitCode}${tail ? `:\n${tail}` : ''}`, {
     details: { argv, exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr },
   });
+}
+
+/** Copies a local file (a BPF object, a helper) into `dir` on the target and returns its path there. */
+export async function putObject(target: Target, localPath: string, dir: string, name = basename(localPath)): Promise<string> {
+  const remote = `${dir}/${name}`;
+  await target.putFile(localPath, remote);
+  return remote;
 }
 
 /** The machine's own kernel. Commands run as child processes of the lab. */

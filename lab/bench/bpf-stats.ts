@@ -15,7 +15,7 @@ import type { LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { BpfStats, ProgramStatsDelta } from '../results/record.ts';
-import { type HelperLine, parseHelperLines } from './helper.ts';
+import { type HelperLine, parseHelperLines } from '../programs/user.ts';
 
 export const SYSCTL_PATH = '/proc/sys/kernel/bpf_stats_enabled';
 

@@ -10,7 +10,7 @@ import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { ProbeTotals } from '../results/record.ts';
-import { type HelperLine, parseHelperLines } from './helper.ts';
+import { type HelperLine, parseHelperLines } from '../programs/user.ts';
 
 export interface ProbeFiles {
   /** Helper executable on the target. */

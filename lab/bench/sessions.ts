@@ -14,7 +14,7 @@ import type { KernelOrigin } from '../kernels/origin.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { HostTarget, type Target } from '../target.ts';
 import { createTestEnv, type TestEnv } from '../testenv/testenv.ts';
-import { buildProbeHelper, buildStatsHelper } from './helper.ts';
+import { buildProbeHelper, buildStatsHelper } from '../programs/user.ts';
 import { REPO_ROOT } from '../paths.ts';
 import { parseCpuList, type FrequencyInfo } from './provenance.ts';
 import type { KernelSession, OpenKernelOptions, Testbed } from './session.ts';

@@ -1,14 +1,9 @@
 /**
- * The kernel side of a chain: compiling the few tiny BPF programs the chain itself needs (the head
- * trampoline, the feature probes), putting objects on a target, loading patched programs so that
- * they share one pinned PROG_ARRAY and one pinned per-CPU verdict map, and reading the slots back.
+ * The kernel side of a chain: the source of the head trampoline the chain itself needs, loading
+ * patched programs so that they share one pinned PROG_ARRAY and one pinned per-CPU verdict map, and
+ * reading the slots back.
  * Everything goes through lab/bpftool/; this file only adds the chain's vocabulary on top.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
@@ -47,54 +42,6 @@ int xcl_head(struct xdp_md *ctx)
 }
 char LICENSE[] SEC("license") = "GPL";
 `;
-
-function clangIncludes(): string[] {
-  // asm/types.h lives in the multiarch directory, which clang does not search for -target bpf.
-  const arch = process.arch === 'arm64' ? 'aarch64-linux-gnu' : 'x86_64-linux-gnu';
-  return ['-I', `/usr/include/${arch}`];
-}
-
-/**
- * Compiles a small BPF C source with clang on the machine running the lab (not the target: guests
- * have no compiler) and returns the object's local path. Objects are cached by content hash.
- */
-export async function compileBpfSource(source: string, name: string, extraFlags: readonly string[] = []): Promise<string> {
-  const hash = createHash('sha256').update(source).update(extraFlags.join(' ')).digest('hex').slice(0, 16);
-  const dir = join(tmpdir(), 'xdp-chain-lab-cc');
-  await mkdir(dir, { recursive: true });
-  const out = join(dir, `${name}-${hash}.o`);
-  try {
-    await readFile(out);
-    return out;
-  } catch {
-    /* not cached yet */
-  }
-  const src = join(dir, `${name}-${hash}.c`);
-  await writeFile(src, source);
-  const tmp = `${out}.${process.pid}.tmp`;
-  const r = await execa('clang', ['-O2', '-g', '-target', 'bpf', ...clangIncludes(), ...extraFlags, '-c', src, '-o', tmp], {
-    reject: false,
-  }).catch((e: unknown) => {
-    throw new LabError('MISSING_TOOL', `cannot run clang to build ${name}: ${(e as Error).message}`, {
-      remedy: 'Install clang and libbpf-dev (npm run setup).',
-    });
-  });
-  if (r.exitCode !== 0) {
-    const missing = (r as { code?: string }).code === 'ENOENT';
-    throw new LabError(missing ? 'MISSING_TOOL' : 'COMPILE', `clang failed on ${name} (${src}):\n${String(r.stderr).trim()}`, {
-      remedy: missing ? 'Install clang (npm run setup).' : 'Install libbpf-dev and linux-libc-dev (npm run setup).',
-    });
-  }
-  await rename(tmp, out);
-  return out;
-}
-
-/** Copies a local object into `dir` on the target and returns its path there. */
-export async function putObject(target: Target, localPath: string, dir: string, name = basename(localPath)): Promise<string> {
-  const remote = `${dir}/${name}`;
-  await target.putFile(localPath, remote);
-  return remote;
-}
 
 export interface ChainMapPins {
   chain: string;

@@ -15,9 +15,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { LabError, isLabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { shellQuote, type Target } from '../target.ts';
+import { putObject, shellQuote, type Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
 import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
+import { compileBpfSource } from '../toolchain/bpf-source.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
 import { choosePatchMode, type ModeBody } from './mode.ts';
@@ -25,11 +26,9 @@ import {
   CHAIN_MAP,
   TRAMPOLINE_SOURCE,
   VERDICT_MAP,
-  compileBpfSource,
   existsOn,
   loadChainProgram,
   pinChainMaps,
-  putObject,
   readSlots,
   setSlot,
   type ChainMapPins,

@@ -9,7 +9,7 @@
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
-import { buildUserHelper, parseHelperLines } from '../bench/helper.ts';
+import { buildUserHelper, parseHelperLines } from '../programs/user.ts';
 
 export type SwapMethod = 'xdp-flags-replace' | 'netlink-overwrite';
 

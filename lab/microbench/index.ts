@@ -14,7 +14,7 @@ import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../results
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/ops.ts';
-import { buildMicroObjects } from './build.ts';
+import { buildMicroObjects } from '../programs/micro.ts';
 import { openSandbox, type Sandbox } from './sandbox.ts';
 import {
   SCALING_VARIANTS,

@@ -18,7 +18,7 @@
  *   {"event":"stopped","mode":"..","sysctlAfter":0|1|null,"restored":true|false}  on exit
  *   {"event":"error","stage":"usage|unsupported|enable|sysctl","errno":N,"message":".."} then exit 2
  * EOF on stdin is not a stop request (stdin may be /dev/null).
- * Built by lab/bench/helper.ts with plain `cc` (no libbpf: only the bpf() syscall).
+ * Built by lab/programs/user.ts with plain `cc` (no libbpf: only the bpf() syscall).
  */
 #define _GNU_SOURCE
 #include <errno.h>

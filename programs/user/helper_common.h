@@ -2,7 +2,7 @@
 /*
  * What the lab's user-space helpers share: the stop flag set by signals, JSON string output, the
  * one error line they print before exiting 2, and a monotonic clock in seconds. Included by
- * every helper in programs/user; lab/bench/helper.ts hashes it into their build.
+ * every helper in programs/user; lab/programs/user.ts hashes it into their build.
  */
 #ifndef XCL_HELPER_COMMON_H
 #define XCL_HELPER_COMMON_H

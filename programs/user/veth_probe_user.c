@@ -12,7 +12,7 @@
  *   {"event":"totals","calls":..,"packets":..,"ns":..,"cycles":N|null,"cyclesNullReason":"..",...}
  *   {"event":"error","stage":"open|load|attach|...","errno":N,"message":"..."}     then exit 2
  * libbpf's own warnings go to stderr. EOF on stdin is not a stop request (stdin may be /dev/null).
- * Built by lab/bench/helper.ts with `cc ... -lbpf`; links dynamically against libbpf1.
+ * Built by lab/programs/user.ts with `cc ... -lbpf`; links dynamically against libbpf1.
  */
 #define _GNU_SOURCE
 #include <errno.h>

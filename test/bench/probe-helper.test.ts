@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { agree, requirements } from '../support/requirements.ts';
-import { buildProbeHelper } from '../../lab/bench/helper.ts';
+import { buildProbeHelper } from '../../lab/programs/user.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { ProbeSession, probeUnavailableReason, toProbeTotals } from '../../lab/bench/probe.ts';
 import { buildPrograms } from '../../lab/programs/build.ts';

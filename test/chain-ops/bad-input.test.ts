@@ -11,7 +11,7 @@ import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
 import { isLabError, type LabErrorCode } from '../../lab/errors.ts';
 import { chainDetach, chainInit, chainReplace, type ChainInitOptions } from '../../lab/chain/ops.ts';
-import { compileBpfSource } from '../../lab/chain/loader.ts';
+import { compileBpfSource } from '../../lab/toolchain/bpf-source.ts';
 import { readState, statePath } from '../../lab/chain/state.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { FIXTURES, ReferencePatcher, counterObject, createVethPair, destroyVethPair, hostTarget, type VethPair, RUN_ID } from './support.ts';

@@ -13,7 +13,7 @@ import { u32le } from '../../lab/bytes.ts';
 import { chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, type ChainProgramSpec } from '../../lab/chain/ops.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { FIXTURES, RUN_ID, bpftoolBatch, counterBench, counterObject, countsFrom, hostTarget } from './support.ts';
-import { compileBpfSource } from '../../lab/chain/loader.ts';
+import { compileBpfSource } from '../../lab/toolchain/bpf-source.ts';
 import { statePath } from '../../lab/chain/state.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');

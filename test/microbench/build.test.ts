@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
-import { buildMicroObject, buildMicroObjects, MICRO_OBJECTS } from '../../lab/microbench/build.ts';
+import { buildMicroObject, buildMicroObjects, MICRO_OBJECTS } from '../../lab/programs/micro.ts';
 
 const need = requirements('clang');
 const dirs: string[] = [];

@@ -15,7 +15,7 @@ import { HostTarget } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
 import { readU64le, u32le } from '../../lab/bytes.ts';
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
-import { buildMicroObject } from '../../lab/microbench/build.ts';
+import { buildMicroObject } from '../../lab/programs/micro.ts';
 import { openSandbox, type Sandbox } from '../../lab/microbench/sandbox.ts';
 import { loadManualChain, loadPatchedChain, sweepOnce, SCALING_VARIANTS, type SlotChain } from '../../lab/microbench/scaling.ts';
 import { putRepresentativePacket } from '../../lab/microbench/approaches.ts';

@@ -1,27 +1,21 @@
 /**
  * Builds the userspace helpers (programs/user/<name>_user.c: the veth_poll probe, the BPF
- * run-time statistics switch and the XDP compare-and-swap) with cc + libbpf into build/user/<name>-<hash>.
- * The output name carries a hash of the helper's source, the shared headers, the compiler and the
- * libbpf headers, so an unchanged tree rebuilds nothing and a changed one never reuses a stale binary.
- * Built on the host and copied to guests: Debian bookworm's libbpf1 there matches libbpf-dev here.
+ * run-time statistics switch and the XDP compare-and-swap) with cc + libbpf into build/user/<name>-<hash>,
+ * through the toolchain: the name carries the content hash of the source, the headers it includes
+ * (programs/user's and libbpf's), the flags and the compiler and its version, so an unchanged tree
+ * rebuilds nothing and a changed one never reuses a stale binary. Also reads the helpers' output
+ * (JSON lines). Built on the host and copied to guests: Debian bookworm's libbpf1 there matches
+ * libbpf-dev here.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { execa } from 'execa';
+import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import { REPO_ROOT } from '../paths.ts';
+import type { CachedBuild } from '../toolchain/cache.ts';
+import { compile } from '../toolchain/clang.ts';
 
-
-export interface HelperBuild {
-  /** Absolute path of the built executable. */
-  path: string;
-  /** Content hash the binary was built from. */
-  hash: string;
-  /** False when an up-to-date binary was already there. */
-  built: boolean;
-}
+/** The built executable: its path, the content hash it was built from, and whether it was built now. */
+export type HelperBuild = CachedBuild;
 
 /** The helpers this lab builds: name → source file in programs/user and what it links against. */
 export const USER_HELPERS = {
@@ -37,19 +31,6 @@ export interface HelperBuildOptions {
   sourceDir?: string;
   outDir?: string;
   cc?: string;
-}
-
-async function ccVersion(cc: string): Promise<string> {
-  try {
-    const r = await execa(cc, ['--version'], { reject: false });
-    if (r.exitCode !== 0) throw new Error(String(r.stderr));
-    return String(r.stdout).split('\n')[0] ?? '';
-  } catch (e) {
-    throw new LabError('MISSING_TOOL', `helper build: C compiler \`${cc}\` not usable`, {
-      cause: e,
-      remedy: 'Install gcc or clang (run `npm run setup`).',
-    });
-  }
 }
 
 /** Builds build/user/veth_probe-<hash> from programs/user/veth_probe_user.c. */
@@ -80,32 +61,18 @@ export async function buildUserHelper(name: UserHelperName, options: HelperBuild
       remedy: 'Install libbpf-dev (run `npm run setup`).',
     });
   }
-  const hash = createHash('sha256');
-  for (const file of (await readdir(sourceDir)).filter((n) => n === sourceName || n.endsWith('.h')).sort()) {
-    hash.update(file).update('\0').update(await readFile(join(sourceDir, file))).update('\0');
-  }
-  hash.update(await ccVersion(cc)).update('\0');
-  const versionHeader = '/usr/include/bpf/libbpf_version.h';
-  if (existsSync(versionHeader)) hash.update(await readFile(versionHeader));
-  const digest = hash.digest('hex').slice(0, 16);
-  const path = join(outDir, `${name}-${digest}`);
-  if (existsSync(path)) return { path, hash: digest, built: false };
-
-  await mkdir(outDir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const r = await execa(cc, ['-O2', '-g', '-Wall', '-Wextra', '-o', tmp, source, ...(libbpf ? ['-lbpf'] : [])], { reject: false, all: true });
-  if (r.exitCode !== 0) {
-    await rm(tmp, { force: true });
-    throw new LabError('COMPILE', `${what}: ${source}: cc failed (exit ${r.exitCode}):\n${String(r.all ?? '').trim()}`, {
+  return compile(
+    {
+      compiler: cc,
+      flags: ['-O2', '-g', '-Wall', '-Wextra'],
+      source,
+      output: 'executable',
+      libs: libbpf ? ['-lbpf'] : [],
+      what: `${what}: ${source}`,
       remedy: `Check that ${libbpf ? 'libbpf-dev' : 'linux-libc-dev'} is installed and the source compiles (\`cc programs/user/${sourceName}${libbpf ? ' -lbpf' : ''}\`).`,
-    });
-  }
-  // Rename last so a killed build never leaves a binary under the final name.
-  await rename(tmp, path);
-  for (const old of await readdir(outDir)) {
-    if (old.startsWith(`${name}-`) && join(outDir, old) !== path) await rm(join(outDir, old), { force: true });
-  }
-  return { path, hash: digest, built: true };
+    },
+    { dir: outDir, name, ext: '', layout: 'hashed-latest' },
+  );
 }
 
 /** One line of a helper's stdout: a JSON object with an `event` (see each helper's header). */
