@@ -42,7 +42,7 @@ import {
   toolVersions,
   writeProvenance,
 } from './provenance.ts';
-import type { IperfOutcome, KernelSession, OpenKernel } from './session.ts';
+import type { IperfOutcome, KernelSession, OpenKernel } from './kernel-session.ts';
 import { median } from 'simple-statistics';
 import { REPO_ROOT } from '../paths.ts';
 import { renderReport } from '../report/index.ts';
@@ -64,7 +64,7 @@ export interface MatrixOptions {
   signal?: AbortSignal;
   /** Name prefix for namespaces, veths and pins (default "xlab"). */
   prefix?: string;
-  /** How kernels are obtained (default: lab/bench/sessions.ts — host, or a VM via lab/vm). */
+  /** How kernels are obtained (default: lab/bench/open-session.ts — host, or a VM via lab/vm). */
   openKernel?: OpenKernel;
   /** One discarded warm-up run per kernel session (default true). */
   warmup?: boolean;
@@ -807,6 +807,6 @@ class Matrix {
 
 /** Runs (or resumes) the matrix. See MatrixOptions. */
 export async function runMatrix(opts: MatrixOptions): Promise<MatrixResult> {
-  const open: OpenKernel = opts.openKernel ?? (await import('./sessions.ts')).openKernelSession;
+  const open: OpenKernel = opts.openKernel ?? (await import('./open-session.ts')).openKernelSession;
   return new Matrix(opts, open).run();
 }

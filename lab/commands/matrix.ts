@@ -9,7 +9,7 @@ import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 import { runMatrix, validateKernelName, type MatrixResult } from '../bench/matrix.ts';
-import type { KernelSession } from '../bench/session.ts';
+import type { KernelSession } from '../bench/kernel-session.ts';
 
 export const DEFAULT_RUNS = 50;
 export const DEFAULT_DURATION_S = 10;
@@ -150,7 +150,7 @@ export function kernelCommand(): Command {
     let opened: KernelSession | undefined;
     try {
       const kernel = validateKernelName(version);
-      const { openKernelSession } = await import('../bench/sessions.ts');
+      const { openKernelSession } = await import('../bench/open-session.ts');
       if (o.kernelImage && kernel === 'host') {
         throw new LabError('BAD_INPUT', '--kernel-image boots a VM; "host" is the running kernel', { remedy: 'Name the version the image is, e.g. `npm run kernel -- 5.4 --kernel-image ./bzImage`.' });
       }

@@ -18,8 +18,8 @@ import { BpfStatsSession, SYSCTL_PATH, beginStats, readStats, statsDelta, type S
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/bench/matrix.ts';
 import { BpfStats, Provenance, RawRecord, RunRecord } from '../../lab/results/record.ts';
-import type { KernelSession } from '../../lab/bench/session.ts';
-import { openKernelSession } from '../../lab/bench/sessions.ts';
+import type { KernelSession } from '../../lab/bench/kernel-session.ts';
+import { openKernelSession } from '../../lab/bench/open-session.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { silent } from '../../lab/progress.ts';
 import { requirements } from '../support/requirements.ts';
