@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApproachName } from '../../lab/approaches/approach.ts';
 import { BpfStatsSession, SYSCTL_PATH, beginStats, readStats, statsDelta, type StatsSnapshot } from '../../lab/bench/bpf-stats.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
-import { runMatrix } from '../../lab/bench/matrix.ts';
+import { runMatrix } from '../../lab/commands/matrix.ts';
 import { BpfStats, Provenance, RawRecord, RunRecord } from '../../lab/results/record.ts';
 import type { KernelSession } from '../../lab/bench/kernel-session.ts';
 import { openKernelSession } from '../../lab/bench/open-session.ts';
