@@ -145,10 +145,6 @@ export class StepPlan {
     this.stepsTotal = total;
   }
 
-  get done(): number {
-    return this.stepsDone;
-  }
-
   get total(): number {
     return this.stepsTotal;
   }
