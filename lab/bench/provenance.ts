@@ -10,8 +10,9 @@ import { dirname } from 'node:path';
 import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { Provenance } from '../results/record.ts';
+import { Provenance, SCHEMA_VERSION } from '../results/record.ts';
 import { REPO_ROOT } from '../paths.ts';
+import type { KernelSession } from './kernel-session.ts';
 
 export interface FrequencyInfo {
   governor: string | null;
@@ -169,4 +170,49 @@ export async function readProvenance(file: string): Promise<Provenance | null> {
       remedy: 'Delete that file to have it rewritten, or start a new --run-id.',
     });
   }
+}
+
+/**
+ * Writes (or, on resume, updates) a kernel session's provenance: the earlier warnings kept, the
+ * session's own and `extraWarnings` added, a resume noted, the original start time kept.
+ */
+export async function writeKernelProvenance(
+  s: KernelSession,
+  file: string,
+  run: { runId: string; options: Provenance['options'] },
+  extraWarnings: readonly string[],
+  extraTools: Record<string, string> = {},
+): Promise<Provenance> {
+  const { target } = s;
+  const cpus = [s.testbed.serverCpu, s.testbed.clientCpu];
+  const previous = await readProvenance(file);
+  const freq = s.frequency ?? (await targetFrequency(target, cpus));
+  const isolcpus = s.isolcpus !== undefined ? s.isolcpus : await targetIsolcpus(target);
+  const warnings = [...(previous?.warnings ?? []), ...s.warnings, ...extraWarnings];
+  for (const patch of s.kernelOrigin?.patches ?? []) warnings.push(`kernel under test differs from its source by the fix-up ${patch.file}: ${patch.why}`);
+  if (previous) warnings.push(`resumed at ${new Date().toISOString()} (target ${target.name}, ${target.kernelRelease})`);
+  if (target.clock === 'icount') warnings.push('QEMU TCG with the instruction counter: instruction-timed, reproducible, not wall-clock performance');
+  else if (target.accelerator === 'tcg') warnings.push('QEMU TCG (emulated CPU): numbers show relative behaviour only, never performance');
+  if (isolcpus === null && !warnings.some((w) => /isolated CPUs/.test(w))) warnings.push(`no isolated CPUs on ${target.name}: iperf3 pinned to CPUs ${cpus.join(' and ')} shared with the rest of the system`);
+  const p: Provenance = {
+    schema: SCHEMA_VERSION,
+    runId: run.runId,
+    kernel: s.kernel,
+    kernelRelease: target.kernelRelease,
+    kernelConfigSha256: await kernelConfigSha256(target, s.configPath),
+    kernelOrigin: s.kernelOrigin ?? null,
+    accelerator: target.accelerator,
+    clock: target.clock ?? 'wall',
+    hostCpuModel: await hostCpuModel(),
+    cpuFrequency: freq,
+    isolcpus,
+    pinning: { iperfServerCpu: s.testbed.serverCpu, iperfClientCpu: s.testbed.clientCpu },
+    tools: { ...(await toolVersions(target, s.probe ? s.probe.helper.replace(/^.*veth_probe-/, '') : null)), ...extraTools },
+    labCommit: await labCommit(),
+    options: run.options,
+    warnings: [...new Set(warnings)],
+    startedAt: previous?.startedAt ?? new Date().toISOString(),
+  };
+  await writeProvenance(file, p);
+  return p;
 }

@@ -11,7 +11,7 @@ import { median } from 'simple-statistics';
 import type { ApproachName } from '../approaches/approach.ts';
 import type { ProgressSink } from '../progress.ts';
 import { loadRecords } from '../results/jsonl.ts';
-import { runMatrix } from '../bench/matrix.ts';
+import { runMatrix } from './matrix.ts';
 import type { RunRecord } from '../results/record.ts';
 
 export interface ReproRow {

@@ -1,15 +1,102 @@
 /**
- * `npm run matrix` and `npm run kernel -- <version>` (commander). The only printing in lab/bench:
- * progress goes through lab/ui, results are summarised at the end.
+ * `npm run matrix` and `npm run kernel -- <version>` (commander), and runMatrix, what they run: the
+ * bench's matrix, on each kernel while it is up the microbenchmarks, then the report. The bench
+ * knows neither: they are composed here. The only printing of a matrix run: progress goes
+ * through lab/ui, results are summarised at the end.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { APPROACH_NAMES, type ApproachName } from '../approaches/approach.ts';
-import { LabError } from '../errors.ts';
+import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
+import { silent, type ProgressSink } from '../progress.ts';
 import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
-import { runMatrix, validateKernelName, type MatrixResult } from '../bench/matrix.ts';
-import type { KernelSession } from '../bench/session.ts';
+import { runBenchMatrix, type KernelStage, type MatrixOptions as BenchMatrixOptions, type MatrixResult as BenchMatrixResult } from '../bench/matrix.ts';
+import { validateKernelName } from '../bench/plan.ts';
+import type { KernelSession } from '../bench/kernel-session.ts';
+import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
+import { runMicrobenchToFile } from '../microbench/index.ts';
+import { formatMicrobench } from '../microbench/table.ts';
+import { renderReport } from '../report/index.ts';
+
+export interface MatrixOptions extends Omit<BenchMatrixOptions, 'testRunCase' | 'perKernel'> {
+  /** Render the report at the end (default true). */
+  renderReport?: boolean;
+  /**
+   * Also run the BPF_PROG_TEST_RUN microbenchmarks (lab/microbench) on each kernel, after its
+   * iperf3 cells; quick settings with `quick` (default false: callers opt in, the CLI does).
+   */
+  micro?: boolean;
+}
+
+export interface MatrixResult extends BenchMatrixResult {
+  /** Path of the rendered report, when it ran. */
+  report: string | null;
+}
+
+/**
+ * The microbenchmarks on each kernel, once per run id. Their records are appended together at
+ * the end, so a kill part way leaves none and a resume measures them again. A failure is a
+ * warning, not the end of the matrix: the iperf3 cells are already recorded.
+ */
+function microbenchStage(): KernelStage {
+  const done = new Set<string>();
+  return {
+    pending: (kernel, recorded) => !done.has(kernel) && !recorded.has('micro') && !recorded.has('latency'),
+    async run(s, ctx) {
+      ctx.checkAbort();
+      ctx.emit(`${s.kernel}: microbenchmarks (BPF_PROG_TEST_RUN${ctx.quick ? ', quick' : ''})`);
+      try {
+        const r = await runMicrobenchToFile(s.target, ctx.rawFile, {
+          runId: ctx.runId,
+          kernel: s.kernel,
+          quick: ctx.quick,
+          prefix: `${ctx.prefix}m`,
+          progress: ctx.progress,
+          signal: ctx.signal,
+        });
+        done.add(s.kernel);
+        const table = join(ctx.runDir, 'micro', `${s.kernel}.txt`);
+        await mkdir(join(ctx.runDir, 'micro'), { recursive: true });
+        await writeFile(table, `${formatMicrobench(r)}\n`);
+        ctx.emit(`${s.kernel}: ${r.records.length} microbenchmark record(s); tables in ${table}`);
+      } catch (e) {
+        if (isLabError(e, 'INTERRUPTED')) throw e;
+        ctx.warn(`${s.kernel}: microbenchmarks failed: ${errorMessage(e)}`);
+      }
+    },
+  };
+}
+
+/** The report of the run directory; a failure is a warning of the run, not its end. */
+async function renderRunReport(r: BenchMatrixResult, progress: ProgressSink): Promise<string | null> {
+  try {
+    const out = await renderReport(r.runDir, { progress });
+    const path = join(out.reportDir, 'index.html');
+    progress({ kind: 'log', level: 'info', message: `report: ${path}` });
+    return path;
+  } catch (e) {
+    const msg = `report not rendered: ${errorMessage(e)}`;
+    r.warnings.push(msg);
+    progress({ kind: 'log', level: 'warn', message: msg });
+    return null;
+  }
+}
+
+/** Runs (or resumes) the matrix, the microbenchmarks with it, then the report. See MatrixOptions. */
+export async function runMatrix(opts: MatrixOptions): Promise<MatrixResult> {
+  const { micro = false, renderReport: render = true, ...bench } = opts;
+  const r = await runBenchMatrix({
+    ...bench,
+    // The statistics' test-run overhead uses the microbenchmarks' packet, so the two compare.
+    testRunCase: REPRESENTATIVE_CASE,
+    ...(micro ? { perKernel: microbenchStage() } : {}),
+  });
+  const report = render ? await renderRunReport(r, opts.progress ?? silent) : null;
+  return { ...r, report };
+}
 
 export const DEFAULT_RUNS = 50;
 export const DEFAULT_DURATION_S = 10;
@@ -150,7 +237,7 @@ export function kernelCommand(): Command {
     let opened: KernelSession | undefined;
     try {
       const kernel = validateKernelName(version);
-      const { openKernelSession } = await import('../bench/sessions.ts');
+      const { openKernelSession } = await import('../bench/open-session.ts');
       if (o.kernelImage && kernel === 'host') {
         throw new LabError('BAD_INPUT', '--kernel-image boots a VM; "host" is the running kernel', { remedy: 'Name the version the image is, e.g. `npm run kernel -- 5.4 --kernel-image ./bzImage`.' });
       }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadRecords } from '../../lab/results/jsonl.ts';
-import { runMatrix } from '../../lab/bench/matrix.ts';
+import { runMatrix } from '../../lab/commands/matrix.ts';
 import { Provenance, type RunRecord } from '../../lab/results/record.ts';
 import { RUN_TAG } from '../support/names.ts';
 import { requirements } from '../support/requirements.ts';

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ApproachName } from '../../lab/approaches/approach.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
-import { runMatrix } from '../../lab/bench/matrix.ts';
+import { runMatrix } from '../../lab/commands/matrix.ts';
 import { Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
 import { requirements } from '../support/requirements.ts';
 

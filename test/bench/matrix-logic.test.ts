@@ -13,9 +13,9 @@ import { LabError } from '../../lab/errors.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget } from '../../lab/target.ts';
 import { RawRecord, Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
-import { runMatrix } from '../../lab/bench/matrix.ts';
+import { runMatrix } from '../../lab/commands/matrix.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
-import type { KernelSession, OpenKernel, Testbed } from '../../lab/bench/session.ts';
+import type { KernelSession, OpenKernel, Testbed } from '../../lab/bench/kernel-session.ts';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {

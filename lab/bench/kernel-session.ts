@@ -1,6 +1,6 @@
 /**
  * What the bench needs from the layers below it for one kernel: a Target, a testbed (veth pair
- * between two namespaces with pinned iperf3) and the approaches. `lab/bench/sessions.ts` builds
+ * between two namespaces with pinned iperf3) and the approaches. `lab/bench/open-session.ts` builds
  * the real ones from lab/vm, lab/testenv and lab/approaches; tests may inject their own.
  */
 import type { KernelOrigin } from '../kernels/origin.ts';
