@@ -8,7 +8,8 @@ import { errorMessage, isLabError } from '../errors.ts';
 import { resolveKernel } from '../kernels/resolve.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { buildVmImage, type ImageOptions } from '../vm/image.ts';
+import { buildVmImage } from '../vm/image.ts';
+import type { ImageOptions } from '../vm/recipe.ts';
 import { bootVm, type AccelChoice } from '../vm/vm.ts';
 import { median } from 'simple-statistics';
 
