@@ -1,6 +1,12 @@
-/** The VM layer's public surface: images, the QEMU runner, the boot benchmark. */
-export { bootVm, probeKvm, guestCmdline, DEFAULT_TIMEOUTS, VmTarget } from './vm.ts';
-export type { AccelChoice, BootOptions, BootTimes, KvmVerdict } from './vm.ts';
+/** The VM layer's public surface: images, the KVM probe, the QEMU runner and the Target it gives, the boot benchmark. */
+export { probeKvm } from './accel.ts';
+export type { AccelChoice, KvmVerdict } from './accel.ts';
+export { bootVm, DEFAULT_TIMEOUTS } from './boot.ts';
+export type { BootOptions } from './boot.ts';
+export { guestCmdline } from './qemu-args.ts';
+export type { ClockChoice, GuestClock } from './qemu-args.ts';
+export { VmTarget } from './target.ts';
+export type { BootTimes } from './target.ts';
 export { buildVmImage } from './image.ts';
 export { buildRootfs } from './rootfs.ts';
 export { pruneImageCache } from './image-cache.ts';
