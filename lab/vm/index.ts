@@ -1,4 +1,4 @@
-/** The VM layer's public surface: images, the KVM probe, the QEMU runner and the Target it gives, the boot benchmark. */
+/** The VM layer's public surface: images, the KVM probe, the QEMU runner and the Target it gives. */
 export { probeKvm } from './accel.ts';
 export type { AccelChoice, KvmVerdict } from './accel.ts';
 export { bootVm, DEFAULT_TIMEOUTS } from './boot.ts';
@@ -15,8 +15,6 @@ export { loadRecipe, rootfsHash, RECIPE_DIR, DEFAULT_IMAGE_CACHE } from './recip
 export type { ImageOptions, Recipe } from './recipe.ts';
 export { bootKernel } from './session.ts';
 export type { BootKernelOptions } from './session.ts';
-export { benchBoot, BOOT_TARGET_SECONDS } from '../commands/bench-boot.ts';
-export type { BenchBootOptions, BootBenchResult, BootSample } from '../commands/bench-boot.ts';
 export type { VmTuning, PinningResult, CpufreqResult } from './tuning.ts';
 export type { ConsoleProblem, ConsoleProblemKind } from './console.ts';
 export { FATAL_PROBLEMS } from './console.ts';
