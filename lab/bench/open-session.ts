@@ -91,7 +91,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       target = await HostTarget.create(join(REPO_ROOT, 'build', `target-${prefix}`));
     } else {
       const { resolveKernel } = await import('../kernels/resolve.ts');
-      const { bootVm } = await import('../vm/vm.ts');
+      const { bootVm } = await import('../vm/boot.ts');
       const image = await resolveKernel(kernel, { progress, localImage: options.localImage });
       configPath = image.configPath;
       kernelOrigin = image.origin ?? null;

@@ -8,8 +8,10 @@ import { errorMessage, isLabError } from '../errors.ts';
 import { resolveKernel } from '../kernels/resolve.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { buildVmImage, type ImageOptions } from '../vm/image.ts';
-import { bootVm, type AccelChoice } from '../vm/vm.ts';
+import { buildVmImage } from '../vm/image.ts';
+import type { ImageOptions } from '../vm/recipe.ts';
+import type { AccelChoice } from '../vm/accel.ts';
+import { bootVm } from '../vm/boot.ts';
 import { median } from 'simple-statistics';
 
 export const BOOT_TARGET_SECONDS = { tcg: 10, kvm: 2 } as const;

@@ -49,6 +49,28 @@ export function consoleHint(problems: readonly ConsoleProblem[], tail: string, l
   return `Did the guest kernel panic? Read the console tail above.${where}`;
 }
 
+/** The console part of a VM failure: what the error shows of the guest's console and what to do about it. */
+export interface ConsoleEvidence {
+  /** The lab's boot-step lines, then the last lines (ConsoleLog.report). */
+  tail: string;
+  /** What the message ends with: a "--- console tail ---" header and the tail. */
+  section: string;
+  /** The remedy for what the problems and the tail show (consoleHint). */
+  hint: string;
+  /** The full console log, when it is written to a file. */
+  log: string | null;
+}
+
+/**
+ * The one place a VM error's console tail is built. `omitEmpty`: no section at all when the
+ * console stayed silent (QEMU that exits at once has only its stderr to show).
+ */
+export function consoleEvidence(con: ConsoleLog, problems: readonly ConsoleProblem[] = [], opts: { omitEmpty?: boolean } = {}): ConsoleEvidence {
+  const tail = con.report();
+  const section = tail || !opts.omitEmpty ? `\n--- console tail ---\n${tail}` : '';
+  return { tail, section, hint: consoleHint(problems, tail, con.path), log: con.path };
+}
+
 /** Lines our boot chain prints, in order; the host follows the boot with them. */
 export const MARKERS = {
   initramfsSwitch: 'xcl-initramfs: switching',

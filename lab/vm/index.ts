@@ -1,8 +1,18 @@
-/** The VM layer's public surface: images, the QEMU runner, the boot session. */
-export { bootVm, probeKvm, guestCmdline, DEFAULT_TIMEOUTS, VmTarget } from './vm.ts';
-export type { AccelChoice, BootOptions, BootTimes, KvmVerdict } from './vm.ts';
-export { buildRootfs, buildVmImage, loadRecipe, rootfsHash, pruneImageCache, RECIPE_DIR, DEFAULT_IMAGE_CACHE } from './image.ts';
-export type { ImageOptions, Rootfs, VmImage, Recipe } from './image.ts';
+/** The VM layer's public surface: images, the KVM probe, the QEMU runner and the Target it gives. */
+export { probeKvm } from './accel.ts';
+export type { AccelChoice, KvmVerdict } from './accel.ts';
+export { bootVm, DEFAULT_TIMEOUTS } from './boot.ts';
+export type { BootOptions } from './boot.ts';
+export { guestCmdline } from './qemu-args.ts';
+export type { ClockChoice, GuestClock } from './qemu-args.ts';
+export { VmTarget } from './target.ts';
+export type { BootTimes } from './target.ts';
+export { buildVmImage } from './image.ts';
+export { buildRootfs } from './rootfs.ts';
+export { pruneImageCache } from './image-cache.ts';
+export type { Rootfs, VmImage } from './image-cache.ts';
+export { loadRecipe, rootfsHash, RECIPE_DIR, DEFAULT_IMAGE_CACHE } from './recipe.ts';
+export type { ImageOptions, Recipe } from './recipe.ts';
 export { bootKernel } from './session.ts';
 export type { BootKernelOptions } from './session.ts';
 export type { VmTuning, PinningResult, CpufreqResult } from './tuning.ts';

@@ -3,7 +3,8 @@
  * reuse its image, boot it. The CLI's `npm run kernel -- <version>` uses this.
  */
 import { resolveKernel } from '../kernels/resolve.ts';
-import { bootVm, type BootOptions, type VmTarget } from './vm.ts';
+import { bootVm, type BootOptions } from './boot.ts';
+import type { VmTarget } from './target.ts';
 
 export interface BootKernelOptions extends Omit<BootOptions, 'kernel'> {
   /** A bzImage or directory to use instead of the providers (see lab/kernels/resolve.ts). */

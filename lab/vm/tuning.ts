@@ -9,6 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { runTool } from './proc.ts';
+import { Qmp } from './qmp.ts';
 
 export interface PinningResult {
   applied: boolean;
@@ -175,4 +176,43 @@ export async function lockCpufreq(cpus: readonly number[], sysfsCpuRoot = '/sys/
       : { applied: false, cpus: achieved, reason: 'the driver did not accept min = max frequency' },
     restore,
   };
+}
+
+/**
+ * Pins the vCPU threads of QEMU `qemu` (found over its QMP socket) and locks host cpufreq on the
+ * CPUs they run on; says what was achieved.
+ */
+export async function tuneHost(
+  qemu: { pid: number | undefined; qmpPath: string },
+  o: { cpus: number; isolcpus: string | null; guestIsolated: string; hostCpus?: number[]; tuneHost: boolean },
+): Promise<{ tuning: VmTuning; lock: CpufreqLock | null }> {
+  const tuning: VmTuning = {
+    isolcpus: o.isolcpus,
+    guestIsolated: o.guestIsolated,
+    pinning: { applied: false, map: [], reason: 'host tuning disabled (tuneHost: false)' },
+    cpufreq: { applied: false, cpus: [], reason: 'host tuning disabled (tuneHost: false)' },
+  };
+  if (!o.tuneHost) return { tuning, lock: null };
+  const hostCpus = hostCpuCount();
+  const plan = choosePinning(o.cpus, hostCpus, o.hostCpus);
+  let tuneCpus: number[] = Array.from({ length: hostCpus }, (_, i) => i);
+  if ('reason' in plan) {
+    tuning.pinning = { applied: false, map: [], reason: plan.reason };
+  } else {
+    let qmp: Qmp | null = null;
+    try {
+      qmp = await Qmp.connect(qemu.qmpPath, 5000);
+      const threads = (await qmp.queryCpusFast()).map((c) => ({ vcpu: c['cpu-index'], threadId: c['thread-id'] }));
+      const pid = qemu.pid;
+      tuning.pinning = pid === undefined ? { applied: false, map: [], reason: 'QEMU has no pid' } : await pinVcpus(pid, threads, plan.cpus);
+      if (tuning.pinning.applied) tuneCpus = plan.cpus;
+    } catch (e) {
+      tuning.pinning = { applied: false, map: [], reason: `QMP query-cpus-fast: ${(e as Error).message}` };
+    } finally {
+      qmp?.close();
+    }
+  }
+  const lock = await lockCpufreq(tuneCpus);
+  tuning.cpufreq = lock.result;
+  return { tuning, lock };
 }

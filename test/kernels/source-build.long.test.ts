@@ -13,7 +13,7 @@ import { catalogEntry } from '../../lab/kernels/catalog.ts';
 import { readKconfig } from '../../lab/kernels/kconfig.ts';
 import { bzImageRelease } from '../../lab/kernels/providers/local.ts';
 import { fetchDebianSource } from '../../lab/kernels/providers/debian.ts';
-import { bootVm } from '../../lab/vm/vm.ts';
+import { bootVm } from '../../lab/vm/boot.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 
 const enabled = process.env.XCL_LONG_TESTS === '1';

@@ -14,7 +14,7 @@ import { bzImageRelease } from '../../lab/kernels/providers/local.ts';
 import { sourceEnvName, sourceProvider } from '../../lab/kernels/providers/source.ts';
 import { resolveKernel } from '../../lab/kernels/resolve.ts';
 import { KERNEL_VERSIONS } from '../../lab/kernels/types.ts';
-import { bootVm } from '../../lab/vm/vm.ts';
+import { bootVm } from '../../lab/vm/boot.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 
 const version = process.env.XCL_LONG_SOURCE_VERSION ?? KERNEL_VERSIONS.find((v) => process.env[sourceEnvName(v)]);

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConsoleLog, classifyConsoleLine, consoleHint } from '../../lab/vm/console.ts';
-import { initramfsModuleOrder } from '../../lab/vm/image.ts';
+import { initramfsModuleOrder } from '../../lab/vm/initramfs.ts';
 import { choosePinning, lockCpufreq } from '../../lab/vm/tuning.ts';
-import { ICOUNT_SHIFT, clockArgs, guestCmdline, resolveClock } from '../../lab/vm/vm.ts';
+import { ICOUNT_SHIFT, clockArgs, guestCmdline, resolveClock } from '../../lab/vm/qemu-args.ts';
 import { isLabError } from '../../lab/errors.ts';
 
 const dirs: string[] = [];

@@ -12,9 +12,12 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LabError } from '../../lab/errors.ts';
 import type { KernelImage } from '../../lab/kernels/types.ts';
-import { buildVmImage, type VmImage } from '../../lab/vm/image.ts';
+import { buildVmImage } from '../../lab/vm/image.ts';
+import type { VmImage } from '../../lab/vm/image-cache.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
-import { bootVm, probeKvm, type VmTarget } from '../../lab/vm/vm.ts';
+import { probeKvm } from '../../lab/vm/accel.ts';
+import { bootVm } from '../../lab/vm/boot.ts';
+import type { VmTarget } from '../../lab/vm/target.ts';
 import { agree, requirements } from '../support/requirements.ts';
 import { testKernel } from './kernels.ts';
 
