@@ -12,7 +12,9 @@ import { median } from 'simple-statistics';
 import type { Approach, ApproachContext } from '../approaches/approach.ts';
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { buildCorpus } from '../packets/corpus.ts';
-import { statsPrograms, testRunOverhead, type BpfStatsSession, type TestRunOverhead } from './bpf-stats.ts';
+import { progRun } from '../bpftool/index.ts';
+import type { Target } from '../target.ts';
+import { readStats, statsDelta, statsPrograms, statsUnavailableReason, type BpfStatsSession, type StatsMode, type StatsProgram, type StatsSnapshot } from './bpf-stats.ts';
 import type { MatrixRun } from './context.ts';
 import type { KernelSession } from './kernel-session.ts';
 import { measure, type MeasureWith } from './measure.ts';
@@ -165,4 +167,71 @@ export async function measureStatsOverhead(run: MatrixRun, s: KernelSession, run
     }
   }
   await recordOverhead(run, 'stats-overhead', file, provFile, detail, note);
+}
+
+/** The statistics' cost per packet measured without traffic: BPF_PROG_TEST_RUN with and without them. */
+export interface TestRunOverhead {
+  repeat: number;
+  /** ns per packet reported by BPF_PROG_TEST_RUN, one value per pair side. */
+  withStatsNs: number[];
+  withoutStatsNs: number[];
+  /** run_time_ns / run_cnt of the entry over each run with statistics. */
+  statsNsPerPacket: number[];
+  /** Δrun_cnt of each program over each run with statistics (entry first): repeat, then zeros. */
+  runCnt: number[][];
+}
+
+export interface TestRunOverheadOptions {
+  pairs: number;
+  repeat: number;
+  mode?: StatsMode;
+  /** CPU bpftool is pinned to (BPF_PROG_TEST_RUN runs on the caller's CPU). */
+  cpu?: number;
+}
+
+/**
+ * Paired BPF_PROG_TEST_RUNs of the entry program on one packet (`packet`, a file on the target),
+ * with statistics on and off, alternating which goes first. The test run goes through the same
+ * accounting as a real XDP run, so the difference is the statistics' own cost per packet.
+ */
+export async function testRunOverhead(
+  session: BpfStatsSession,
+  target: Target,
+  programs: readonly StatsProgram[],
+  packet: string,
+  o: TestRunOverheadOptions,
+): Promise<TestRunOverhead> {
+  const entry = programs[0];
+  if (!entry) throw new LabError('BENCH', `${target.name}: no program to test-run for the statistics' overhead`);
+  const ids = programs.map((p) => p.id);
+  const out: TestRunOverhead = { repeat: o.repeat, withStatsNs: [], withoutStatsNs: [], statsNsPerPacket: [], runCnt: [] };
+  const run = () => progRun(target, { id: entry.id }, { dataIn: packet, repeat: o.repeat, ...(o.cpu !== undefined ? { cpu: o.cpu } : {}) });
+  for (let i = 0; i < o.pairs; i++) {
+    for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
+      if (!on) {
+        out.withoutStatsNs.push((await run()).durationNs);
+        continue;
+      }
+      const start = await session.start(120, o.mode ?? 'auto');
+      if (!start.ok) throw new LabError('BENCH', statsUnavailableReason(target, start));
+      let before: StatsSnapshot;
+      let after: StatsSnapshot;
+      let r: Awaited<ReturnType<typeof run>>;
+      try {
+        before = await readStats(target, ids);
+        r = await run();
+        after = await readStats(target, ids);
+      } catch (e) {
+        await session.kill();
+        throw e;
+      }
+      await session.stop();
+      const d = statsDelta(start.mode, programs, before, after);
+      if (!('stats' in d)) throw new LabError('BENCH', `${target.name}: test run of ${entry.name || entry.id}: ${d.reason}`);
+      out.withStatsNs.push(r.durationNs);
+      out.statsNsPerPacket.push(d.stats.nsPerPacket);
+      out.runCnt.push(d.stats.programs.map((p) => p.runCnt));
+    }
+  }
+  return out;
 }
