@@ -4,9 +4,9 @@
  * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
  */
 import type { Target } from '../target.ts';
-
-export type ApproachName = 'none' | 'fused' | 'manual' | 'dispatcher' | 'patched';
-export const APPROACH_NAMES: readonly ApproachName[] = ['none', 'fused', 'manual', 'dispatcher', 'patched'];
+import type { ApproachName } from '../results/record.ts';
+// The names are the raw-results schema's; the approach contract hands them on to its users.
+export { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 
 /** The three jobs, in chain order. */
 export type Stage = 'filter' | 'metrics' | 'logger';

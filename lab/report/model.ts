@@ -19,7 +19,7 @@
  * - Headline: per kernel, median(approach) / median(manual or fused) of the best per-packet metric
  *   the kernel has, a bootstrap CI of that ratio, and the verdict of the same pair's test.
  */
-import type { CellRecord, Clock, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../results/record.ts';
+import type { ApproachName, CellRecord, Clock, LatencyRecord, MicroRecord, Provenance, RunRecord } from '../results/record.ts';
 import type { LoadedRun } from './load.ts';
 import {
   BOOTSTRAP_RESAMPLES,
@@ -33,8 +33,9 @@ import {
   type Summary,
 } from './stats.ts';
 import type { Reference } from './thesis.ts';
+import { Version } from '../version.ts';
 
-export type ApproachName = RunRecord['approach'];
+export type { ApproachName };
 export type Accelerator = RunRecord['accelerator'];
 
 /** The thesis's order first (Manuelle, XDP Dispatcher, Chaîne BPF), then what we add. */
@@ -149,7 +150,8 @@ export interface KernelInfo {
   /** Null for a kernel with no measurement at all (only cell records, e.g. skipped). */
   measurement: Measurement | null;
   provenance: Provenance | null;
-  version: number[];
+  /** From the label, else the release; null when neither names one. */
+  version: Version | null;
 }
 
 /** The kernel's warning where its numbers are not wall-clock performance, else null. */
@@ -339,19 +341,10 @@ export function shownMetric(model: Pick<ReportModel, 'bpfStatsRecorded'>, m: Met
   return model.bpfStatsRecorded || !STATS_METRICS.includes(m);
 }
 
-function versionOf(...texts: string[]): number[] {
-  for (const t of texts) {
-    const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(t);
-    if (m) return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
-  }
-  return [];
-}
-
+/** Newest kernel first; a kernel with no version in its label or release after every other. */
 function compareVersionsDesc(a: KernelInfo, b: KernelInfo): number {
-  for (let i = 0; i < Math.max(a.version.length, b.version.length); i++) {
-    const d = (b.version[i] ?? -1) - (a.version[i] ?? -1);
-    if (d !== 0) return d;
-  }
+  if (a.version && b.version) return b.version.compare(a.version) || a.label.localeCompare(b.label);
+  if (a.version || b.version) return a.version ? -1 : 1;
   return a.label.localeCompare(b.label);
 }
 
@@ -475,7 +468,7 @@ export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
       clocks,
       measurement,
       provenance: prov,
-      version: versionOf(label, release),
+      version: Version.find(label) ?? Version.find(release),
     };
   });
   kernels.sort(compareVersionsDesc);
@@ -754,15 +747,11 @@ function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   };
 }
 
-function majorMinor(v: number[]): string {
-  return v.length >= 2 ? `${v[0]}.${v[1]}` : '';
-}
-
 function compareWithThesis(table: ThesisRow[], kernels: KernelInfo[], ref: Reference): ComparisonRow[] {
   const out: ComparisonRow[] = [];
   for (const r51 of ref.table51) {
     const r52 = ref.table52.find((r) => r.kernel === r51.kernel && r.approach === r51.approach);
-    const ourK = kernels.find((k) => majorMinor(k.version) === r51.kernel) ?? null;
+    const ourK = kernels.find((k) => k.version?.series === r51.kernel) ?? null;
     const row = ourK ? table.find((t) => t.kernel === ourK.label && t.approach === r51.approach) ?? null : null;
     const note = !ourK
       ? `no kernel ${r51.kernel} in this run`
