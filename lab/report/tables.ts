@@ -3,7 +3,7 @@
  * the same rows with full precision (csv-stringify).
  */
 import { stringify } from 'csv-stringify/sync';
-import { costBreakdown } from '../microbench/breakdown.ts';
+import { costBreakdown } from '../results/breakdown.ts';
 import type { Summary } from './stats.ts';
 import {
   APPROACH_LABEL,
