@@ -6,6 +6,7 @@
  */
 import { errorMessage, LabError, wrapError } from './errors.ts';
 import type { Target } from './target.ts';
+import { Version } from './version.ts';
 import { putObject, shellQuote } from './target.ts';
 import * as bpftool from './bpftool/index.ts';
 import { readU64le, u32le } from './bytes.ts';
@@ -108,14 +109,8 @@ int xcl_probe_pass(struct xdp_md *ctx)
 char LICENSE[] SEC("license") = "GPL";
 `;
 
-function parseRelease(release: string): [number, number] {
-  const m = /^(\d+)\.(\d+)/.exec(release);
-  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
-}
-
 function atLeast(release: string, major: number, minor: number): boolean {
-  const [a, b] = parseRelease(release);
-  return a > major || (a === major && b >= minor);
+  return (Version.ofRelease(release) ?? Version.of(0, 0)).atLeast(major, minor);
 }
 
 function lastLines(text: string, n = 3): string {

@@ -10,6 +10,7 @@ import { lookupCache } from '../kernels/cache.ts';
 import type { Provider } from '../kernels/provider.ts';
 import { DEFAULT_PROVIDERS, providerContext } from '../kernels/resolve.ts';
 import { errorMessage } from '../errors.ts';
+import { Version } from '../version.ts';
 
 export interface ProviderStatus {
   name: string;
@@ -62,7 +63,7 @@ export async function listKernels(
   const release = hostRelease();
   rows.push({
     version: 'host',
-    series: /^(\d+\.\d+)/.exec(release)?.[1] ?? release,
+    series: Version.ofRelease(release)?.series ?? release,
     providers: [{ name: 'host', available: true, reason: catalog.host.description }],
     cached: false,
     release,

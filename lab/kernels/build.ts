@@ -9,6 +9,7 @@ import { availableParallelism } from 'node:os';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { LabError } from '../errors.ts';
+import { Version } from '../version.ts';
 import { phase, type ProgressSink } from '../progress.ts';
 import { LAB_CONFIG_FRAGMENT } from './catalog.ts';
 import { exists, onPath, publishDir, stagingDir, tool } from './exec.ts';
@@ -263,7 +264,7 @@ export async function buildTree(tree: string, opts: BuildOptions & { what?: stri
   const release = (
     await tool(['make', '-s', 'ARCH=x86_64', ...makeVars, 'kernelrelease'], { cwd: tree, env: opts.env, what: `${what}: make kernelrelease`, code: 'KERNEL_BUILD' })
   ).stdout.trim().split('\n').pop() ?? '';
-  if (!/^\d+\.\d+/.test(release)) throw new LabError('KERNEL_BUILD', `${what}: make kernelrelease printed "${release}"`);
+  if (!Version.ofRelease(release)) throw new LabError('KERNEL_BUILD', `${what}: make kernelrelease printed "${release}"`);
   const staging = await stagingDir(opts.versionDir);
   let headers: KeptHeaders | null = null;
   try {

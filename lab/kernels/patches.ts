@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { LabError, errorMessage } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import { REPO_ROOT } from '../paths.ts';
+import { Version } from '../version.ts';
 import { tool } from './exec.ts';
 import type { ResolvedToolchain } from './toolchain.ts';
 
@@ -48,21 +49,14 @@ export async function loadPatches(dir: string = PATCHES_DIR): Promise<PatchSpec[
   }
 }
 
-function compareVersions(a: string, b: string): number {
-  const x = a.split('.').map(Number);
-  const y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) {
-    const d = (x[i] ?? 0) - (y[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 function holds(cond: string | undefined, version: string): boolean {
   if (cond === undefined) return true;
-  if (!/^\d/.test(version)) return false;
+  const v = Version.parse(version);
+  if (!v) return false;
   const op = cond.startsWith('>=') ? '>=' : '<';
-  const c = compareVersions(version, cond.slice(op.length));
+  const bound = Version.parse(cond.slice(op.length));
+  if (!bound) return false;
+  const c = v.compare(bound);
   return op === '>=' ? c >= 0 : c < 0;
 }
 

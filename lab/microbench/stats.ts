@@ -54,12 +54,3 @@ export function fitPerHop(points: readonly (readonly [length: number, ns: number
 export function medianOf(values: readonly number[]): number | null {
   return values.length === 0 ? null : median([...values]);
 }
-
-/** Longest chain counted as "short" for the second slope. */
-export const SHORT_CHAIN = 8;
-
-/** Slope through the medians of lengths ≤ SHORT_CHAIN (null with fewer than two such lengths). */
-export function shortChainSlope(medians: ReadonlyMap<number, number>): number | null {
-  const pts = [...medians].filter(([len]) => len <= SHORT_CHAIN).map(([len, ns]) => [len, ns] as const);
-  return fitPerHop(pts)?.slope ?? null;
-}

@@ -5,8 +5,8 @@
  */
 import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
 import type { LatencyRecord } from '../results/record.ts';
-import { costBreakdown, formatBreakdown, largestPart, type BreakdownInput } from './breakdown.ts';
-import { medianOf, SHORT_CHAIN, shortChainSlope } from './stats.ts';
+import { costBreakdown, formatBreakdown, largestPart, SHORT_CHAIN, shortChainSlope, type BreakdownInput } from '../results/breakdown.ts';
+import { medianOf } from './stats.ts';
 
 function grid(header: readonly string[], rows: readonly (readonly string[])[], alignRight: (col: number) => boolean = (c) => c > 0): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
@@ -18,8 +18,6 @@ function grid(header: readonly string[], rows: readonly (readonly string[])[], a
 function fmt(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits);
 }
-
-export { SHORT_CHAIN, shortChainSlope } from './stats.ts';
 
 /** The tables for one target, with a title line naming the kernel. */
 export function formatMicrobench(r: MicrobenchResult): string {

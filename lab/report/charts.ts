@@ -5,7 +5,10 @@
  */
 import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
 import type { ChartConfiguration, Plugin } from 'chart.js';
-import { APPROACH_LABEL, METRICS, kernelWarnings, shownMetric, type ApproachName, type Measurement, type MetricKey, type ReportModel } from './model.ts';
+import type { ApproachName } from '../results/record.ts';
+import { kernelWarnings, type Measurement } from './kernels.ts';
+import { APPROACH_LABEL, METRICS, shownMetric, type MetricKey } from './metrics.ts';
+import type { ReportModel } from './model.ts';
 import type { Summary } from './stats.ts';
 
 export const CHART_WIDTH = 1000;

@@ -3,8 +3,9 @@
  * it opens from a file, an e-mail attachment or a CI artifact alike.
  */
 import { RELATIVE_THROUGHPUT_ID, type ChartFile, type SkippedChart } from './charts.ts';
-import { flagCellsText, type FlagGroup, type ReportModel } from './model.ts';
-import type { Table } from './tables.ts';
+import { flagCellsText, type FlagGroup } from './flags.ts';
+import type { ReportModel } from './model.ts';
+import type { Table } from './table.ts';
 
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

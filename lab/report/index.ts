@@ -10,30 +10,17 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
 import { loadRun, type BadLine } from './load.ts';
-import { METRICS, METRIC_KEYS, buildModel, groupFlags, shownMetric, type Flag, type FlagGroup, type ReportModel } from './model.ts';
-import {
-  comparisonCsv,
-  comparisonTable,
-  headlineCsv,
-  headlineTable,
-  latencyCsv,
-  latencyTable,
-  microCsv,
-  microTables,
-  significanceCsv,
-  significanceTables,
-  statsCsv,
-  statsTable,
-  table51,
-  table51Csv,
-  table52,
-  table52Csv,
-  toMarkdown,
-} from './tables.ts';
+import { groupFlags, type Flag, type FlagGroup } from './flags.ts';
+import { METRICS, METRIC_KEYS, shownMetric } from './metrics.ts';
+import { latencyCsv, latencyTable, microCsv, microTables } from './micro-tables.ts';
+import { buildModel, type ReportModel } from './model.ts';
+import { significanceCsv, significanceTables, statsCsv, statsTable } from './stats-tables.ts';
+import { toMarkdown } from './table.ts';
+import { comparisonCsv, comparisonTable, headlineCsv, headlineTable, table51, table51Csv, table52, table52Csv } from './thesis-tables.ts';
 import { DEFAULT_REFERENCE_DIR, readReference, type Reference } from './thesis.ts';
 
 export { writeThesisPseudoRun, readReference, THESIS_RUN_ID } from './thesis.ts';
-export type { Flag, FlagGroup } from './model.ts';
+export type { Flag, FlagGroup } from './flags.ts';
 export type { BadLine } from './load.ts';
 
 export interface ReportOptions {

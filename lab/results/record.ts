@@ -12,7 +12,11 @@ export function newRunId(now = new Date()): string {
   return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
 }
 
-const approach = z.enum(['none', 'fused', 'manual', 'dispatcher', 'patched']);
+/** Every approach the lab measures, named once for the bench, the approaches and the report. */
+export const APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'patched'] as const;
+export const ApproachName = z.enum(APPROACH_NAMES);
+export type ApproachName = z.infer<typeof ApproachName>;
+const approach = ApproachName;
 const accelerator = z.enum(['host', 'kvm', 'tcg']);
 /**
  * What the target's clock counts: 'wall' (real time), or 'icount' (QEMU's instruction counter:

@@ -3,7 +3,7 @@
  * intercepts per variant, and trio medians whose excess over manual is known part by part.
  */
 import { describe, expect, it } from 'vitest';
-import { costBreakdown, formatBreakdown, largestPart, type BreakdownInput } from '../../lab/microbench/breakdown.ts';
+import { costBreakdown, formatBreakdown, largestPart, type BreakdownInput } from '../../lab/results/breakdown.ts';
 
 const LENGTHS = [1, 2, 4, 8, 16];
 const line = (intercept: number, slope: number): Map<number, number> => new Map(LENGTHS.map((l) => [l, intercept + slope * l]));

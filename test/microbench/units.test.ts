@@ -10,7 +10,8 @@ import { RawRecord } from '../../lab/results/record.ts';
 import { fitPerHop, t975 } from '../../lab/microbench/stats.ts';
 import { progRunBatch, u32Words } from '../../lab/microbench/runner.ts';
 import { runMicrobenchDetailed, scalingRow, unsupportedRecord, type MicrobenchResult } from '../../lab/microbench/index.ts';
-import { formatMicrobench, shortChainSlope, targetVerdict } from '../../lab/microbench/table.ts';
+import { formatMicrobench, targetVerdict } from '../../lab/microbench/table.ts';
+import { shortChainSlope } from '../../lab/results/breakdown.ts';
 import { openSandbox } from '../../lab/microbench/sandbox.ts';
 import type { KernelFeatures } from '../../lab/features.ts';
 

@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { loadImage, createCanvas } from 'canvas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderReport, type ReportSummary } from '../../lab/report/index.ts';
-import { ICOUNT_WARNING, groupFlags, type Flag } from '../../lab/report/model.ts';
+import { groupFlags, type Flag } from '../../lab/report/flags.ts';
+import { ICOUNT_WARNING } from '../../lab/report/kernels.ts';
 import { bootstrapMedianRatioCi } from '../../lab/report/stats.ts';
 import { cleanScratch, fixtureCopy, parseCsv, readCsv } from './helpers.ts';
 

@@ -1,6 +1,8 @@
 /**
  * Where the patched chain's nanoseconds go, from one run's own microbenchmarks (no constant from
  * elsewhere): each part is the difference between two variants that differ in that part only.
+ * A quantity derived from the raw micro records, so it lives beside their schema: the bench's
+ * terminal table (lab/microbench/table.ts) and the report (lab/report/) both show it, by this code.
  *
  *   ctx spill, verdict test, ctx reload   per program   patched-inline's slope − manual-constant's
  *   bpf-to-bpf call frame                 per program   patched-subprog's slope − patched-inline's
@@ -12,7 +14,16 @@
  * chains, where the trio lives). The rest is what the parts do not explain: the bodies' own code,
  * which clang compiles differently with and without a tail call in them.
  */
-import { medianOf, SHORT_CHAIN, shortChainSlope } from './stats.ts';
+import { linearRegression, median } from 'simple-statistics';
+
+/** Longest chain counted as "short" for the second slope (and the breakdown's slopes). */
+export const SHORT_CHAIN = 8;
+
+/** Slope through the medians of lengths ≤ SHORT_CHAIN (null with fewer than two such lengths). */
+export function shortChainSlope(medians: ReadonlyMap<number, number>): number | null {
+  const pts = [...medians].filter(([len]) => len <= SHORT_CHAIN).map(([len, ns]) => [len, ns]);
+  return new Set(pts.map((p) => p[0])).size < 2 ? null : linearRegression(pts).m;
+}
 
 export interface BreakdownInput {
   /** Median ns per packet per chain length, per scaling variant ("chain/manual-constant", ...). */
@@ -65,7 +76,7 @@ export function costBreakdown(input: BreakdownInput): CostPart[] {
   let read: number | null = null;
   if (base && withRead) {
     const diffs = [...withRead].filter(([len]) => len <= SHORT_CHAIN && base.has(len)).map(([len, ns]) => ns - base.get(len)!);
-    read = medianOf(diffs);
+    read = diffs.length === 0 ? null : median(diffs);
     if (read !== null) part('end-read', read, 'packet', `median over lengths ≤${SHORT_CHAIN} of chain/manual-end-lookup − chain/manual-constant`);
   }
 

@@ -1,0 +1,70 @@
+/**
+ * The report's vocabulary: the approaches in the thesis's order with their labels, every metric a
+ * cell can show (label, unit, count or ratio, which table), and the thresholds every part shares.
+ */
+import type { ApproachName } from '../results/record.ts';
+import { BOOTSTRAP_RESAMPLES } from './stats.ts';
+
+/** The thesis's order first (Manuelle, XDP Dispatcher, Chaîne BPF), then what we add. */
+export const APPROACH_ORDER: readonly ApproachName[] = ['manual', 'dispatcher', 'patched', 'fused', 'none'];
+export const APPROACH_LABEL: Record<ApproachName, string> = {
+  manual: 'Manual',
+  dispatcher: 'XDP Dispatcher',
+  patched: 'BPF chain (patched)',
+  fused: 'Fused (one program)',
+  none: 'None (no XDP)',
+};
+
+export type MetricKey =
+  | 'throughputGbps'
+  | 'calls'
+  | 'packets'
+  | 'ns'
+  | 'cycles'
+  | 'nsPerCall'
+  | 'nsPerPacket'
+  | 'cyclesPerCall'
+  | 'cyclesPerPacket'
+  | 'packetsPerCall'
+  | 'effectiveGhz'
+  | 'retransmits'
+  | 'statsRunCnt'
+  | 'statsRunTimeNs'
+  | 'statsNsPerPacket';
+
+export interface MetricInfo {
+  label: string;
+  unit: string;
+  /** Counts print as grouped integers; ratios with decimals. */
+  count: boolean;
+  /** Which of our extended tables shows it. */
+  table: '5.1' | '5.2' | 'extra';
+}
+export const METRICS: Record<MetricKey, MetricInfo> = {
+  calls: { label: 'veth_poll calls per run (the thesis\'s "packets")', unit: 'calls', count: true, table: '5.1' },
+  packets: { label: 'packets per run (sum of veth_poll return values)', unit: 'packets', count: true, table: '5.1' },
+  ns: { label: 'ns in veth_poll per run', unit: 'ns', count: true, table: '5.1' },
+  cycles: { label: 'cycles in veth_poll per run', unit: 'cycles', count: true, table: '5.1' },
+  throughputGbps: { label: 'throughput', unit: 'Gb/s', count: false, table: '5.1' },
+  nsPerCall: { label: 'ns per call (the thesis\'s "per packet")', unit: 'ns', count: false, table: '5.2' },
+  nsPerPacket: { label: 'ns per packet', unit: 'ns', count: false, table: '5.2' },
+  cyclesPerCall: { label: 'cycles per call (the thesis\'s "per packet")', unit: 'cycles', count: false, table: '5.2' },
+  cyclesPerPacket: { label: 'cycles per packet', unit: 'cycles', count: false, table: '5.2' },
+  packetsPerCall: { label: 'packets per veth_poll call', unit: 'packets', count: false, table: 'extra' },
+  effectiveGhz: { label: 'effective GHz (cycles / ns)', unit: 'GHz', count: false, table: 'extra' },
+  retransmits: { label: 'iperf3 retransmits per run', unit: 'segments', count: true, table: 'extra' },
+  statsRunCnt: { label: 'XDP program runs per run (BPF statistics run_cnt)', unit: 'runs', count: true, table: '5.1' },
+  statsRunTimeNs: { label: 'ns in the XDP program per run (BPF statistics run_time_ns)', unit: 'ns', count: true, table: '5.1' },
+  statsNsPerPacket: { label: 'ns per packet in the XDP program (BPF statistics)', unit: 'ns', count: false, table: '5.2' },
+};
+/** The metrics taken from BPF run-time statistics (absent from results written before them). */
+export const STATS_METRICS: readonly MetricKey[] = ['statsRunCnt', 'statsRunTimeNs', 'statsNsPerPacket'];
+export const METRIC_KEYS = Object.keys(METRICS) as MetricKey[];
+export const MIN_RUNS = 5;
+/** How every CI of the report is drawn, in words. */
+export const BOOTSTRAP_NOTE = `${BOOTSTRAP_RESAMPLES} resamples, seeded from the kernel, metric and pair: the same data gives the same interval`;
+
+/** Metrics worth a table or figure in this model: the statistics' only where some run recorded them. */
+export function shownMetric(model: { bpfStatsRecorded: boolean }, m: MetricKey): boolean {
+  return model.bpfStatsRecorded || !STATS_METRICS.includes(m);
+}
