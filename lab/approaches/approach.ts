@@ -6,8 +6,6 @@
 import type { Target } from '../target.ts';
 import type { Stage } from '../programs/trio.ts';
 import type { ApproachName } from '../results/record.ts';
-// The names are the raw-results schema's; the approach contract hands them on to its users.
-export { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 
 export interface ApproachContext {
   target: Target;

@@ -1,7 +1,7 @@
 /** The registry of approaches: the one place that knows every way the lab runs the trio. */
 import { LabError } from '../errors.ts';
-import type { Approach, ApproachName } from './approach.ts';
-import { APPROACH_NAMES } from './approach.ts';
+import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import type { Approach } from './approach.ts';
 import { dispatcher } from './dispatcher.ts';
 import { fused } from './fused.ts';
 import { manual } from './manual.ts';

@@ -3,7 +3,7 @@
  * its one retry and its record, and the cell's closing record (done, or why not with the runs it
  * has, taking its remaining runs out of the progress total).
  */
-import type { ApproachName } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError } from '../errors.ts';
 import { SCHEMA_VERSION, type CellRecord, type RunRecord } from '../results/record.ts';
 import type { MatrixRun } from './context.ts';

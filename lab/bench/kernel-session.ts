@@ -4,7 +4,8 @@
  * the real ones from lab/vm, lab/testenv and lab/approaches; tests may inject their own.
  */
 import type { KernelOrigin } from '../kernels/origin.ts';
-import type { Approach, ApproachContext, ApproachName } from '../approaches/approach.ts';
+import type { Approach, ApproachContext } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
 import type { FrequencyInfo } from './provenance.ts';

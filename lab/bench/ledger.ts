@@ -6,7 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ApproachName } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { LabError } from '../errors.ts';
 import { appendRecord, loadRecords } from '../results/jsonl.ts';
 import { SCHEMA_VERSION, type CellRecord, type RawRecord, type RunRecord } from '../results/record.ts';

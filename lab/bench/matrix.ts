@@ -12,7 +12,7 @@
  * (a KernelStage: the CLI's microbenchmarks, which the bench does not know).
  */
 import { join } from 'node:path';
-import type { ApproachName } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { CellRecord, RawRecord } from '../results/record.ts';

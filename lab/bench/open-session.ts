@@ -7,7 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ApproachContext, ApproachName } from '../approaches/approach.ts';
+import type { ApproachContext } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { LabError } from '../errors.ts';
 import type { KernelOrigin } from '../kernels/origin.ts';

@@ -5,7 +5,7 @@
  * runs of a cell that will not run (unsupported, skipped, failed) so the ETA stays honest.
  */
 import { join, resolve } from 'node:path';
-import { APPROACH_NAMES, type ApproachName } from '../approaches/approach.ts';
+import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 import { LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { REPO_ROOT } from '../paths.ts';

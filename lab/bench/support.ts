@@ -3,7 +3,8 @@
  * the tool's own words when not), and whether the veth_poll probes and the BPF run-time
  * statistics can be turned on there (one trial start/stop each, so every run knows up front).
  */
-import type { Approach, ApproachContext, ApproachName } from '../approaches/approach.ts';
+import type { Approach, ApproachContext } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { errorMessage } from '../errors.ts';
 import { BpfStatsSession, describeMechanism, statsUnavailableReason, type StatsMechanism, type StatsMode } from './bpf-stats.ts';
 import type { KernelSession } from './kernel-session.ts';

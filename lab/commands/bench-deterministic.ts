@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { median } from 'simple-statistics';
-import type { ApproachName } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import type { ProgressSink } from '../progress.ts';
 import { loadRecords } from '../results/jsonl.ts';
 import { runMatrix } from './matrix.ts';

@@ -3,7 +3,7 @@
  * never asserted; ratios are taken within one run.
  */
 import { Command } from 'commander';
-import type { ApproachName } from '../approaches/approach.ts';
+import type { ApproachName } from '../results/record.ts';
 import { LabError } from '../errors.ts';
 import { buildPrograms } from '../programs/build.ts';
 import { interruptible, positiveInt } from '../ui/cli.ts';

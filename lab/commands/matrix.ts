@@ -7,7 +7,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { APPROACH_NAMES, type ApproachName } from '../approaches/approach.ts';
+import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';

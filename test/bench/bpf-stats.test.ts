@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ApproachName } from '../../lab/approaches/approach.ts';
+import type { ApproachName } from '../../lab/results/record.ts';
 import { BpfStatsSession, SYSCTL_PATH, beginStats, readStats, statsDelta, type StatsSnapshot } from '../../lab/bench/bpf-stats.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';

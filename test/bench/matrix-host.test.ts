@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ApproachName } from '../../lab/approaches/approach.ts';
+import type { ApproachName } from '../../lab/results/record.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
 import { Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';

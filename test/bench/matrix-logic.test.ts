@@ -8,7 +8,8 @@ import { mkdtemp, readFile, rm, truncate, stat, readdir } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Approach, ApproachContext, ApproachName, Description } from '../../lab/approaches/approach.ts';
+import type { Approach, ApproachContext, Description } from '../../lab/approaches/approach.ts';
+import type { ApproachName } from '../../lab/results/record.ts';
 import { LabError } from '../../lab/errors.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget } from '../../lab/target.ts';
