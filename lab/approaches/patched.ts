@@ -20,10 +20,9 @@ import { cachedFeatures } from '../features.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, applyTrioConfig } from '../programs/trio.ts';
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from '../programs/loading.ts';
-import { CHAIN_MAP, VERDICT_MAP } from '../chain/loader.ts';
+import { CHAIN_MAP, VERDICT_MAP, type PatchMode } from '../chain/constants.ts';
 import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
 import { readState } from '../chain/state.ts';
-import type { PatchMode } from '../chain/ops.ts';
 import { choosePatchMode, type ModeBody, type ModeChoice } from '../chain/mode.ts';
 
 function chainDir(ctx: ApproachContext): string {

@@ -18,12 +18,11 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { shellQuote, type Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
-import { listPrograms, patchObject, type PatchMode, type PatchOptions, type PatchResult } from './patch.ts';
+import { listPrograms, patchObject, type PatchOptions, type PatchResult } from './patch.ts';
+import { CHAIN_MAP, DEFAULT_REDIRECT, DEFAULT_SUCCESS, VERDICT_MAP, XDP_ACTION_NAMES, type PatchMode } from './constants.ts';
 import { choosePatchMode, type ModeBody } from './mode.ts';
 import {
-  CHAIN_MAP,
   TRAMPOLINE_SOURCE,
-  VERDICT_MAP,
   compileBpfSource,
   existsOn,
   loadChainProgram,
@@ -37,17 +36,6 @@ import { failpoint, intentPath, readIntent, removeIntent, writeIntent, type Inte
 import { withChainLock } from './lock.ts';
 import { swapXdp } from './swap.ts';
 import { readState, removeState, statePath, writeState, type ChainProgram, type ChainState } from './state.ts';
-
-export type { PatchMode };
-
-/** XDP actions, as the kernel numbers them. */
-export const XDP_ACTIONS = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;
-export type XdpActionName = keyof typeof XDP_ACTIONS;
-export const XDP_ACTION_NAMES: readonly XdpActionName[] = ['aborted', 'drop', 'pass', 'tx', 'redirect'];
-
-/** Defaults of the thesis's evaluation: S = {XDP_PASS}, R = {XDP_TX, XDP_REDIRECT}. */
-export const DEFAULT_SUCCESS: readonly number[] = [XDP_ACTIONS.pass];
-export const DEFAULT_REDIRECT: readonly number[] = [XDP_ACTIONS.tx, XDP_ACTIONS.redirect];
 
 /** The patcher's two entry points; tests may pass their own (e.g. a reference patch). */
 export interface Patcher {

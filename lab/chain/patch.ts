@@ -106,12 +106,11 @@ import {
   writeObject,
 } from '../bpf/object.ts';
 import { keepOnlyProgram } from './isolate.ts';
+import { CHAIN_MAP, CHAIN_SLOTS, DEFAULT_REDIRECT, DEFAULT_SUCCESS, MAX_INDEX, VERDICT_MAP, type PatchMode } from './constants.ts';
 import { analyseStack, deepestCallChain, STACK_MAX } from '../bpf/stack.ts';
 
 /** Stack of the subprog-mode entry: ctx and the map key. */
 const SUBPROG_ENTRY_STACK = 16;
-
-export type PatchMode = 'subprog' | 'inline';
 
 export interface PatchOptions {
   /** position in the chain, 0-based */
@@ -123,9 +122,9 @@ export interface PatchOptions {
   mode: PatchMode;
   /** program (function symbol) to patch when the object has several */
   program?: string;
-  /** name of the PROG_ARRAY map added (default 'xcl_chain', max_entries 64) */
+  /** name of the PROG_ARRAY map added (default CHAIN_MAP, CHAIN_SLOTS entries) */
   chainMap?: string;
-  /** name of the PERCPU_ARRAY map added (default 'xcl_verdict', 1 entry, u32 value) */
+  /** name of the PERCPU_ARRAY map added (default VERDICT_MAP, 1 entry, u32 value) */
   verdictMap?: string;
   /** for error messages */
   fileName?: string;
@@ -139,18 +138,6 @@ export interface PatchResult {
   notes: string[];
 }
 
-export const DEFAULT_SUCCESS: readonly number[] = [2];
-export const DEFAULT_REDIRECT: readonly number[] = [3, 4];
-export const DEFAULT_CHAIN_MAP = 'xcl_chain';
-export const DEFAULT_VERDICT_MAP = 'xcl_verdict';
-/** Size of the PROG_ARRAY; more than the 33 tail calls any kernel allows per packet. */
-export const CHAIN_MAP_ENTRIES = 64;
-/**
- * Highest chain index: every LTS kernel lets a packet make 33 tail calls, so at most 34 programs
- * run (indices 0..33; measured on the host). Which length a given kernel really reaches is the
- * chain operations' business (they probe it); the patch only refuses what no kernel can run.
- */
-export const MAX_INDEX = 33;
 
 const BPF_MAP_TYPE_PROG_ARRAY = 3;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
@@ -199,8 +186,8 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   if (redirect.includes(0)) {
     throw badInput(file, 'redirect verdicts cannot include 0 (XDP_ABORTED)', 'The remembered verdict uses 0 for "none"; remove 0 from the redirect set.');
   }
-  const chainName = options.chainMap ?? DEFAULT_CHAIN_MAP;
-  const verdictName = options.verdictMap ?? DEFAULT_VERDICT_MAP;
+  const chainName = options.chainMap ?? CHAIN_MAP;
+  const verdictName = options.verdictMap ?? VERDICT_MAP;
   for (const n of [chainName, verdictName]) {
     if (!MAP_NAME.test(n)) throw badInput(file, `map name "${n}" is not a C identifier of at most 15 characters`, 'Choose a short identifier such as xcl_chain.');
   }
@@ -278,7 +265,7 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   }
   const chainSym = addBtfMap(obj, chainName, [
     ['type', BPF_MAP_TYPE_PROG_ARRAY],
-    ['max_entries', CHAIN_MAP_ENTRIES],
+    ['max_entries', CHAIN_SLOTS],
     ['key_size', 4],
     ['value_size', 4],
   ]);

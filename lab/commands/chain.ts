@@ -11,11 +11,8 @@ import { LabError, wrapError } from '../errors.ts';
 import { HostTarget, type Target } from '../target.ts';
 import type { ProgressSink } from '../progress.ts';
 import { cachedFeatures } from '../features.ts';
+import { DEFAULT_REDIRECT, DEFAULT_SUCCESS, XDP_ACTIONS, XDP_ACTION_NAMES, type PatchMode } from '../chain/constants.ts';
 import {
-  DEFAULT_REDIRECT,
-  DEFAULT_SUCCESS,
-  XDP_ACTIONS,
-  XDP_ACTION_NAMES,
   chainDetach,
   chainRepair,
   chainInit,
@@ -25,7 +22,6 @@ import {
   defaultPatcher,
   type ChainProgramSpec,
   type ChainStatus,
-  type PatchMode,
 } from '../chain/ops.ts';
 import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from '../chain/state.ts';
 import { existsOn } from '../chain/loader.ts';

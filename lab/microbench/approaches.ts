@@ -15,7 +15,7 @@ import type { Approach, ApproachContext, ApproachName, Description, Stage } from
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
-import type { PatchMode } from '../chain/ops.ts';
+import type { PatchMode } from '../chain/constants.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
 import { progRunBatch, progRunWords, XDP_PASS } from './runner.ts';

@@ -11,7 +11,7 @@ import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
 import { chainDetach, chainInit, defaultPatcher, type ChainProgramSpec, type Patcher } from '../../lab/chain/ops.ts';
-import type { PatchMode } from '../../lab/chain/patch.ts';
+import type { PatchMode } from '../../lab/chain/constants.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { pick, rng, runModel, type ModelProgram } from './model.ts';
 import { ReferencePatcher, bpftoolBatch, counterObject, countsFrom, hostTarget, RUN_ID } from './support.ts';
