@@ -21,7 +21,13 @@ import { DEFAULT_TRIO_CONFIG, OBJECTS, applyTrioConfig } from '../programs/trio.
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from '../programs/loading.ts';
 import { CHAIN_MAP, VERDICT_MAP, type PatchMode } from '../chain/constants.ts';
-import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
+import { chainAttach } from '../chain/ops/attach.ts';
+import { defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops/build.ts';
+import { chainDetach } from '../chain/ops/detach.ts';
+import { chainInit } from '../chain/ops/init.ts';
+import { chainRecreate } from '../chain/ops/recreate.ts';
+import { chainReplace } from '../chain/ops/replace.ts';
+import { chainStatus } from '../chain/ops/status.ts';
 import { readState } from '../chain/state.ts';
 import { choosePatchMode, type ModeBody, type ModeChoice } from '../chain/mode.ts';
 
