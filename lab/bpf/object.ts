@@ -12,12 +12,12 @@ import {
   SHF_EXECINSTR,
   SHT_PROGBITS,
   STT_FUNC,
-  StringTableBuilder,
   findSection,
   parseElf,
   relSectionFor,
-  writeElf,
 } from './elf.ts';
+import { writeElf } from './elf-write.ts';
+import { StringTableBuilder } from './strtab.ts';
 import { type Btf, BTF_KIND_FUNC, assembleBtf, encodeBtfTypes, parseBtf, typeById } from './btf.ts';
 import { type BtfExt, encodeBtfExt, parseBtfExt } from './btf-ext.ts';
 import {
