@@ -6,7 +6,7 @@
  * bytes are replaced here; where every old offset went is left as a remap table for the next pass.
  */
 import { type ElfSymbol, type Section, SHF_ALLOC, SHF_EXECINSTR, SHT_PROGBITS, STB_LOCAL, STT_FUNC, findSection, newSection } from '../../bpf/elf.ts';
-import { Asm, BPF_DW, callPseudo, encodeInsns, isExit, ja, slotCount, stxMem } from '../../bpf/insn.ts';
+import { Asm, BPF_DW, callPseudo, encodeInsns, isExit, ja, slotCount, stxMem, width } from '../../bpf/insn.ts';
 import { type BpfObject, functionInsns } from '../../bpf/object.ts';
 import { type ChainMark, emitChainTail } from './epilogue.ts';
 import { patchError } from './errors.ts';
@@ -77,7 +77,7 @@ function rewriteInline(obj: BpfObject, { prog, section: sec }: Entry, plan: Extr
   let s = 0;
   const rewritten = body.map((insn) => {
     const at = s;
-    s += insn.code === 0x18 ? 2 : 1;
+    s += width(insn);
     if (!isExit(insn)) return insn;
     const off = bodySlots - at - 1;
     if (off > 32767) throw patchError(file, `program "${prog.name}": exit at insn ${at} is too far from the epilogue for a 16-bit jump`, "Use mode 'subprog'.");
