@@ -16,7 +16,7 @@
  *
  * C lives in a one-entry per-CPU array. Since every exit clears it, the head needs no reset and a
  * packet that every program passes touches the map once, at the end of the chain (see
- * emitChainTail for each path).
+ * emitChainTail in patch/epilogue.ts for each path).
  *
  * Two ways to run the body:
  * - 'subprog': the body moves to .text as a static function `<prog>__body` and the entry, which

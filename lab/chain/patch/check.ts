@@ -7,21 +7,10 @@ import { type ElfSymbol, STT_OBJECT, findSection } from '../../bpf/elf.ts';
 import { BTF_KIND_FUNC, BTF_KIND_VAR } from '../../bpf/btf.ts';
 import { HELPER_TAIL_CALL, isHelperCall } from '../../bpf/insn.ts';
 import { type BpfObject, functionInsns, programSymbols, reachableFunctions } from '../../bpf/object.ts';
-import { CHAIN_MAP, DEFAULT_REDIRECT, DEFAULT_SUCCESS, MAX_INDEX, VERDICT_MAP, type PatchMode } from '../constants.ts';
+import { CHAIN_MAP, DEFAULT_REDIRECT, DEFAULT_SUCCESS, MAX_INDEX, VERDICT_MAP } from '../constants.ts';
+import type { PatchOptions } from '../patch.ts';
 import { badInput, patchError } from './errors.ts';
 import type { CheckedOptions, Entry } from './types.ts';
-
-/** The options as a caller may give them (lab/chain/patch.ts's PatchOptions). */
-export interface RawOptions {
-  index: number;
-  success: number[];
-  redirect: number[];
-  mode: PatchMode;
-  program?: string;
-  chainMap?: string;
-  verdictMap?: string;
-  fileName?: string;
-}
 
 function checkVerdicts(file: string, list: unknown, what: string): number[] {
   if (!Array.isArray(list)) throw badInput(file, `${what} verdicts must be an array of numbers`, 'Pass e.g. [2].');
@@ -35,7 +24,7 @@ function checkVerdicts(file: string, list: unknown, what: string): number[] {
 
 const MAP_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,14}$/;
 
-export function checkOptions(options: RawOptions): CheckedOptions {
+export function checkOptions(options: PatchOptions): CheckedOptions {
   const file = options.fileName ?? '<object>';
   const { index, mode } = options;
   if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index > MAX_INDEX) {
