@@ -26,7 +26,7 @@ function markRelocs({ marks, body }: Rewrite, maps: ChainMapSymbols): Relocation
       case 'verdict':
         return { offset, type: R_BPF_64_64, symbol: maps.verdict };
       case 'body':
-        if (!body) throw new LabError('PATCH', `internal: a body call marked in an entry without a moved body (mark ${mark})`);
+        if (!body) throw new LabError('PATCH', `internal: a body call marked in an entry without a moved body (mark ${mark})`, { remedy: 'Report this object; the patcher produced an inconsistent result.' });
         return { offset, type: R_BPF_64_32, symbol: body.symbol };
     }
   });

@@ -28,7 +28,7 @@ export type Place = { section: Section; off: number } | null;
 /** Where old offset `off` of the remapped section goes; null when its range is dropped. */
 export function remapOffset(remap: Remap, off: number): Place {
   const r = remap.ranges.find((x) => off >= x.from && off < x.to);
-  if (!r) throw new LabError('PATCH', `internal: offset ${off} of section "${remap.section.name}" is outside the remap table`);
+  if (!r) throw new LabError('PATCH', `internal: offset ${off} of section "${remap.section.name}" is outside the remap table`, { remedy: 'Report this object; the patcher produced an inconsistent result.' });
   return r.kind === 'drop' ? null : { section: r.section, off: r.base + (off - r.from) };
 }
 
