@@ -19,10 +19,15 @@ import { cachedFeatures } from '../features.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { CHAIN_MAP, VERDICT_MAP } from '../chain/loader.ts';
-import { chainAttach, chainDetach, chainInit, chainRecreate, chainReplace, chainStatus, defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops.ts';
+import { CHAIN_MAP, VERDICT_MAP, type PatchMode } from '../chain/constants.ts';
+import { chainAttach } from '../chain/ops/attach.ts';
+import { defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops/build.ts';
+import { chainDetach } from '../chain/ops/detach.ts';
+import { chainInit } from '../chain/ops/init.ts';
+import { chainRecreate } from '../chain/ops/recreate.ts';
+import { chainReplace } from '../chain/ops/replace.ts';
+import { chainStatus } from '../chain/ops/status.ts';
 import { readState } from '../chain/state.ts';
-import type { PatchMode } from '../chain/ops.ts';
 import { choosePatchMode, type ModeBody, type ModeChoice } from '../chain/mode.ts';
 
 function chainDir(ctx: ApproachContext): string {

@@ -7,7 +7,7 @@
  * section; they are resolved on read and re-interned on write.
  */
 import { LabError } from '../errors.ts';
-import type { StringTableBuilder } from './elf.ts';
+import type { StringTableBuilder } from './strtab.ts';
 import { readBtfString } from './btf.ts';
 
 export interface BpfFuncInfo {

@@ -5,7 +5,7 @@
  * without tracking offsets. BTF.ext (btf-ext.ts) shares the same string table.
  */
 import { LabError } from '../errors.ts';
-import { StringTableBuilder } from './elf.ts';
+import { StringTableBuilder } from './strtab.ts';
 
 export const BTF_MAGIC = 0xeb9f;
 

@@ -4,8 +4,8 @@
  * The model keeps links as object references (a symbol points at its Section, a relocation at
  * its Symbol, a REL section at its target), so a pass can add, move or drop sections and symbols
  * without renumbering anything by hand; indices are recomputed only when writing. String tables,
- * the symbol table and REL sections are regenerated from the model; every other section's bytes
- * are kept as they are.
+ * the symbol table and REL sections are regenerated from the model (elf-write.ts); every other
+ * section's bytes are kept as they are. String tables are built by strtab.ts.
  */
 import { LabError } from '../errors.ts';
 
@@ -116,7 +116,8 @@ export interface ElfObject {
   shstrtab: Section;
 }
 
-function bad(file: string, what: string): LabError {
+/** A malformed ELF file (or a model the writer cannot write), with the remedy for both. */
+export function badElf(file: string, what: string): LabError {
   return new LabError('BAD_ELF', `${file}: ${what}`, {
     remedy: 'Rebuild the object with clang -O2 -g -target bpf -c; the file is truncated or corrupt.',
   });
@@ -139,7 +140,7 @@ class Reader {
   }
   need(off: number, len: number, what: string): void {
     if (!Number.isSafeInteger(off) || off < 0 || len < 0 || off + len > this.bytes.length) {
-      throw bad(this.file, `${what}: bytes ${off}..${off + len} beyond end of file (${this.bytes.length} bytes)`);
+      throw badElf(this.file, `${what}: bytes ${off}..${off + len} beyond end of file (${this.bytes.length} bytes)`);
     }
   }
   u8(off: number, what: string): number {
@@ -157,7 +158,7 @@ class Reader {
   u64(off: number, what: string): number {
     this.need(off, 8, what);
     const v = this.view.getBigUint64(off, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(this.file, `${what}: value 0x${v.toString(16)} too large`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw badElf(this.file, `${what}: value 0x${v.toString(16)} too large`);
     return Number(v);
   }
 }
@@ -166,10 +167,10 @@ class Reader {
 export function readCString(table: Uint8Array, off: number, file: string, what: string): string {
   if (off < 0 || off >= table.length) {
     if (off === 0 && table.length === 0) return '';
-    throw bad(file, `${what}: string offset ${off} outside string table (${table.length} bytes)`);
+    throw badElf(file, `${what}: string offset ${off} outside string table (${table.length} bytes)`);
   }
   const end = table.indexOf(0, off);
-  if (end < 0) throw bad(file, `${what}: string at ${off} is not NUL-terminated`);
+  if (end < 0) throw badElf(file, `${what}: string at ${off} is not NUL-terminated`);
   return new TextDecoder().decode(table.subarray(off, end));
 }
 
@@ -178,13 +179,13 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
   const f = fileName;
   const r = new Reader(bytes, f);
   if (bytes.length < 16 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
-    throw bad(f, 'not an ELF file (bad magic)');
+    throw badElf(f, 'not an ELF file (bad magic)');
   }
   const cls = bytes[4];
   const data = bytes[5];
   if (cls !== 2) throw notBpf(f, `ELF class ${cls} is not ELF64; BPF objects are 64-bit`);
   if (data !== 1) throw notBpf(f, `ELF data encoding ${data} is not little-endian; only LE BPF objects are supported`);
-  if (bytes.length < 64) throw bad(f, `ELF header truncated (${bytes.length} bytes)`);
+  if (bytes.length < 64) throw badElf(f, `ELF header truncated (${bytes.length} bytes)`);
   const osabi = r.u8(7, 'e_ident');
   const eType = r.u16(16, 'e_type');
   const machine = r.u16(18, 'e_machine');
@@ -195,15 +196,15 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
   const shentsize = r.u16(58, 'e_shentsize');
   let shnum = r.u16(60, 'e_shnum');
   const shstrndx = r.u16(62, 'e_shstrndx');
-  if (shentsize !== 64) throw bad(f, `e_shentsize ${shentsize} is not 64`);
-  if (shoff === 0) throw bad(f, 'no section header table');
+  if (shentsize !== 64) throw badElf(f, `e_shentsize ${shentsize} is not 64`);
+  if (shoff === 0) throw badElf(f, 'no section header table');
   if (shnum === 0) {
     // More than 0xff00 sections: the count lives in section 0's sh_size. We refuse them.
-    throw bad(f, 'extended section numbering is not supported');
+    throw badElf(f, 'extended section numbering is not supported');
   }
   r.need(shoff, shnum * 64, 'section header table');
   if (shstrndx === SHN_XINDEX || shstrndx >= shnum || shstrndx === 0) {
-    throw bad(f, `e_shstrndx ${shstrndx} out of range (${shnum} sections)`);
+    throw badElf(f, `e_shstrndx ${shstrndx} out of range (${shnum} sections)`);
   }
 
   interface RawSh {
@@ -236,7 +237,7 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
     });
   }
   const shstrRaw = raw[shstrndx]!;
-  if (shstrRaw.type !== SHT_STRTAB) throw bad(f, `e_shstrndx ${shstrndx} is not a string table`);
+  if (shstrRaw.type !== SHT_STRTAB) throw badElf(f, `e_shstrndx ${shstrndx} is not a string table`);
   r.need(shstrRaw.offset, shstrRaw.size, 'section name table');
   const shstrBytes = bytes.subarray(shstrRaw.offset, shstrRaw.offset + shstrRaw.size);
 
@@ -246,14 +247,14 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
     const name = readCString(shstrBytes, s.nameOff, f, `section ${i} name`);
     const where = `section ${i} "${name}"`;
     if (!KNOWN_SECTION_TYPES.has(s.type)) {
-      throw bad(f, `${where}: unknown section type 0x${s.type.toString(16)}`);
+      throw badElf(f, `${where}: unknown section type 0x${s.type.toString(16)}`);
     }
-    if (s.type === SHT_NULL) throw bad(f, `${where}: SHT_NULL section after index 0`);
+    if (s.type === SHT_NULL) throw badElf(f, `${where}: SHT_NULL section after index 0`);
     if (s.type !== SHT_NOBITS) r.need(s.offset, s.size, `${where} contents`);
     if (s.addralign > 1 && (s.addralign & (s.addralign - 1)) !== 0) {
-      throw bad(f, `${where}: alignment ${s.addralign} is not a power of two`);
+      throw badElf(f, `${where}: alignment ${s.addralign} is not a power of two`);
     }
-    if (s.addralign > 4096) throw bad(f, `${where}: alignment ${s.addralign} unreasonably large`);
+    if (s.addralign > 4096) throw badElf(f, `${where}: alignment ${s.addralign} unreasonably large`);
     const keepsBytes = s.type === SHT_PROGBITS || s.type === SHT_NOTE || s.type === SHT_LLVM_ADDRSIG;
     sections.push({
       name,
@@ -272,25 +273,25 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
   }
   const sectionAt = (i: number, what: string): Section => {
     const s = i > 0 && i < sections.length ? sections[i] : null;
-    if (!s) throw bad(f, `${what}: section index ${i} out of range (1..${shnum - 1})`);
+    if (!s) throw badElf(f, `${what}: section index ${i} out of range (1..${shnum - 1})`);
     return s;
   };
 
   // Symbol table: exactly one.
   const symtabIdx = raw.map((s, i) => (s.type === SHT_SYMTAB ? i : -1)).filter((i) => i > 0);
-  if (symtabIdx.length !== 1) throw bad(f, `expected one symbol table, found ${symtabIdx.length}`);
+  if (symtabIdx.length !== 1) throw badElf(f, `expected one symbol table, found ${symtabIdx.length}`);
   const stIdx = symtabIdx[0]!;
   const st = raw[stIdx]!;
   const symtab = sectionAt(stIdx, 'symbol table');
-  if (st.entsize !== 24) throw bad(f, `section "${symtab.name}": symbol entry size ${st.entsize} is not 24`);
-  if (st.size % 24 !== 0) throw bad(f, `section "${symtab.name}": size ${st.size} not a multiple of 24`);
+  if (st.entsize !== 24) throw badElf(f, `section "${symtab.name}": symbol entry size ${st.entsize} is not 24`);
+  if (st.size % 24 !== 0) throw badElf(f, `section "${symtab.name}": size ${st.size} not a multiple of 24`);
   const strtab = sectionAt(st.link, `section "${symtab.name}" sh_link`);
-  if (strtab.type !== SHT_STRTAB) throw bad(f, `section "${symtab.name}": sh_link ${st.link} is not a string table`);
+  if (strtab.type !== SHT_STRTAB) throw badElf(f, `section "${symtab.name}": sh_link ${st.link} is not a string table`);
   const strRaw = raw[st.link]!;
   const strBytes = bytes.subarray(strRaw.offset, strRaw.offset + strRaw.size);
   const nsyms = st.size / 24;
-  if (nsyms === 0) throw bad(f, 'symbol table is empty (no null symbol)');
-  if (st.info > nsyms) throw bad(f, `symbol table sh_info ${st.info} beyond ${nsyms} symbols`);
+  if (nsyms === 0) throw badElf(f, 'symbol table is empty (no null symbol)');
+  if (st.info > nsyms) throw badElf(f, `symbol table sh_info ${st.info} beyond ${nsyms} symbols`);
   const symbols: ElfSymbol[] = [];
   for (let i = 0; i < nsyms; i++) {
     const b = st.offset + i * 24;
@@ -304,15 +305,15 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
     const name = readCString(strBytes, nameOff, f, `${w} name`);
     let section: Section | null = null;
     let special = 0;
-    if (shndx === SHN_XINDEX) throw bad(f, `${w} "${name}": SHN_XINDEX is not supported`);
+    if (shndx === SHN_XINDEX) throw badElf(f, `${w} "${name}": SHN_XINDEX is not supported`);
     if (shndx === SHN_UNDEF || shndx === SHN_ABS || shndx === SHN_COMMON) special = shndx;
-    else if (shndx >= 0xff00) throw bad(f, `${w} "${name}": reserved section index 0x${shndx.toString(16)}`);
+    else if (shndx >= 0xff00) throw badElf(f, `${w} "${name}": reserved section index 0x${shndx.toString(16)}`);
     else section = sectionAt(shndx, `${w} "${name}"`);
     const sym: ElfSymbol = { name, bind: info >> 4, type: info & 0xf, other, section, special, value, size };
     if (section && section.type !== SHT_NOBITS && sym.type !== STT_SECTION) {
       const secSize = section.data.length + section.nobitsSize;
       if (value > secSize || value + size > secSize) {
-        throw bad(f, `${w} "${name}": value ${value} size ${size} beyond section "${section.name}" (${secSize} bytes)`);
+        throw badElf(f, `${w} "${name}": value ${value} size ${size} beyond section "${section.name}" (${secSize} bytes)`);
       }
     }
     symbols.push(sym);
@@ -324,12 +325,12 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
     if (s.type !== SHT_REL) continue;
     const sec = sections[i]!;
     const where = `section "${sec.name}"`;
-    if (s.entsize !== 16) throw bad(f, `${where}: relocation entry size ${s.entsize} is not 16`);
-    if (s.size % 16 !== 0) throw bad(f, `${where}: size ${s.size} not a multiple of 16`);
-    if (s.link !== stIdx) throw bad(f, `${where}: sh_link ${s.link} is not the symbol table (${stIdx})`);
+    if (s.entsize !== 16) throw badElf(f, `${where}: relocation entry size ${s.entsize} is not 16`);
+    if (s.size % 16 !== 0) throw badElf(f, `${where}: size ${s.size} not a multiple of 16`);
+    if (s.link !== stIdx) throw badElf(f, `${where}: sh_link ${s.link} is not the symbol table (${stIdx})`);
     const target = sectionAt(s.info, `${where} sh_info`);
     if (target.type === SHT_REL || target.type === SHT_SYMTAB || target.type === SHT_STRTAB) {
-      throw bad(f, `${where}: relocates a ${target.type === SHT_REL ? 'REL' : 'table'} section`);
+      throw badElf(f, `${where}: relocates a ${target.type === SHT_REL ? 'REL' : 'table'} section`);
     }
     sec.target = target;
     const tsize = target.data.length;
@@ -340,8 +341,8 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
       const rInfo = r.view.getBigUint64(b + 8, true);
       const symIdx = Number(rInfo >> 32n);
       const type = Number(rInfo & 0xffffffffn);
-      if (symIdx >= nsyms) throw bad(f, `${w}: symbol index ${symIdx} beyond ${nsyms} symbols`);
-      if (offset >= tsize) throw bad(f, `${w}: offset ${offset} beyond section "${target.name}" (${tsize} bytes)`);
+      if (symIdx >= nsyms) throw badElf(f, `${w}: symbol index ${symIdx} beyond ${nsyms} symbols`);
+      if (offset >= tsize) throw badElf(f, `${w}: offset ${offset} beyond section "${target.name}" (${tsize} bytes)`);
       sec.relocs.push({ offset, type, symbol: symbols[symIdx]! });
     }
   }
@@ -364,172 +365,6 @@ export function parseElf(bytes: Uint8Array, fileName = '<object>'): ElfObject {
     strtab,
     shstrtab,
   };
-}
-
-const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Builds a string table: "" at offset 0, each distinct string once. */
-export class StringTableBuilder {
-  private readonly offsets = new Map<string, number>();
-  private readonly parts: Uint8Array[] = [];
-  private length = 0;
-  constructor() {
-    this.add('');
-  }
-  add(s: string): number {
-    const known = this.offsets.get(s);
-    if (known !== undefined) return known;
-    // Either would be written as something else (a NUL ends the string early, TextEncoder turns an
-    // unpaired surrogate into U+FFFD): refuse rather than write a name that reads back changed.
-    if (s.includes('\0') || UNPAIRED_SURROGATE.test(s)) {
-      throw new LabError('BAD_ELF', `writer: name ${JSON.stringify(s)} cannot go into a string table (it contains NUL or an unpaired surrogate)`, {
-        remedy: 'A pass produced an invalid name; report this object.',
-      });
-    }
-    const enc = new TextEncoder().encode(s);
-    const off = this.length;
-    this.parts.push(enc, new Uint8Array([0]));
-    this.length += enc.length + 1;
-    this.offsets.set(s, off);
-    return off;
-  }
-  bytes(): Uint8Array {
-    const out = new Uint8Array(this.length);
-    let p = 0;
-    for (const part of this.parts) {
-      out.set(part, p);
-      p += part.length;
-    }
-    return out;
-  }
-}
-
-const align = (n: number, a: number): number => (a > 1 ? Math.ceil(n / a) * a : n);
-
-/**
- * Writes the object. Symbols are emitted locals first (ELF requires it; sh_info of the
- * symbol table is the first non-local), REL sections and string tables are regenerated.
- */
-export function writeElf(obj: ElfObject): Uint8Array {
-  const f = obj.fileName;
-  const sections = obj.sections;
-  const secIndex = new Map<Section, number>();
-  sections.forEach((s, i) => secIndex.set(s, i + 1));
-  if (!secIndex.has(obj.symtab) || !secIndex.has(obj.strtab) || !secIndex.has(obj.shstrtab)) {
-    throw bad(f, 'writer: symbol table or string table missing from the section list');
-  }
-
-  const nullSym = obj.symbols[0];
-  const rest = obj.symbols.slice(1);
-  const locals = rest.filter((s) => s.bind === STB_LOCAL);
-  const globals = rest.filter((s) => s.bind !== STB_LOCAL);
-  const ordered = [nullSym ?? emptySymbol(), ...locals, ...globals];
-  const symIndex = new Map<ElfSymbol, number>();
-  ordered.forEach((s, i) => symIndex.set(s, i));
-
-  // String tables.
-  const sharedStrtab = obj.strtab === obj.shstrtab;
-  const symStr = new StringTableBuilder();
-  const shStr = sharedStrtab ? symStr : new StringTableBuilder();
-  const shNameOff = sections.map((s) => shStr.add(s.name));
-  const symNameOff = ordered.map((s) => symStr.add(s.name));
-
-  // Symbol table bytes.
-  const symBytes = new Uint8Array(ordered.length * 24);
-  const sv = new DataView(symBytes.buffer);
-  ordered.forEach((s, i) => {
-    const b = i * 24;
-    sv.setUint32(b, symNameOff[i]!, true);
-    sv.setUint8(b + 4, ((s.bind & 0xf) << 4) | (s.type & 0xf));
-    sv.setUint8(b + 5, s.other);
-    let shndx = s.special;
-    if (s.section) {
-      const idx = secIndex.get(s.section);
-      if (idx === undefined) throw bad(f, `writer: symbol "${s.name}" is in section "${s.section.name}" which is not written`);
-      shndx = idx;
-    }
-    sv.setUint16(b + 6, shndx, true);
-    sv.setBigUint64(b + 8, BigInt(s.value), true);
-    sv.setBigUint64(b + 16, BigInt(s.size), true);
-  });
-
-  const contents = new Map<Section, Uint8Array>();
-  for (const s of sections) {
-    if (s === obj.symtab) contents.set(s, symBytes);
-    else if (s === obj.strtab) contents.set(s, symStr.bytes());
-    else if (s === obj.shstrtab) contents.set(s, shStr.bytes());
-    else if (s.type === SHT_REL) {
-      const out = new Uint8Array(s.relocs.length * 16);
-      const v = new DataView(out.buffer);
-      s.relocs.forEach((rel, k) => {
-        const si = symIndex.get(rel.symbol);
-        if (si === undefined) throw bad(f, `writer: section "${s.name}": relocation ${k} names a symbol not in the table`);
-        v.setBigUint64(k * 16, BigInt(rel.offset), true);
-        v.setBigUint64(k * 16 + 8, (BigInt(si) << 32n) | BigInt(rel.type >>> 0), true);
-      });
-      contents.set(s, out);
-    } else contents.set(s, s.data);
-  }
-
-  // Layout: header, section contents in order, section header table.
-  let off = 64;
-  const offsets: number[] = [];
-  for (const s of sections) {
-    const a = Math.max(1, s.addralign);
-    off = align(off, a);
-    offsets.push(off);
-    if (s.type !== SHT_NOBITS) off += contents.get(s)!.length;
-  }
-  const shoff = align(off, 8);
-  const total = shoff + (sections.length + 1) * 64;
-  const out = new Uint8Array(total);
-  const v = new DataView(out.buffer);
-  out.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, obj.osabi]);
-  v.setUint16(16, ET_REL, true);
-  v.setUint16(18, EM_BPF, true);
-  v.setUint32(20, 1, true);
-  v.setBigUint64(40, BigInt(shoff), true);
-  v.setUint32(48, obj.eflags, true);
-  v.setUint16(52, 64, true);
-  v.setUint16(58, 64, true);
-  v.setUint16(60, sections.length + 1, true);
-  v.setUint16(62, secIndex.get(obj.shstrtab)!, true);
-
-  sections.forEach((s, i) => {
-    const data = contents.get(s)!;
-    if (s.type !== SHT_NOBITS) out.set(data, offsets[i]!);
-    const b = shoff + (i + 1) * 64;
-    let link = s.rawLink;
-    let info = s.rawInfo;
-    let entsize = s.entsize;
-    if (s === obj.symtab) {
-      link = secIndex.get(obj.strtab)!;
-      info = 1 + locals.length;
-      entsize = 24;
-    } else if (s.type === SHT_REL) {
-      if (!s.target || !secIndex.has(s.target)) throw bad(f, `writer: section "${s.name}" relocates a section that is not written`);
-      link = secIndex.get(obj.symtab)!;
-      info = secIndex.get(s.target)!;
-      entsize = 16;
-    } else if (s.type === SHT_LLVM_ADDRSIG) {
-      link = secIndex.get(obj.symtab)!;
-    }
-    v.setUint32(b, shNameOff[i]!, true);
-    v.setUint32(b + 4, s.type, true);
-    v.setBigUint64(b + 8, BigInt(s.flags), true);
-    v.setBigUint64(b + 16, BigInt(s.addr), true);
-    v.setBigUint64(b + 24, BigInt(offsets[i]!), true);
-    v.setBigUint64(b + 32, BigInt(s.type === SHT_NOBITS ? s.nobitsSize : data.length), true);
-    v.setUint32(b + 40, link, true);
-    v.setUint32(b + 44, info, true);
-    v.setBigUint64(b + 48, BigInt(s.addralign), true);
-    v.setBigUint64(b + 56, BigInt(entsize), true);
-  });
-  return out;
-}
-
-function emptySymbol(): ElfSymbol {
-  return { name: '', bind: 0, type: 0, other: 0, section: null, special: SHN_UNDEF, value: 0, size: 0 };
 }
 
 export function findSection(obj: ElfObject, name: string): Section | undefined {

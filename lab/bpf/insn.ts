@@ -170,19 +170,20 @@ export const exit = (): Insn => ({ code: BPF_JMP | BPF_EXIT, dst: 0, src: 0, off
 
 /**
  * A tiny assembler with labels: jumps name a label and get their pc-relative `off` when the
- * code is finished, so inserting an instruction cannot misplace a target.
+ * code is finished, so inserting an instruction cannot misplace a target. `M` is the caller's
+ * union of marks (what a marked instruction is relocated against); an Asm without one takes none.
  */
-export class Asm {
+export class Asm<M extends string = never> {
   readonly insns: Insn[] = [];
   private readonly labels = new Map<string, number>();
   private readonly fixups: { at: number; label: string }[] = [];
   /** Instructions a caller attaches a relocation to, by slot; one mark may name several (one map loaded twice). */
-  readonly marks: { mark: string; slot: number }[] = [];
+  readonly marks: { mark: M; slot: number }[] = [];
 
   slot(): number {
     return slotCount(this.insns);
   }
-  emit(i: Insn, mark?: string): this {
+  emit(i: Insn, mark?: M): this {
     if (mark) this.marks.push({ mark, slot: this.slot() });
     this.insns.push(i);
     return this;

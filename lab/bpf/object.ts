@@ -12,12 +12,12 @@ import {
   SHF_EXECINSTR,
   SHT_PROGBITS,
   STT_FUNC,
-  StringTableBuilder,
   findSection,
   parseElf,
   relSectionFor,
-  writeElf,
 } from './elf.ts';
+import { writeElf } from './elf-write.ts';
+import { StringTableBuilder } from './strtab.ts';
 import { type Btf, BTF_KIND_FUNC, assembleBtf, encodeBtfTypes, parseBtf, typeById } from './btf.ts';
 import { type BtfExt, encodeBtfExt, parseBtfExt } from './btf-ext.ts';
 import {
@@ -192,7 +192,7 @@ export function calleesOf(obj: BpfObject, fn: ElfSymbol): ElfSymbol[] {
     const r = rel?.relocs.find((x) => x.offset === absSlot * 8);
     // A callback's address in a .o: ld_imm64 with src 0 relocated against .text; its target is
     // (symbol value + imm) bytes, as libbpf reads it before it sets BPF_PSEUDO_FUNC.
-    const callbackAddr = insn.code === 0x18 && r !== undefined && text !== undefined && r.symbol.section === text;
+    const callbackAddr = isLdImm64(insn) && r !== undefined && text !== undefined && r.symbol.section === text;
     if (!isPseudoCall(insn) && !isPseudoFuncAddr(insn) && !callbackAddr) return;
     let targetSlot: number;
     if (callbackAddr || (r && isPseudoFuncAddr(insn))) targetSlot = (r!.symbol.value + insn.imm) / 8;

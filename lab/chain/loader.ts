@@ -8,13 +8,7 @@ import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
 import { u32le } from '../bytes.ts';
-
-/** Map names the patch gives the chain's two maps (H1's defaults in patch.ts). */
-export const CHAIN_MAP = 'xcl_chain';
-export const VERDICT_MAP = 'xcl_verdict';
-
-/** Slots in the PROG_ARRAY the trampoline creates; only the first maxPrograms are ever used. */
-export const CHAIN_SLOTS = 64;
+import { CHAIN_MAP, CHAIN_SLOTS, VERDICT_MAP } from './constants.ts';
 
 /**
  * The head trampoline of the thesis's Annexe I: a program that only tail-calls slot 0, so it never

@@ -7,7 +7,7 @@
  */
 import { LabError } from '../errors.ts';
 import type { KernelFeatures } from '../features.ts';
-import type { PatchMode } from './patch.ts';
+import type { PatchMode } from './constants.ts';
 
 export interface ModeBody {
   /** "file.o:program", for messages */

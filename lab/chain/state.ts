@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
+import { PATCH_MODES } from './constants.ts';
 
 /** Root of the CLI's named chains on bpffs. */
 export const CHAINS_PIN_ROOT = '/sys/fs/bpf/xdp-chain-lab/chains';
@@ -65,7 +66,7 @@ export const chainStateSchema = z.object({
   generation: z.number().int().min(0),
   target: z.string(),
   kernelRelease: z.string(),
-  mode: z.enum(['subprog', 'inline']),
+  mode: z.enum(PATCH_MODES),
   modeReason: z.string(),
   /** Most programs this kernel lets the chain hold (trampoline already accounted for). */
   maxPrograms: z.number().int().min(1),

@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isLabError, wrapError } from '../errors.ts';
-import { type PatchMode, listPrograms, patchObject } from '../chain/patch.ts';
+import { listPrograms, patchObject } from '../chain/patch.ts';
+import type { PatchMode } from '../chain/constants.ts';
 
 export interface PatchTiming {
   file: string;

@@ -11,21 +11,15 @@ import { LabError, wrapError } from '../errors.ts';
 import { HostTarget, type Target } from '../target.ts';
 import type { ProgressSink } from '../progress.ts';
 import { cachedFeatures } from '../features.ts';
-import {
-  DEFAULT_REDIRECT,
-  DEFAULT_SUCCESS,
-  chainDetach,
-  chainRepair,
-  chainInit,
-  chainRecreate,
-  chainReplace,
-  chainStatus,
-  defaultPatcher,
-  type ChainProgramSpec,
-  type ChainStatus,
-  type PatchMode,
-} from '../chain/ops.ts';
+import { DEFAULT_REDIRECT, DEFAULT_SUCCESS, type PatchMode } from '../chain/constants.ts';
 import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
+import { defaultPatcher, type ChainProgramSpec } from '../chain/ops/build.ts';
+import { chainDetach } from '../chain/ops/detach.ts';
+import { chainInit } from '../chain/ops/init.ts';
+import { chainRecreate } from '../chain/ops/recreate.ts';
+import { chainRepair } from '../chain/ops/repair.ts';
+import { chainReplace } from '../chain/ops/replace.ts';
+import { chainStatus, type ChainStatus } from '../chain/ops/status.ts';
 import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState } from '../chain/state.ts';
 import { existsOn } from '../chain/loader.ts';
 import { choosePatchMode } from '../chain/mode.ts';

@@ -17,7 +17,7 @@ import type { Stage } from '../programs/trio.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
-import type { PatchMode } from '../chain/ops.ts';
+import type { PatchMode } from '../chain/constants.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
 import { XDP_PASS } from '../bpf/uapi.ts';

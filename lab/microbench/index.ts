@@ -13,7 +13,7 @@ import type { Target } from '../target.ts';
 import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../results/record.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
-import type { PatchMode } from '../chain/ops.ts';
+import type { PatchMode } from '../chain/constants.ts';
 import { buildMicroObjects } from '../programs/micro.ts';
 import { openSandbox, type Sandbox } from './sandbox.ts';
 import {

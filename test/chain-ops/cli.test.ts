@@ -14,7 +14,7 @@ import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
 import { readU64le, u16le, u32le } from '../../lab/bytes.ts';
 import { parseProgramSpec, parseVerdicts } from '../../lab/commands/chain.ts';
-import type { ChainStatus } from '../../lab/chain/ops.ts';
+import type { ChainStatus } from '../../lab/chain/ops/status.ts';
 import { pinDirForName, statePath } from '../../lab/chain/state.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../../lab/programs/build.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';

@@ -7,7 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
-import { chainDetach, chainInit, maxChainLength } from '../../lab/chain/ops.ts';
+import { maxChainLength } from '../../lab/chain/ops/build.ts';
+import { chainDetach } from '../../lab/chain/ops/detach.ts';
+import { chainInit } from '../../lab/chain/ops/init.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { ReferencePatcher, bpftoolBatch, countsFrom, hostTarget, RUN_ID } from './support.ts';
 

@@ -11,7 +11,11 @@ import { requirements } from '../support/requirements.ts';
 import { counterMoves } from '../support/wait.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
-import { chainDetach, chainInit, chainReplace, chainStatus, defaultPatcher, type Patcher } from '../../lab/chain/ops.ts';
+import { defaultPatcher, type Patcher } from '../../lab/chain/ops/build.ts';
+import { chainDetach } from '../../lab/chain/ops/detach.ts';
+import { chainInit } from '../../lab/chain/ops/init.ts';
+import { chainReplace } from '../../lab/chain/ops/replace.ts';
+import { chainStatus } from '../../lab/chain/ops/status.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { ReferencePatcher, counterObject, countsFrom, createVethPair, destroyVethPair, hostTarget, type VethPair, RUN_ID } from './support.ts';
 

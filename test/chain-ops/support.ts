@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostTarget, type Target } from '../../lab/target.ts';
 import { compileBpfSource } from '../../lab/toolchain/bpf-source.ts';
-import type { Patcher } from '../../lab/chain/ops.ts';
+import type { Patcher } from '../../lab/chain/ops/build.ts';
 import type { PatchOptions, PatchResult } from '../../lab/chain/patch.ts';
 import { bpftoolBatch as labBpftoolBatch, mapCreate as labMapCreate, unpin as labUnpin } from '../../lab/bpftool/index.ts';
 

@@ -8,7 +8,9 @@ import { requirements } from '../support/requirements.ts';
 import type { Target } from '../../lab/target.ts';
 import * as bpftool from '../../lab/bpftool/index.ts';
 import { swapXdp } from '../../lab/chain/swap.ts';
-import { chainDetach, chainInit, chainRecreate } from '../../lab/chain/ops.ts';
+import { chainDetach } from '../../lab/chain/ops/detach.ts';
+import { chainInit } from '../../lab/chain/ops/init.ts';
+import { chainRecreate } from '../../lab/chain/ops/recreate.ts';
 import { cachedFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { RUN_ID, counterObject, createVethPair, destroyVethPair, hostTarget, type VethPair } from './support.ts';
 

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { requirements } from '../support/requirements.ts';
-import { type PatchMode, patchObject } from '../../lab/chain/patch.ts';
+import { patchObject } from '../../lab/chain/patch.ts';
+import type { PatchMode } from '../../lab/chain/constants.ts';
 import { type ModelProgram, chainVerdict } from './model.ts';
 import { PinDir, bpftool, compile, packet, progRun, readBytes, readCounter, tempDir } from './support.ts';
 

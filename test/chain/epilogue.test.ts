@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Asm, type Insn } from '../../lab/bpf/insn.ts';
-import { emitChainTail } from '../../lab/chain/patch.ts';
+import { emitChainTail } from '../../lab/chain/patch/epilogue.ts';
 import { type InterpWorld, run } from './interp.ts';
 
 /** roomy: the key has a slot of its own; tight: it shares ctx's (a body using all but 8 bytes). */

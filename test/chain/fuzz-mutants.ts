@@ -49,7 +49,8 @@ import {
 import type { BtfExt, ExtInfoSec } from '../../lab/bpf/btf-ext.ts';
 import { type Insn, decodeInsns, encodeInsns, width } from '../../lab/bpf/insn.ts';
 import { type BpfObject, isCodeSection, readObject, writeObject } from '../../lab/bpf/object.ts';
-import { type PatchMode, listPrograms, patchObject } from '../../lab/chain/patch.ts';
+import { listPrograms, patchObject } from '../../lab/chain/patch.ts';
+import type { PatchMode } from '../../lab/chain/constants.ts';
 
 export type Rng = () => number;
 export type Reader = (bytes: Uint8Array, fileName: string) => BpfObject;

@@ -1,14 +1,15 @@
 /**
- * A pass over a BpfObject that keeps one entry program and removes every other one, with what
+ * A pass of the patch over a BpfObject that keeps one entry program and removes every other one, with what
  * describes it: its code (a whole section, or its byte range where it shares a section with the
  * kept program), its relocations, symbols and BTF.ext records. Loaders that take "the" program of
  * an object (bpftool prog load pins the first one libbpf lists) then load exactly the patched one,
  * and no other program is verified, loaded or left behind. .text functions, maps and BTF types
  * stay: libbpf appends only the functions a program reaches and creates the maps either way.
  */
-import { LabError } from '../errors.ts';
-import { type ElfSymbol, type Section, relSectionFor } from '../bpf/elf.ts';
-import { type BpfObject, programSymbols } from '../bpf/object.ts';
+import { LabError } from '../../errors.ts';
+import { type ElfSymbol, type Section, relSectionFor } from '../../bpf/elf.ts';
+import { type BpfObject, programSymbols } from '../../bpf/object.ts';
+import { applyRemap, spliceRemap } from './remap.ts';
 
 export interface Isolated {
   /** Names of the programs removed, in object order. */
@@ -54,24 +55,9 @@ function dropSection(obj: BpfObject, sec: Section): void {
 
 /** Removes bytes [from, to) of a code section and everything that names an offset in them. */
 function cutRange(obj: BpfObject, sec: Section, from: number, to: number): void {
-  const elf = obj.elf;
-  const size = to - from;
-  const inside = (off: number): boolean => off >= from && off < to;
-  const moved = (off: number): number => (off >= to ? off - size : off);
-  const data = new Uint8Array(sec.data.length - size);
+  const data = new Uint8Array(sec.data.length - (to - from));
   data.set(sec.data.subarray(0, from));
   data.set(sec.data.subarray(to), from);
   sec.data = data;
-  const rel = relSectionFor(elf, sec);
-  if (rel) rel.relocs = rel.relocs.filter((r) => !inside(r.offset)).map((r) => ({ ...r, offset: moved(r.offset) }));
-  const gone = new Set(elf.symbols.filter((s) => s.section === sec && s.type !== 3 /* STT_SECTION */ && inside(s.value)));
-  elf.symbols = elf.symbols.filter((s) => !gone.has(s));
-  for (const s of elf.symbols) if (s.section === sec && s.type !== 3) s.value = moved(s.value);
-  if (obj.ext) {
-    for (const list of [obj.ext.func_info, obj.ext.line_info, obj.ext.core_relo] as { sec_name: string; records: { insn_off: number }[] }[][]) {
-      for (const b of list.filter((x) => x.sec_name === sec.name)) {
-        b.records = b.records.filter((r) => !inside(r.insn_off)).map((r) => ({ ...r, insn_off: moved(r.insn_off) }));
-      }
-    }
-  }
+  applyRemap(obj, spliceRemap(sec, from, to, { kind: 'drop' }, -(to - from)));
 }

@@ -1,0 +1,104 @@
+/**
+ * `chainRepair`: finishes or undoes the operation a killed process left half done, from its
+ * intent file (lab/chain/journal.ts). Every chain operation runs `repairPending` first.
+ */
+import { basename } from 'node:path';
+import { LabError } from '../../errors.ts';
+import type { ProgressSink } from '../../progress.ts';
+import { shellQuote, type Target } from '../../target.ts';
+import * as bpftool from '../../bpftool/index.ts';
+import { readSlots } from '../loader.ts';
+import { readIntent, removeIntent } from '../journal.ts';
+import { withChainLock } from '../lock.ts';
+import { readState } from '../state.ts';
+import { attachedId, commitReplace, finishRecreate, removeHalfBuiltChain } from './shared.ts';
+
+export interface RepairResult {
+  /** The operation found interrupted, or null when none was. */
+  op: 'init' | 'replace' | 'recreate' | null;
+  action: 'completed' | 'rolled back' | 'nothing to do';
+  detail: string;
+}
+
+/**
+ * Finishes or undoes an operation a killed process left half done, from its intent file: a
+ * replace whose slot already holds the new program is completed (pins moved, state written),
+ * otherwise its new pin is dropped; a recreate whose new head is attached is completed, otherwise
+ * its next generation is dropped; an init is always undone (its head detached when it got that
+ * far). Every chain operation runs this first; `chain repair` runs it alone.
+ */
+export async function chainRepair(target: Target, pinDir: string, progress?: ProgressSink): Promise<RepairResult> {
+  return withChainLock(target, pinDir, 'chain repair', () => repairPending(target, pinDir, progress));
+}
+
+export async function repairPending(target: Target, pinDir: string, progress?: ProgressSink): Promise<RepairResult> {
+  const intent = await readIntent(target, pinDir);
+  if (!intent) return { op: null, action: 'nothing to do', detail: 'no interrupted operation' };
+  const result = await repairIntent(target, pinDir, intent);
+  progress?.({ kind: 'log', level: 'warn', message: `chain ${basename(pinDir)}: an interrupted ${intent.op} (process ${intent.pid}, ${intent.startedAt}) was ${result.action}: ${result.detail}` });
+  return result;
+}
+
+async function repairIntent(target: Target, pinDir: string, intent: NonNullable<Awaited<ReturnType<typeof readIntent>>>): Promise<RepairResult> {
+  const state = await readState(target, pinDir);
+  if (intent.op === 'init') {
+    if (state) {
+      await removeIntent(target, pinDir);
+      return { op: 'init', action: 'completed', detail: 'the state was written; only the intent was left' };
+    }
+    let detail = 'its pins and objects removed';
+    if (intent.attach) {
+      // The half-built head is attached only if the attached program is pinned under this chain.
+      const current = await attachedId(target, intent.attach.ifname, intent.attach.netns ?? undefined).catch(() => null);
+      const ours = current !== null && (await pinnedIds(target, pinDir)).has(current);
+      if (ours) {
+        await bpftool.netDetachXdp(target, intent.attach.ifname, { netns: intent.attach.netns ?? undefined });
+        detail = `its head ${current} detached from ${intent.attach.ifname}, ${detail}`;
+      }
+    }
+    await removeHalfBuiltChain(target, pinDir);
+    return { op: 'init', action: 'rolled back', detail };
+  }
+  if (!state) {
+    await removeIntent(target, pinDir);
+    return { op: intent.op, action: 'rolled back', detail: 'no chain state: nothing to finish' };
+  }
+  if (intent.op === 'replace') {
+    const slot = (await readSlots(target, state.maps.chain.pin)).get(intent.index);
+    const fresh = await bpftool.progShow(target, { pinned: intent.newPin }).catch(() => null);
+    if (fresh && slot === fresh.id) {
+      await commitReplace(target, state, intent, fresh);
+      return { op: 'replace', action: 'completed', detail: `slot ${intent.index} already ran program ${fresh.id}: pins and state updated` };
+    }
+    await target.run(['rm', '-f', intent.newPin], { allowFailure: true });
+    await removeIntent(target, pinDir);
+    return { op: 'replace', action: 'rolled back', detail: `slot ${intent.index} still runs program ${slot ?? 'none'}: the new program's pin removed` };
+  }
+  // recreate
+  const next = intent.next;
+  const current = state.attachment ? await attachedId(target, state.attachment.ifname, state.attachment.netns ?? undefined).catch(() => null) : null;
+  if (next && state.attachment && next.attachment && current === next.attachment.progId) {
+    await finishRecreate(target, state, next);
+    return { op: 'recreate', action: 'completed', detail: `${state.attachment.ifname} already ran the new head ${current}: generation ${next.generation} recorded, generation ${state.generation} removed` };
+  }
+  if (state.attachment && current !== state.attachment.progId) {
+    throw new LabError('CHAIN', `chain ${state.name}: an interrupted recreate left ${state.attachment.ifname} running program ${current ?? 'none'}, neither the old head ${state.attachment.progId} nor the new one ${next?.attachment?.progId ?? '(not built)'}`, {
+      remedy: `Inspect with \`bpftool net show dev ${state.attachment.ifname}\`; then detach the chain (npm run chain -- detach) and build it again.`,
+    });
+  }
+  await bpftool.unpin(target, intent.genDir);
+  await target.run(['rm', '-rf', intent.objectDir], { allowFailure: true });
+  await removeIntent(target, pinDir);
+  return { op: 'recreate', action: 'rolled back', detail: `the old head still runs: generation ${state.generation + 1} removed` };
+}
+
+/** Ids of every program pinned under the chain's directory. */
+async function pinnedIds(target: Target, pinDir: string): Promise<Set<number>> {
+  const r = await target.sh(`find ${shellQuote(pinDir)} -path '*/progs/*' -o -name head 2>/dev/null`, { allowFailure: true });
+  const ids = new Set<number>();
+  for (const pin of r.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const p = await bpftool.progShow(target, { pinned: pin }).catch(() => null);
+    if (p) ids.add(p.id);
+  }
+  return ids;
+}

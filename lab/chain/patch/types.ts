@@ -1,0 +1,66 @@
+/**
+ * What the patch's passes hand each other (lab/chain/patch.ts runs them in order): the checked
+ * options, the entry program chosen, the mode's layout decision and the rewrite's remap and marks.
+ */
+import type { ElfSymbol, Section } from '../../bpf/elf.ts';
+import type { BpfFuncInfo, BpfLineInfo } from '../../bpf/btf-ext.ts';
+import type { Asm } from '../../bpf/insn.ts';
+import type { PatchMode } from '../constants.ts';
+import type { ChainMark } from './epilogue.ts';
+import type { Remap } from './remap.ts';
+
+/** The patch options once checked: a valid index, mode, verdict sets and map names. */
+export interface CheckedOptions {
+  file: string;
+  index: number;
+  mode: PatchMode;
+  success: number[];
+  redirect: number[];
+  chainName: string;
+  verdictName: string;
+}
+
+/**
+ * The entry program being patched: its symbol and section. Its offset is read from the symbol when
+ * the entry is rewritten: removing the object's other programs may move it within its section.
+ */
+export interface Entry {
+  prog: ElfSymbol;
+  section: Section;
+}
+
+/** The mode's decision about the patched program's layout, made before anything is changed. */
+export type ModePlan =
+  | {
+      mode: 'subprog';
+      /** Notes about the combined stack of the call chain under the entry. */
+      notes: string[];
+    }
+  | {
+      mode: 'inline';
+      /** Lowest stack offset the body can reach (negative, from r10). */
+      deepest: number;
+      /** Stack slot that keeps ctx across the body. */
+      ctxSlot: number;
+      /** Four bytes for the map key: a slot of its own below ctx where the stack has room. */
+      keyOff: number;
+    };
+
+/** The maps the patch added, by their symbols (relocation targets). */
+export interface ChainMapSymbols {
+  chain: ElfSymbol;
+  verdict: ElfSymbol;
+}
+
+/** What the entry rewrite leaves for the passes after it. */
+export interface Rewrite {
+  /** Where every old offset of the entry's section went. */
+  remap: Remap;
+  /** Marked instructions to relocate, and the section offset of the Asm's slot 0. */
+  marks: { asm: Asm<ChainMark>; base: number };
+  /** subprog: the body's static function in .text. */
+  body: { symbol: ElfSymbol; text: Section } | null;
+  /** The entry's func_info and first line_info record as they were before the rewrite. */
+  funcInfo: BpfFuncInfo | undefined;
+  firstLine: BpfLineInfo | undefined;
+}
