@@ -15,3 +15,7 @@ export const XDP_ACTIONS = { aborted: XDP_ABORTED, drop: XDP_DROP, pass: XDP_PAS
 export type XdpActionName = keyof typeof XDP_ACTIONS;
 /** Names indexed by action number. */
 export const XDP_ACTION_NAMES: readonly XdpActionName[] = ['aborted', 'drop', 'pass', 'tx', 'redirect'];
+
+/** enum bpf_map_type: the two map types the chain patch adds to an object. */
+export const BPF_MAP_TYPE_PROG_ARRAY = 3;
+export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;

@@ -8,9 +8,7 @@ import { BTF_KIND_ARRAY, BTF_KIND_DATASEC, BTF_KIND_INT, BTF_KIND_PTR, BTF_KIND_
 import type { BpfObject } from '../../bpf/object.ts';
 import { CHAIN_SLOTS } from '../constants.ts';
 import type { ChainMapSymbols, CheckedOptions } from './types.ts';
-
-const BPF_MAP_TYPE_PROG_ARRAY = 3;
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+import { BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_PROG_ARRAY } from '../../bpf/uapi.ts';
 
 export function addChainMaps(obj: BpfObject, o: CheckedOptions): ChainMapSymbols {
   const chain = addBtfMap(obj, o.chainName, [
