@@ -1,7 +1,7 @@
 /**
  * The thesis's approach: the trio's standalone objects (filter.o, metrics.o, logger.o), which know
  * nothing of each other, are patched (Alg. 3.4) and chained by constant-index tail calls through
- * lab/chain/ops.ts. The patch mode (bpf2bpf subprogram or inline body) is the one lab/chain/mode.ts
+ * lab/chain/ops/. The patch mode (bpf2bpf subprogram or inline body) is the one lab/chain/mode.ts
  * chose, so the approach runs on kernels that forbid mixing tail calls and bpf2bpf calls too.
  *
  * Layout under ctx.pinDir: chain/ (the chain's own pins, see ops.ts) and maps/<name> (the trio's

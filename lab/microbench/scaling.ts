@@ -132,7 +132,7 @@ export async function loadManualChain(sb: Sandbox, info: VariantInfo, localObjec
 
 /**
  * Builds a patched chain of `length` copies of the trivial program with the chain operations
- * (lab/chain/ops.ts), i.e. exactly the code path the lab's patched approach uses.
+ * (lab/chain/ops/), i.e. exactly the code path the lab's patched approach uses.
  */
 export async function loadPatchedChain(
   sb: Sandbox,
