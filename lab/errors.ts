@@ -77,3 +77,20 @@ export function wrapError(code: LabErrorCode, context: string, e: unknown, remed
   if (e instanceof LabError) return e;
   return new LabError(code, `${context}: ${errorMessage(e)}`, { cause: e, remedy });
 }
+
+/** One thing a schema check (zod) found wrong: where in the value, and what. */
+export interface SchemaIssue {
+  path: readonly PropertyKey[];
+  message: string;
+}
+
+/**
+ * What a schema check found, as `path: message` items joined by "; " — the one wording of every
+ * "file does not match its schema" error. `whole` names the value itself when the path is empty.
+ */
+export function describeIssues(issues: readonly SchemaIssue[], o: { max?: number; whole?: string } = {}): string {
+  return issues
+    .slice(0, o.max ?? issues.length)
+    .map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : (o.whole ?? '(root)')}: ${i.message}`)
+    .join('; ');
+}

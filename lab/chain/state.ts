@@ -6,7 +6,7 @@
  * reboot, together.
  */
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
+import { LabError, describeIssues } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import { PATCH_MODES } from './constants.ts';
@@ -128,7 +128,7 @@ export async function readJsonOn<T>(target: Target, path: string, schema: z.ZodT
   }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    throw new LabError('CHAIN', `${target.name}: ${broken.what} ${path} is malformed: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`, { remedy: broken.invalid });
+    throw new LabError('CHAIN', `${target.name}: ${broken.what} ${path} is malformed: ${describeIssues(parsed.error.issues, { max: 1 })}`, { remedy: broken.invalid });
   }
   return parsed.data;
 }

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, LabError } from '../errors.ts';
+import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from './types.ts';
 import { REPO_ROOT } from '../paths.ts';
 
@@ -62,7 +62,7 @@ export function loadCatalog(path: string = CATALOG_PATH): Catalog {
   }
   const parsed = catalogSchema.safeParse(raw);
   if (!parsed.success) {
-    const where = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const where = describeIssues(parsed.error.issues);
     throw new LabError('BAD_INPUT', `kernel catalog ${path}: ${where}`, {
       remedy: 'Fix the named fields in kernels/catalog.json (compare with git diff).',
     });

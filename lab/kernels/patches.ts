@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { LabError, errorMessage } from '../errors.ts';
+import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import { REPO_ROOT } from '../paths.ts';
 import { Version } from '../version.ts';
@@ -39,7 +39,7 @@ export async function loadPatches(dir: string = PATCHES_DIR): Promise<PatchSpec[
   try {
     const parsed = listSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
     if (!parsed.success) {
-      const where = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      const where = describeIssues(parsed.error.issues);
       throw new LabError('BAD_INPUT', `${path}: ${where}`, { remedy: 'Fix the named fields in kernels/patches/patches.json.' });
     }
     return parsed.data.patches;

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { LabError, errorMessage } from '../errors.ts';
+import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import { REPO_ROOT } from '../paths.ts';
 import type { BuildError } from './build-log.ts';
 import { tool } from './exec.ts';
@@ -48,7 +48,7 @@ export async function loadToolchainRules(path: string = TOOLCHAINS_PATH): Promis
   }
   const parsed = rulesSchema.safeParse(raw);
   if (!parsed.success) {
-    const where = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    const where = describeIssues(parsed.error.issues);
     throw new LabError('BAD_INPUT', `toolchain rules ${path}: ${where}`, { remedy: 'Fix the named fields in kernels/toolchains.json.' });
   }
   return parsed.data;

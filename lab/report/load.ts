@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { errorMessage, LabError } from '../errors.ts';
+import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import {
   CellRecord,
   LatencyRecord,
@@ -58,12 +58,7 @@ export interface LoadedRun {
   files: string[];
 }
 
-function describeZod(e: z.ZodError): string {
-  return e.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(record)'}: ${i.message}`)
-    .join('; ');
-}
+const describeZod = (e: z.ZodError): string => describeIssues(e.issues, { max: 3, whole: '(record)' });
 
 export function loadRun(runDir: string): LoadedRun {
   if (!existsSync(runDir) || !statSync(runDir).isDirectory()) {

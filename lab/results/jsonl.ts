@@ -8,7 +8,7 @@
 import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { LabError } from '../errors.ts';
+import { LabError, describeIssues } from '../errors.ts';
 import { RawRecord } from './record.ts';
 
 export interface LoadedRaw {
@@ -79,7 +79,7 @@ export async function loadRecords(file: string, options: { repair?: boolean } = 
     }
     const parsed = RawRecord.safeParse(json);
     if (!parsed.success) {
-      throw new LabError('RESULTS', `${file}:${i + 1}: record does not match the raw-results schema: ${parsed.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`, {
+      throw new LabError('RESULTS', `${file}:${i + 1}: record does not match the raw-results schema: ${describeIssues(parsed.error.issues)}`, {
         remedy: 'The file was written by another version of the lab or edited: start a new --run-id.',
       });
     }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { LabError } from '../errors.ts';
+import { LabError, describeIssues } from '../errors.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import type { ProgressSink } from '../progress.ts';
 import { REPO_ROOT } from '../paths.ts';
@@ -67,7 +67,7 @@ export async function loadRecipe(recipeDir: string = RECIPE_DIR): Promise<Recipe
   }
   const parsed = recipeSchema.safeParse(json);
   if (!parsed.success) {
-    const what = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+    const what = describeIssues(parsed.error.issues);
     throw new LabError('IMAGE', `${path}: ${what}`, { remedy: 'Fix the recipe fields named above.' });
   }
   return parsed.data;
