@@ -8,7 +8,6 @@ import type { Approach, ApproachContext } from '../approaches/approach.ts';
 import type { ApproachName } from '../results/record.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import type { FrequencyInfo } from './provenance.ts';
 
 export interface IperfOutcome {
   /** Receiver-side throughput, bits per second. */
@@ -75,3 +74,10 @@ export interface OpenKernelOptions {
 
 /** Obtains a kernel session; throws LabError (NO_PROVIDER, VM_BOOT, ...) when it cannot. */
 export type OpenKernel = (kernel: string, options: OpenKernelOptions) => Promise<KernelSession>;
+
+/** The CPU frequency a kernel's runs were measured at, as far as the target lets the lab know it. */
+export interface FrequencyInfo {
+  governor: string | null;
+  mhz: number | null;
+  note?: string;
+}

@@ -17,8 +17,8 @@ import { HostTarget, type Target } from '../target.ts';
 import { createTestEnv, type TestEnv } from '../testenv/testenv.ts';
 import { buildProbeHelper, buildStatsHelper } from '../programs/user.ts';
 import { REPO_ROOT } from '../paths.ts';
-import { parseCpuList, type FrequencyInfo } from './provenance.ts';
-import type { KernelSession, OpenKernelOptions, Testbed } from './kernel-session.ts';
+import { parseCpuList } from './provenance.ts';
+import type { FrequencyInfo, KernelSession, OpenKernelOptions, Testbed } from './kernel-session.ts';
 
 /** `ethtool -k` output → feature name → on/off ("[fixed]" and "[requested on]" notes ignored). */
 export function parseEthtoolFeatures(text: string): Record<string, boolean> {

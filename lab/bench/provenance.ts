@@ -12,13 +12,7 @@ import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { Provenance, SCHEMA_VERSION } from '../results/record.ts';
 import { REPO_ROOT } from '../paths.ts';
-import type { KernelSession } from './kernel-session.ts';
-
-export interface FrequencyInfo {
-  governor: string | null;
-  mhz: number | null;
-  note?: string;
-}
+import type { FrequencyInfo, KernelSession } from './kernel-session.ts';
 
 async function hostLine(cmd: string, args: string[]): Promise<string | null> {
   try {

@@ -44,32 +44,7 @@ import { relocate } from './patch/relocations.ts';
 import { fixDebugInfo } from './patch/btf.ts';
 import { finalize } from './patch/finalize.ts';
 import { verifyOutput } from './patch/verify.ts';
-
-export interface PatchOptions {
-  /** position in the chain, 0-based */
-  index: number;
-  /** verdicts that continue the chain (default DEFAULT_SUCCESS = [2], XDP_PASS) */
-  success: number[];
-  /** verdicts remembered and continued (default DEFAULT_REDIRECT = [3,4], XDP_TX, XDP_REDIRECT) */
-  redirect: number[];
-  mode: PatchMode;
-  /** program (function symbol) to patch when the object has several */
-  program?: string;
-  /** name of the PROG_ARRAY map added (default CHAIN_MAP, CHAIN_SLOTS entries) */
-  chainMap?: string;
-  /** name of the PERCPU_ARRAY map added (default VERDICT_MAP, 1 entry, u32 value) */
-  verdictMap?: string;
-  /** for error messages */
-  fileName?: string;
-}
-
-export interface PatchResult {
-  object: Uint8Array;
-  program: string;
-  section: string;
-  mode: PatchMode;
-  notes: string[];
-}
+import type { PatchOptions, PatchResult } from './patch/types.ts';
 
 export function listPrograms(input: Uint8Array, fileName?: string): ProgramInfo[] {
   return listProgramInfo(readObject(input, fileName ?? '<object>'));

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { HostTarget, type Target } from '../../lab/target.ts';
 import { compileBpfSource } from '../../lab/toolchain/bpf-source.ts';
 import type { Patcher } from '../../lab/chain/ops/build.ts';
-import type { PatchOptions, PatchResult } from '../../lab/chain/patch.ts';
+import type { PatchOptions, PatchResult } from '../../lab/chain/patch/types.ts';
 import { bpftoolBatch as labBpftoolBatch, mapCreate as labMapCreate, unpin as labUnpin } from '../../lab/bpftool/index.ts';
 
 /**

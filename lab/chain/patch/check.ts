@@ -8,9 +8,8 @@ import { BTF_KIND_FUNC, BTF_KIND_VAR } from '../../bpf/btf.ts';
 import { HELPER_TAIL_CALL, isHelperCall } from '../../bpf/insn.ts';
 import { type BpfObject, functionInsns, programSymbols, reachableFunctions } from '../../bpf/object.ts';
 import { CHAIN_MAP, DEFAULT_REDIRECT, DEFAULT_SUCCESS, MAX_INDEX, VERDICT_MAP } from '../constants.ts';
-import type { PatchOptions } from '../patch.ts';
 import { badInput, patchError } from './errors.ts';
-import type { CheckedOptions, Entry } from './types.ts';
+import type { CheckedOptions, Entry, PatchOptions } from './types.ts';
 
 function checkVerdicts(file: string, list: unknown, what: string): number[] {
   if (!Array.isArray(list)) throw badInput(file, `${what} verdicts must be an array of numbers`, 'Pass e.g. [2].');

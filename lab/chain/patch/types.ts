@@ -1,6 +1,6 @@
 /**
- * What the patch's passes hand each other (lab/chain/patch.ts runs them in order): the checked
- * options, the entry program chosen, the mode's layout decision and the rewrite's remap and marks.
+ * What the patch takes and gives (PatchOptions, PatchResult) and what its passes hand each other
+ * (lab/chain/patch.ts runs them in order): the checked options, the entry program chosen, the mode's layout decision and the rewrite's remap and marks.
  */
 import type { ElfSymbol, Section } from '../../bpf/elf.ts';
 import type { BpfFuncInfo, BpfLineInfo } from '../../bpf/btf-ext.ts';
@@ -63,4 +63,30 @@ export interface Rewrite {
   /** The entry's func_info and first line_info record as they were before the rewrite. */
   funcInfo: BpfFuncInfo | undefined;
   firstLine: BpfLineInfo | undefined;
+}
+
+export interface PatchOptions {
+  /** position in the chain, 0-based */
+  index: number;
+  /** verdicts that continue the chain (default DEFAULT_SUCCESS = [2], XDP_PASS) */
+  success: number[];
+  /** verdicts remembered and continued (default DEFAULT_REDIRECT = [3,4], XDP_TX, XDP_REDIRECT) */
+  redirect: number[];
+  mode: PatchMode;
+  /** program (function symbol) to patch when the object has several */
+  program?: string;
+  /** name of the PROG_ARRAY map added (default CHAIN_MAP, CHAIN_SLOTS entries) */
+  chainMap?: string;
+  /** name of the PERCPU_ARRAY map added (default VERDICT_MAP, 1 entry, u32 value) */
+  verdictMap?: string;
+  /** for error messages */
+  fileName?: string;
+}
+
+export interface PatchResult {
+  object: Uint8Array;
+  program: string;
+  section: string;
+  mode: PatchMode;
+  notes: string[];
 }
