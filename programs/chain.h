@@ -4,9 +4,11 @@
  * -DMANUAL_NEXT=<i> (the "manual" approach), a stage that passes the packet tail-calls slot <i> of
  * the shared PROG_ARRAY chain_jmp, which the loader fills. The index is a compile-time constant so
  * the JIT can emit a direct jump. An empty slot makes the tail call fall through: the verdict stands.
+ * The same holds on both hooks (hook.h): a tail call keeps the context, xdp_md or __sk_buff.
  *
- * XDP_RUN_CONFIG (libxdp's dispatcher): priority orders the stages, chain_call_actions = XDP_PASS
- * lets the next stage run only on PASS, as in the manual chain and the fused program.
+ * XDP_RUN_CONFIG (libxdp's dispatcher, XDP only): priority orders the stages,
+ * chain_call_actions = XDP_PASS lets the next stage run only on PASS, as in the manual chain and
+ * the fused program.
  */
 #ifndef XCL_CHAIN_H
 #define XCL_CHAIN_H
@@ -23,26 +25,31 @@ struct {
 	__uint(max_entries, XCL_CHAIN_SLOTS);
 } chain_jmp SEC(".maps");
 
-static __always_inline int chain_next(struct xdp_md *ctx, int verdict)
+static __always_inline int chain_next(XCL_CTX *ctx, int verdict)
 {
-	if (verdict != XDP_PASS)
+	if (verdict != XCL_PASS)
 		return verdict;
 	bpf_tail_call(ctx, &chain_jmp, MANUAL_NEXT);
 	return verdict;
 }
 #else
-static __always_inline int chain_next(struct xdp_md *ctx, int verdict)
+static __always_inline int chain_next(XCL_CTX *ctx, int verdict)
 {
 	(void)ctx;
 	return verdict;
 }
 #endif
 
-/* libxdp's run config, read from the object's BTF (as xdp/xdp_helpers.h defines it). */
-#define XCL_RUN_CONFIG(prog, prio)                                   \
+#ifdef XCL_HOOK_TC
+/* The dispatcher is XDP's: a TC object carries no run config (a bare declaration keeps the ';'). */
+#define XCL_RUN_CONFIG(job, prio) struct xcl_no_run_config_##job
+#else
+/* libxdp's run config for program xdp_<job>, read from the object's BTF (as xdp/xdp_helpers.h defines it). */
+#define XCL_RUN_CONFIG(job, prio)                                    \
 	struct {                                                     \
 		__uint(priority, prio);                              \
 		__uint(XDP_PASS, 1);                                 \
-	} _##prog SEC(".xdp_run_config")
+	} _xdp_##job SEC(".xdp_run_config")
+#endif
 
 #endif

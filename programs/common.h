@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Shared by every program of the trio: includes, the packet classes and the one parser all three
- * jobs use. Portability (must load on 4.19): no global variables (.data/.bss/.rodata need 5.2), no
+ * Shared by every program of the trio: includes, the hook (hook.h: XDP or TC), the packet classes
+ * and the one parser all three jobs use. Portability (must load on 4.19): no global variables (.data/.bss/.rodata need 5.2), no
  * ring buffer (5.8), BTF-defined maps only, helpers no newer than 4.19, no loops (bounded loops
  * need 5.3). Every packet access is bounds-checked against data_end before it is made.
  */
@@ -18,6 +18,8 @@
 #include <linux/icmpv6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "hook.h"
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
@@ -81,7 +83,7 @@ static __always_inline void parse_l4(void *l4, void *data_end, __u8 proto, struc
 }
 
 /* Classifies the frame: Ethernet, one optional VLAN tag, IPv4 or IPv6, then TCP/UDP/ICMP. */
-static __always_inline void parse_packet(struct xdp_md *ctx, struct pkt_info *p)
+static __always_inline void parse_packet(XCL_CTX *ctx, struct pkt_info *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

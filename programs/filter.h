@@ -13,7 +13,7 @@ struct {
 	__uint(max_entries, 1024);
 } deny_ports SEC(".maps");
 
-static __always_inline int job_filter(struct xdp_md *ctx)
+static __always_inline int job_filter(XCL_CTX *ctx)
 {
 	struct pkt_info p;
 	__u16 port;
@@ -21,13 +21,13 @@ static __always_inline int job_filter(struct xdp_md *ctx)
 	parse_packet(ctx, &p);
 	/* Neighbour discovery (and all ICMPv6) is never dropped: IPv6 stops working without it. */
 	if (p.klass == CLASS_ICMPV6)
-		return XDP_PASS;
+		return XCL_PASS;
 	if (p.klass != CLASS_IPV4_TCP && p.klass != CLASS_IPV6_TCP)
-		return XDP_PASS;
+		return XCL_PASS;
 	port = p.dport;
 	if (bpf_map_lookup_elem(&deny_ports, &port))
-		return XDP_DROP;
-	return XDP_PASS;
+		return XCL_DROP;
+	return XCL_PASS;
 }
 
 #endif

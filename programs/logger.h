@@ -14,7 +14,7 @@ struct log_record {
 	__u64 ts_ns;     /* bpf_ktime_get_ns() */
 	__u64 seq;       /* this CPU's packet number (1-based) of the sampled packet */
 	__u32 ifindex;   /* ingress interface */
-	__u32 len;       /* frame length */
+	__u32 len;       /* frame length (hook.h XCL_FRAME_LEN) */
 	__u16 ethertype; /* host order, after one VLAN tag */
 	__u16 sport;
 	__u16 dport;
@@ -44,7 +44,7 @@ struct {
 	__uint(max_entries, 128);
 } log_events SEC(".maps");
 
-static __always_inline int job_logger(struct xdp_md *ctx)
+static __always_inline int job_logger(XCL_CTX *ctx)
 {
 	struct log_record rec;
 	struct pkt_info p;
@@ -55,28 +55,28 @@ static __always_inline int job_logger(struct xdp_md *ctx)
 
 	n = bpf_map_lookup_elem(&log_config, &key);
 	if (!n || *n == 0)
-		return XDP_PASS;
+		return XCL_PASS;
 	seen = bpf_map_lookup_elem(&log_state, &key);
 	if (!seen)
-		return XDP_PASS;
+		return XCL_PASS;
 	count = *seen + 1;
 	*seen = count;
 	if (count % *n != 0)
-		return XDP_PASS;
+		return XCL_PASS;
 
 	parse_packet(ctx, &p);
 	__builtin_memset(&rec, 0, sizeof(rec));
 	rec.ts_ns = bpf_ktime_get_ns();
 	rec.seq = count;
 	rec.ifindex = ctx->ingress_ifindex;
-	rec.len = (__u32)(ctx->data_end - ctx->data);
+	rec.len = XCL_FRAME_LEN(ctx);
 	rec.ethertype = p.ethertype;
 	rec.sport = p.sport;
 	rec.dport = p.dport;
 	rec.l4proto = p.l4proto;
 	rec.klass = p.klass;
 	bpf_perf_event_output(ctx, &log_events, BPF_F_CURRENT_CPU, &rec, sizeof(rec));
-	return XDP_PASS;
+	return XCL_PASS;
 }
 
 #endif

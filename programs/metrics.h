@@ -18,7 +18,7 @@ struct {
 	__uint(max_entries, CLASS_MAX);
 } metrics_stats SEC(".maps");
 
-static __always_inline int job_metrics(struct xdp_md *ctx)
+static __always_inline int job_metrics(XCL_CTX *ctx)
 {
 	struct pkt_info p;
 	struct metrics_ctr *c;
@@ -29,9 +29,9 @@ static __always_inline int job_metrics(struct xdp_md *ctx)
 	c = bpf_map_lookup_elem(&metrics_stats, &key);
 	if (c) {
 		c->packets += 1;
-		c->bytes += (__u64)(ctx->data_end - ctx->data);
+		c->bytes += (__u64)XCL_FRAME_LEN(ctx);
 	}
-	return XDP_PASS;
+	return XCL_PASS;
 }
 
 #endif

@@ -19,3 +19,13 @@ export const XDP_ACTION_NAMES: readonly XdpActionName[] = ['aborted', 'drop', 'p
 /** enum bpf_map_type: the two map types the chain patch adds to an object. */
 export const BPF_MAP_TYPE_PROG_ARRAY = 3;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+
+/**
+ * TC_ACT_* (include/uapi/linux/pkt_cls.h): the verdict a sched_cls program returns in
+ * direct-action mode. TC_ACT_UNSPEC lets cls_bpf try the next filter; tcx reads the same numbers
+ * as TCX_NEXT (-1), TCX_PASS (0), TCX_DROP (2) and TCX_REDIRECT (7).
+ */
+export const TC_ACT_UNSPEC = -1;
+export const TC_ACT_OK = 0;
+export const TC_ACT_SHOT = 2;
+export const TC_ACT_REDIRECT = 7;

@@ -1,8 +1,9 @@
 /**
  * Builds programs/*.c (the trio, the fused program, the veth_poll probe) into build/bpf/*.o with
  * clang through the toolchain (lab/toolchain: -O2 -g -target bpf, BTF on). Variants of one source
- * (the manual chain's stages, which differ only by -DMANUAL_NEXT) are listed in VARIANTS; every other
- * programs/*.c is built plain under its own name, so new programs need no registration. Objects keep
+ * (the manual chain's stages, which differ only by -DMANUAL_NEXT; the TC hook's builds, which differ
+ * only by -DXCL_HOOK_TC, programs/hook.h) are listed in VARIANTS; every programs/*.c is also built
+ * plain (XDP) under its own name, so new programs need no registration. Objects keep
  * fixed names (other code finds build/bpf/<name>.o) and are rebuilt only when the toolchain's
  * content hash changes.
  */
@@ -23,13 +24,26 @@ export interface Variant {
   defines?: Record<string, string | number>;
 }
 
+const TC = { XCL_HOOK_TC: 1 } as const;
+
 /**
  * Objects built from a source with extra defines. The manual chain is filter → metrics → logger
- * through PROG_ARRAY chain_jmp slots 1 and 2; logger is last and runs as the plain logger.o.
+ * through PROG_ARRAY chain_jmp slots 1 and 2; logger is last and runs as the plain logger.o. The
+ * TC hook has the same set under tc_ names, plus the continuing stages (-DXCL_TC_CONTINUE: a pass
+ * is TC_ACT_UNSPEC, so the kernel runs the next cls_bpf filter or tcx program); chains the kernel
+ * runs that way end with the plain tc_logger.
  */
 export const VARIANTS: readonly Variant[] = [
   { name: 'filter_manual', source: 'filter.c', defines: { MANUAL_NEXT: 1 } },
   { name: 'metrics_manual', source: 'metrics.c', defines: { MANUAL_NEXT: 2 } },
+  { name: 'tc_filter', source: 'filter.c', defines: { ...TC } },
+  { name: 'tc_metrics', source: 'metrics.c', defines: { ...TC } },
+  { name: 'tc_logger', source: 'logger.c', defines: { ...TC } },
+  { name: 'tc_fused', source: 'fused.c', defines: { ...TC } },
+  { name: 'tc_filter_manual', source: 'filter.c', defines: { ...TC, MANUAL_NEXT: 1 } },
+  { name: 'tc_metrics_manual', source: 'metrics.c', defines: { ...TC, MANUAL_NEXT: 2 } },
+  { name: 'tc_filter_next', source: 'filter.c', defines: { ...TC, XCL_TC_CONTINUE: 1 } },
+  { name: 'tc_metrics_next', source: 'metrics.c', defines: { ...TC, XCL_TC_CONTINUE: 1 } },
 ];
 
 export const BASE_CFLAGS: readonly string[] = [...BPF_FLAGS, '-Wall', '-Werror', '-Wno-unused-function'];

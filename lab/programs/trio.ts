@@ -41,6 +41,27 @@ export const OBJECTS = {
   fused: 'fused',
 } as const;
 
+/** The TC hook's programs (programs/hook.h: -DXCL_HOOK_TC names them tc_<job>). */
+export const TC_PROGRAM_NAMES: Record<Stage | 'fused', string> = {
+  filter: 'tc_filter',
+  metrics: 'tc_metrics',
+  logger: 'tc_logger',
+  fused: 'tc_fused',
+};
+
+/** The TC hook's objects (lab/programs/build.ts VARIANTS), laid out as OBJECTS is for XDP. */
+export const TC_OBJECTS = {
+  standalone: { filter: 'tc_filter', metrics: 'tc_metrics', logger: 'tc_logger' } as Record<Stage, string>,
+  manual: { filter: 'tc_filter_manual', metrics: 'tc_metrics_manual', logger: 'tc_logger' } as Record<Stage, string>,
+  manualSlots: OBJECTS.manualSlots,
+  /**
+   * A chain the kernel runs (cls_bpf priorities, tcx): the first two stages pass with
+   * TC_ACT_UNSPEC so the next program runs; the last is the plain logger, whose TC_ACT_OK is final.
+   */
+  continuing: { filter: 'tc_filter_next', metrics: 'tc_metrics_next', logger: 'tc_logger' } as Record<Stage, string>,
+  fused: 'tc_fused',
+} as const;
+
 export interface TrioConfig {
   /** TCP destination ports the filter drops. */
   denyPorts: number[];

@@ -73,6 +73,31 @@ describe.skipIf(need.skip)('buildPrograms', () => {
     }
   });
 
+  it('TC builds (-DXCL_HOOK_TC) come from the same sources: section tc, tc_ program names, no libxdp run config; the XDP builds keep theirs', async () => {
+    const symbols = async (name: string): Promise<string> => (await execa('llvm-objdump', ['-t', join(out, `${name}.o`)])).stdout;
+    const tc = VARIANTS.filter((v) => v.defines?.XCL_HOOK_TC !== undefined).map((v) => v.name);
+    expect(tc.sort()).toEqual(['tc_filter', 'tc_filter_manual', 'tc_filter_next', 'tc_fused', 'tc_logger', 'tc_metrics', 'tc_metrics_manual', 'tc_metrics_next']);
+    for (const name of tc) {
+      const s = await sections(join(out, `${name}.o`));
+      expect(s, name).toContain('tc');
+      expect(s, name).not.toContain('xdp');
+      expect(s, name).not.toContain('.xdp_run_config');
+      expect(s, name).toContain('.BTF');
+      const job = name.replace(/^tc_/, '').replace(/_(manual|next)$/, '');
+      expect(await symbols(name), name).toMatch(new RegExp(`\\btc_${job}$`, 'm'));
+    }
+    for (const name of ['filter', 'metrics', 'logger']) {
+      const s = await sections(join(out, `${name}.o`));
+      expect(s, name).toContain('xdp');
+      expect(s, name).toContain('.xdp_run_config');
+      expect(await symbols(name), name).toMatch(new RegExp(`\\b_xdp_${name}$`, 'm'));
+    }
+    for (const [name, slot] of [['tc_filter_manual', 1], ['tc_metrics_manual', 2]] as const) {
+      const r = await execa('llvm-objdump', ['-d', '--no-show-raw-insn', join(out, `${name}.o`)]);
+      expect(r.stdout, name).toMatch(new RegExp(`r3 = ${slot}\\n(?:.*\\n){0,3}.*call 12`));
+    }
+  });
+
   it('rebuilds only what changed: a header edit rebuilds, an unchanged tree does not', async () => {
     const before = (await stat(join(out, 'filter.o'))).mtimeMs;
     await buildPrograms({ programsDir: srcCopy, outDir: out });
