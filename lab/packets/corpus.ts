@@ -52,6 +52,12 @@ export interface CorpusCase {
   log: ExpectedLog;
   /** BPF_PROG_TEST_RUN refuses XDP frames shorter than an Ethernet header (EINVAL). */
   testRunnable: boolean;
+  /**
+   * BPF_PROG_TEST_RUN of a sched_cls (TC) program refuses more (EINVAL, seen on 6.18): besides
+   * those, a frame whose Ethernet header announces IPv4 or IPv6 but that is cut short of that
+   * network header (the skb test run reads it; a VLAN-tagged frame's outer ethertype is not IP).
+   */
+  tcTestRunnable: boolean;
 }
 
 export interface CorpusOptions {
@@ -78,6 +84,12 @@ const IP6_LEN = 40;
 const IP4_LEN = 20;
 const TCP_LEN = 20;
 
+/** The network header a sched_cls test run insists on, by the frame's outer ethertype (0: none). */
+function networkHeaderLen(frame: Uint8Array): number {
+  const ethertype = frame.length >= ETH_LEN ? (frame[12]! << 8) | frame[13]! : 0;
+  return ethertype === ETH_P.IPV4 ? IP4_LEN : ethertype === ETH_P.IPV6 ? IP6_LEN : 0;
+}
+
 export function buildCorpus(opts: CorpusOptions = {}): Corpus {
   const denied = opts.deniedPort ?? 23;
   const allowed = opts.allowedPort ?? 80;
@@ -87,9 +99,10 @@ export function buildCorpus(opts: CorpusOptions = {}): Corpus {
   const a4 = ipv4(HOST_A4);
   const b4 = ipv4(HOST_B4);
   const cases: CorpusCase[] = [];
-  const add = (c: Omit<CorpusCase, 'log' | 'testRunnable'> & { log?: Partial<ExpectedLog> }): void => {
+  const add = (c: Omit<CorpusCase, 'log' | 'testRunnable' | 'tcTestRunnable'> & { log?: Partial<ExpectedLog> }): void => {
     const base: ExpectedLog = { len: c.frame.length, ethertype: 0, sport: 0, dport: 0, l4proto: 0, klass: c.klass };
-    cases.push({ ...c, log: { ...base, ...c.log }, testRunnable: c.frame.length >= ETH_LEN });
+    const testRunnable = c.frame.length >= ETH_LEN;
+    cases.push({ ...c, log: { ...base, ...c.log }, testRunnable, tcTestRunnable: testRunnable && c.frame.length >= ETH_LEN + networkHeaderLen(c.frame) });
   };
 
   const v6tcp = (sport: number, dport: number, payload = new Uint8Array(0)): Uint8Array =>

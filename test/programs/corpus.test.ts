@@ -59,6 +59,13 @@ describe('packet corpus', () => {
     for (const c of corpus.cases) expect(c.testRunnable).toBe(c.frame.length >= 14);
   });
 
+  it('marks for TC also the IPv4/IPv6 frames cut inside their network header (VLAN-tagged ones are runnable)', () => {
+    const tcOnly = corpus.cases.filter((c) => c.testRunnable && !c.tcTestRunnable).map((c) => c.name);
+    const range = (p: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${p}_${from + i}`);
+    expect(tcOnly.sort()).toEqual([...range('trunc_ipv6_tcp', 14, 54), ...range('trunc_ipv4_tcp', 14, 34)].sort());
+    for (const c of corpus.cases) if (c.tcTestRunnable) expect(c.testRunnable).toBe(true);
+  });
+
   it('parses IPv6 addresses with ::', () => {
     expect(Array.from(ipv6('fc00:dead:cafe:1::2'))).toEqual([0xfc, 0, 0xde, 0xad, 0xca, 0xfe, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]);
   });

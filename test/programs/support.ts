@@ -48,13 +48,20 @@ export interface CorpusRun {
 }
 
 /**
- * Runs every runnable corpus frame, in corpus order, through the program pinned at `entry`, all on
- * CPU 0 (per-CPU counters and the logger's per-CPU sampling then follow corpus order exactly).
+ * Runs every corpus frame the hook's test run accepts (`runnableFor`, default XDP), in corpus order,
+ * through the program pinned at `entry`, all on CPU 0 (per-CPU counters and the logger's per-CPU sampling then follow corpus order exactly).
  */
-export async function runCorpus(target: HostTarget, entry: string, mapsDir: string, corpus: Corpus, files: Record<string, string>, opts: { logger: boolean; metrics: boolean }): Promise<CorpusRun> {
+export async function runCorpus(
+  target: HostTarget,
+  entry: string,
+  mapsDir: string,
+  corpus: Corpus,
+  files: Record<string, string>,
+  opts: { logger: boolean; metrics: boolean; runnableFor?: 'xdp' | 'tc' },
+): Promise<CorpusRun> {
   const verdicts: Record<string, number> = {};
   const work = async (): Promise<void> => {
-    const cases = corpus.cases.filter((c) => c.testRunnable);
+    const cases = corpus.cases.filter((c) => (opts.runnableFor === 'tc' ? c.tcTestRunnable : c.testRunnable));
     const results = await progRunMany(target, { pinned: entry }, cases.map((c) => files[c.name] as string), { cpu: 0 });
     cases.forEach((c, i) => {
       verdicts[c.name] = results[i]!.retval;
