@@ -1,6 +1,7 @@
 /**
  * Every way of running the trio on an interface implements this one interface, so the bench
- * treats "manual", "dispatcher", "patched", "fused" and "none" alike. State lives in the kernel
+ * treats "manual", "dispatcher", "patched", "fused" and "none" alike, and the TC ingress
+ * approaches ("tc-none", "tc-fused", "tc-manual", "tc-filters") the same way. State lives in the kernel
  * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
  */
 import type { Target } from '../target.ts';
@@ -9,7 +10,7 @@ import type { ApproachName } from '../results/record.ts';
 
 export interface ApproachContext {
   target: Target;
-  /** Interface the programs attach to (native XDP), inside `netns`. */
+  /** Interface the programs attach to (native XDP, or clsact ingress for the TC approaches), inside `netns`. */
   ifname: string;
   /** Network namespace name (under /run/netns) holding `ifname`; commands enter it with nsenter --net=. */
   netns: string;
@@ -37,8 +38,12 @@ export interface Description {
   /** Programs in the order a packet meets them. */
   programs: LoadedProgram[];
   maps: { name: string; id: number }[];
-  /** How the next program is reached: direct jump (constant tail-call index), indirect, freplace, inline... */
-  hop: 'none' | 'tail-call-constant' | 'tail-call-indirect' | 'freplace' | 'inline';
+  /**
+   * How the next program is reached: direct jump (constant tail-call index), indirect, freplace,
+   * inline, or 'tc-next': the kernel runs the next attached program when one returns
+   * TC_ACT_UNSPEC (cls_bpf filter priorities).
+   */
+  hop: 'none' | 'tail-call-constant' | 'tail-call-indirect' | 'freplace' | 'inline' | 'tc-next';
   notes: string[];
 }
 
@@ -50,11 +55,11 @@ export interface Approach {
   supports(target: Target): Promise<Support>;
   /** Loads programs and maps (pinned under ctx.pinDir), attaching nothing. */
   load(ctx: ApproachContext): Promise<void>;
-  /** Attaches in native mode. */
+  /** Attaches: XDP approaches in native mode, TC approaches on a fresh clsact qdisc's ingress. */
   attach(ctx: ApproachContext): Promise<void>;
   /** Swaps one stage's program for another object while attached, if the approach can. */
   replace(ctx: ApproachContext, stage: Stage, objectPath: string): Promise<void>;
-  /** Always leaves ctx.ifname with no XDP program and ctx.pinDir removed, also after a partial load. */
+  /** Always leaves ctx.ifname with no XDP program, no clsact qdisc of a TC approach, and ctx.pinDir removed, also after a partial load. */
   detach(ctx: ApproachContext): Promise<void>;
   describe(ctx: ApproachContext): Promise<Description>;
 }

@@ -7,8 +7,20 @@ import { fused } from './fused.ts';
 import { manual } from './manual.ts';
 import { none } from './none.ts';
 import { patched } from './patched.ts';
+import { tcFilters, tcFused, tcManual } from './tc-chains.ts';
+import { tcNone } from './tc-none.ts';
 
-export const APPROACHES: Readonly<Record<ApproachName, Approach>> = { none, fused, manual, dispatcher, patched };
+export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
+  none,
+  fused,
+  manual,
+  dispatcher,
+  patched,
+  'tc-none': tcNone,
+  'tc-fused': tcFused,
+  'tc-manual': tcManual,
+  'tc-filters': tcFilters,
+};
 
 export function getApproach(name: string): Approach {
   if (!(APPROACH_NAMES as readonly string[]).includes(name)) {

@@ -7,7 +7,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import { APPROACH_NAMES, XDP_APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
@@ -158,7 +158,7 @@ function clockOption(o: CommonOptions): 'wall' | 'icount' | 'auto' {
 
 function addCommonOptions(cmd: Command): Command {
   return cmd
-    .option('--approaches <list>', `comma-separated approaches (default: all: ${APPROACH_NAMES.join(',')})`, parseApproaches)
+    .option('--approaches <list>', `comma-separated approaches (default: the XDP ones: ${XDP_APPROACH_NAMES.join(',')})`, parseApproaches)
     .option('--runs <n>', `measured iperf3 runs per cell (default ${DEFAULT_RUNS}; 2 with --quick)`, positiveInt)
     .option('--duration <s>', `seconds per iperf3 run (default ${DEFAULT_DURATION_S}; 2 with --quick)`, positiveNumber)
     .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, quick microbenchmarks (about 5 minutes per kernel under TCG)')
@@ -188,7 +188,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
   try {
     const result = await runMatrix({
       kernels,
-      approaches: o.approaches ?? [...APPROACH_NAMES],
+      approaches: o.approaches ?? [...XDP_APPROACH_NAMES],
       runs: o.runs ?? (o.quick ? 2 : DEFAULT_RUNS),
       durationS: o.duration ?? (o.quick ? 2 : DEFAULT_DURATION_S),
       quick: o.quick ?? false,

@@ -13,6 +13,10 @@ export const APPROACH_LABEL: Record<ApproachName, string> = {
   patched: 'BPF chain (patched)',
   fused: 'Fused (one program)',
   none: 'None (no XDP)',
+  'tc-none': 'TC: clsact, no filter',
+  'tc-fused': 'TC: fused (one cls_bpf program)',
+  'tc-manual': 'TC: manual tail calls',
+  'tc-filters': 'TC: three cls_bpf priorities',
 };
 
 export type MetricKey =

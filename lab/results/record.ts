@@ -12,8 +12,15 @@ export function newRunId(now = new Date()): string {
   return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
 }
 
-/** Every approach the lab measures, named once for the bench, the approaches and the report. */
-export const APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'patched'] as const;
+/** The XDP approaches: what the bench and the matrix measure. */
+export const XDP_APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'patched'] as const;
+/**
+ * The approaches on TC ingress (cls_bpf on clsact): loaded, attached and tested with live traffic,
+ * not yet measured by the bench (it refuses them by name until it is).
+ */
+export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-filters'] as const;
+/** Every approach, named once for the bench, the approaches and the report. */
+export const APPROACH_NAMES = [...XDP_APPROACH_NAMES, ...TC_APPROACH_NAMES] as const;
 export const ApproachName = z.enum(APPROACH_NAMES);
 export type ApproachName = z.infer<typeof ApproachName>;
 const approach = ApproachName;
