@@ -39,8 +39,9 @@ export const HOOKS = ['xdp', 'sched_cls'] as const;
 export type Hook = (typeof HOOKS)[number];
 
 export interface HookVerdicts {
-  /** How messages name the hook's verdicts. */
+  /** How messages name the hook's verdicts, and the article before the label ("an XDP", "a TC"). */
   label: string;
+  article: 'a' | 'an';
   /** The verdicts by the lower-case names the options take. */
   names: Readonly<Record<string, number>>;
   /** Range a verdict of this hook may take (the kernel reads r0 as u32 for XDP, as int for TC). */
@@ -66,8 +67,8 @@ export interface HookVerdicts {
  * TC_ACT_OK is 0, the verdict map's "none", so it cannot be in R.
  */
 export const HOOK_VERDICTS: Readonly<Record<Hook, HookVerdicts>> = {
-  xdp: { label: 'XDP', names: XDP_ACTIONS, min: 0, max: 0x7fffffff, success: [XDP_PASS], redirect: [XDP_TX, XDP_REDIRECT] },
-  sched_cls: { label: 'TC', names: TC_ACTIONS, min: -0x80000000, max: 0x7fffffff, success: [TC_ACT_OK, TC_ACT_UNSPEC], redirect: [TC_ACT_REDIRECT] },
+  xdp: { label: 'XDP', article: 'an', names: XDP_ACTIONS, min: 0, max: 0x7fffffff, success: [XDP_PASS], redirect: [XDP_TX, XDP_REDIRECT] },
+  sched_cls: { label: 'TC', article: 'a', names: TC_ACTIONS, min: -0x80000000, max: 0x7fffffff, success: [TC_ACT_OK, TC_ACT_UNSPEC], redirect: [TC_ACT_REDIRECT] },
 };
 
 /** The XDP defaults, by the names the XDP-only callers use. */

@@ -48,7 +48,7 @@ export function parseVerdictList(text: string, hook: Hook, what: string): number
     else if (Object.hasOwn(h.names, name)) v = h.names[name]!;
     else {
       const other = HOOKS.find((k) => k !== hook && Object.hasOwn(HOOK_VERDICTS[k].names, word.replace(/^(xdp_|tc_act_)/, '')));
-      const why = other ? `an ${HOOK_VERDICTS[other].label} verdict name, and this program's hook is ${h.label} (${hook})` : `not a ${h.label} verdict`;
+      const why = other ? `${HOOK_VERDICTS[other].article} ${HOOK_VERDICTS[other].label} verdict name, and this program's hook is ${h.label} (${hook})` : `not ${h.article} ${h.label} verdict`;
       throw new LabError('BAD_INPUT', `${what}: "${raw.trim()}" is ${why}`, { remedy: `Use the hook's own names or numbers (${verdictHelp(hook)}; "none" for an empty set).` });
     }
     if (v < h.min || v > h.max) {

@@ -61,7 +61,7 @@ export function checkVerdictSets(o: OptionsBase, entry: Entry, options: PatchOpt
   const found = hookOfSection(sec);
   const wanted = options.hook;
   if (found !== null && wanted !== undefined && found !== wanted) {
-    throw patchError(file, `${where} is a ${HOOK_VERDICTS[found].label} (${found}) program and the chain is on ${HOOK_VERDICTS[wanted].label} (${wanted}): the kernel tail-calls only between programs of one type, and the verdicts mean different things`, `Chain it on its own hook, or chain only ${wanted} programs here.`);
+    throw patchError(file, `${where} is ${HOOK_VERDICTS[found].article} ${HOOK_VERDICTS[found].label} (${found}) program and the chain is on ${HOOK_VERDICTS[wanted].label} (${wanted}): the kernel tail-calls only between programs of one type, and the verdicts mean different things`, `Chain it on its own hook, or chain only ${wanted} programs here.`);
   }
   const hook = found ?? wanted ?? 'xdp';
   if (found === null) notes.push(`section "${sec}" is not one libbpf loads as XDP or TC (sched_cls); the verdict semantics assume ${HOOK_VERDICTS[hook].label}`);
