@@ -55,15 +55,19 @@ export interface HookVerdicts {
  * XDP, the thesis's evaluation: S = {XDP_PASS}, R = {XDP_TX, XDP_REDIRECT}.
  *
  * TC (sched_cls, direct action): S = {TC_ACT_OK, TC_ACT_UNSPEC}, R = {TC_ACT_REDIRECT}.
- * - TC_ACT_OK hands the packet on, as XDP_PASS does: the next program sees it.
- * - TC_ACT_UNSPEC (-1) is "no opinion": cls_bpf then runs the next filter and tcx the next program
- *   (TCX_NEXT), so inside a chain it continues too; a chain whose programs all say UNSPEC returns
- *   UNSPEC and the hook applies its own default, as it would without the chain.
- * - TC_ACT_REDIRECT is what bpf_redirect() returns; the target waits in per-CPU state until the
+ * - TC_ACT_OK hands the packet on, as XDP_PASS does: in the thesis's sense the next program may
+ *   see it, so it continues.
+ * - TC_ACT_UNSPEC (-1) is the kernel's own "continue": cls_bpf runs the next filter on it and tcx
+ *   the next program (TCX_NEXT), so a chain continues on it too; a chain whose programs all say
+ *   UNSPEC returns UNSPEC and the hook applies its own default, as it would without the chain.
+ *   (The kernel's multi-program hooks stop at OK; the chain does not, as libxdp's dispatcher does
+ *   not stop at XDP_PASS.)
+ * - TC_ACT_REDIRECT is what bpf_redirect() returns; its target waits in per-CPU state until the
  *   hook acts on the verdict, so the chain remembers it, lets the others see the packet, and
  *   returns it at the end (XDP_REDIRECT's treatment). TC has no XDP_TX.
- * - TC_ACT_SHOT, STOLEN, QUEUED, TRAP consume or drop the packet and RECLASSIFY restarts the
- *   classification: they leave the chain. PIPE, REPEAT and unknown codes are left to the hook.
+ * - Every other verdict leaves the chain: SHOT, STOLEN and TRAP drop or consume the packet;
+ *   RECLASSIFY, PIPE, QUEUED, REPEAT and unknown codes, which cls_bpf reads as UNSPEC and tcx as
+ *   NEXT, are returned as they are (put them in S to run the rest of the chain on them).
  * TC_ACT_OK is 0, the verdict map's "none", so it cannot be in R.
  */
 export const HOOK_VERDICTS: Readonly<Record<Hook, HookVerdicts>> = {
