@@ -182,6 +182,6 @@ describe.skipIf(needClang.skip)('npm run chain -- patch on TC objects', () => {
     expect(zero.stderr).toContain('redirect verdicts cannot include 0 (TC_ACT_OK)');
     const help = await execa(tsx, [join(REPO_ROOT, 'lab', 'cli.ts'), 'chain', 'patch', '--help'], { reject: false, cwd: REPO_ROOT });
     expect(help.stdout).toMatch(/XDP or TC \(sched_cls/);
-    expect(help.stdout).toMatch(/TC ok,unspec/);
+    expect(help.stdout).toMatch(/TC\s+ok,unspec/);
   }, 60_000);
 });
