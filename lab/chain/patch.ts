@@ -28,6 +28,10 @@
  *
  * Both modes add the two maps as BTF-defined maps in .maps so stock libbpf loads the result.
  *
+ * The same algorithm serves both hooks the patch knows (XDP and TC's sched_cls, read from the
+ * program's section): only the verdict sets S and R differ (lab/chain/constants.ts), and ctx is
+ * in r1 for both.
+ *
  * Passes: check the input → decide the mode's layout → prepare the object → add the chain maps →
  * rewrite the entry (preamble/epilogue; leaves a remap table of the old offsets) → relocations
  * (everything moved through the remap, the new instructions relocated) → BTF/BTF.ext → finalize
@@ -35,7 +39,7 @@
  */
 import { readObject, listProgramInfo, type ProgramInfo } from '../bpf/object.ts';
 import type { PatchMode } from './constants.ts';
-import { checkInput, checkOptions } from './patch/check.ts';
+import { checkInput, checkOptions, checkVerdictSets } from './patch/check.ts';
 import { decideMode } from './patch/layout.ts';
 import { prepareObject } from './patch/prepare.ts';
 import { addChainMaps } from './patch/maps.ts';
@@ -51,10 +55,11 @@ export function listPrograms(input: Uint8Array, fileName?: string): ProgramInfo[
 }
 
 export function patchObject(input: Uint8Array, options: PatchOptions): PatchResult {
-  const o = checkOptions(options);
-  const obj = readObject(input, o.file);
+  const o0 = checkOptions(options);
+  const obj = readObject(input, o0.file);
   const notes: string[] = [];
-  const entry = checkInput(obj, o, options.program, notes);
+  const entry = checkInput(obj, o0, options.program, notes);
+  const o = checkVerdictSets(o0, entry, options, notes);
   const plan = decideMode(obj, entry, o.mode);
   prepareObject(obj, entry, notes);
   const maps = addChainMaps(obj, o);
@@ -63,5 +68,5 @@ export function patchObject(input: Uint8Array, options: PatchOptions): PatchResu
   fixDebugInfo(obj, entry, rewrite);
   const out = finalize(obj);
   verifyOutput(out, o.file, entry.prog.name, entry.section.name, o.mode);
-  return { object: out, program: entry.prog.name, section: entry.section.name, mode: o.mode, notes };
+  return { object: out, program: entry.prog.name, section: entry.section.name, mode: o.mode, hook: o.hook, success: o.success, redirect: o.redirect, notes };
 }

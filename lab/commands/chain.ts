@@ -11,7 +11,8 @@ import { LabError, wrapError } from '../errors.ts';
 import { HostTarget, type Target } from '../target.ts';
 import type { ProgressSink } from '../progress.ts';
 import { cachedFeatures } from '../features.ts';
-import { DEFAULT_REDIRECT, DEFAULT_SUCCESS, type PatchMode } from '../chain/constants.ts';
+import { DEFAULT_REDIRECT, DEFAULT_SUCCESS, HOOK_VERDICTS, type Hook, type PatchMode } from '../chain/constants.ts';
+import { hookOfSection, parseVerdictList, verdictHelp, verdictName } from '../chain/hook.ts';
 import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
 import { defaultPatcher, type ChainProgramSpec } from '../chain/ops/build.ts';
 import { chainDetach } from '../chain/ops/detach.ts';
@@ -41,6 +42,16 @@ export function parseVerdicts(text: string, what = 'verdict list'): number[] {
     if (!out.includes(v)) out.push(v);
   }
   return out;
+}
+
+function defaultsText(hook: Hook): string {
+  const h = HOOK_VERDICTS[hook];
+  return `${h.success.map((v) => verdictName(hook, v)).join(',')} R=${h.redirect.map((v) => verdictName(hook, v)).join(',')}`;
+}
+
+/** A verdict list of the patch command, read once the object's hook is known. */
+function hookVerdicts(text: string | undefined, hook: Hook, flag: string, fallback: readonly number[]): number[] {
+  return text === undefined ? [...fallback] : parseVerdictList(text, hook, flag);
 }
 
 function verdictText(vs: readonly number[]): string {
@@ -127,6 +138,12 @@ export function formatStatus(s: ChainStatus): string {
 /** What the patcher takes and what it refuses before anything is loaded (each refusal names its fix). */
 const PATCHER_ACCEPTS = `
 What the patcher accepts:
+  XDP programs (SEC("xdp"), "xdp.frags", "xdp/...") and, for \`patch\`, TC programs (sched_cls:
+  SEC("tc"), "classifier", "tc/ingress", "tcx/ingress"...): the section says which, and the
+  verdict lists take that hook's names or numbers (${verdictHelp('xdp')}; ${verdictHelp('sched_cls')}).
+  Defaults: XDP S=${defaultsText('xdp')}; TC S=${defaultsText('sched_cls')}. 0 (XDP_ABORTED,
+  TC_ACT_OK) means "nothing remembered" and cannot be in R. attach/init/replace/recreate build
+  XDP chains only.
   clang-built BPF objects (-O2 -g, -mcpu=v1..v3; without -g if they define no maps), CO-RE
   relocations, BTF-defined maps, objects linked by bpftool gen object, several programs per object (--program
   picks one; the patched object holds it alone), bodies that call other functions or pass
@@ -147,15 +164,15 @@ export function chainCommand(): Command {
 
   chain
     .command('patch')
-    .description('patch one BPF object for slot INDEX of a chain (writes OUT.o; loads nothing)')
+    .description('patch one BPF object, XDP or TC (sched_cls, read from its section), for slot INDEX of a chain (writes OUT.o; loads nothing)')
     .argument('<in>', 'BPF object (.o) compiled with clang -target bpf')
     .requiredOption('-o, --output <out>', 'patched object to write')
     .requiredOption('--index <i>', 'slot of the program in the chain (0 = first)', parseIndex)
-    .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', DEFAULT_SUCCESS))
-    .addOption(verdictOption('--redirect <list>', 'verdicts that continue the chain and are returned at its end', DEFAULT_REDIRECT))
+    .option('--success <list>', `verdicts that continue the chain, in the program's hook's names or numbers ("none" for empty; default XDP ${defaultsText('xdp').split(' R=')[0]}, TC ${defaultsText('sched_cls').split(' R=')[0]})`)
+    .option('--redirect <list>', `verdicts that continue the chain and are returned at its end (default XDP ${defaultsText('xdp').split(' R=')[1]}, TC ${defaultsText('sched_cls').split(' R=')[1]}; 0 is refused)`)
     .option('--mode <mode>', 'inline (body kept in place) or subprog (body called as a bpf2bpf subprogram); default: inline, subprog only when the body calls other functions', parseMode)
     .option('--program <name>', 'program to patch when the object has several')
-    .action(async (input: string, o: { output: string; index: number; success: number[]; redirect: number[]; mode?: PatchMode; program?: string }) => {
+    .action(async (input: string, o: { output: string; index: number; success?: string; redirect?: string; mode?: PatchMode; program?: string }) => {
         let bytes: Uint8Array;
         try {
           bytes = new Uint8Array(await readFile(input));
@@ -165,10 +182,14 @@ export function chainCommand(): Command {
           });
         }
         const patcher = await defaultPatcher();
+        const listed = patcher.listPrograms(bytes, input).filter((p) => !o.program || p.name === o.program);
+        // The verdict names are the hook's, which the program's section says (as the patch reads it).
+        const hook = hookOfSection(listed[0]?.section ?? '') ?? 'xdp';
+        const success = hookVerdicts(o.success, hook, '--success', HOOK_VERDICTS[hook].success);
+        const redirect = hookVerdicts(o.redirect, hook, '--redirect', HOOK_VERDICTS[hook].redirect);
         let mode = o.mode;
         let why = 'given';
         if (!mode) {
-          const listed = patcher.listPrograms(bytes, input).filter((p) => !o.program || p.name === o.program);
           const calls = listed.some((p) => p.hasSubprogCalls);
           if (!calls) {
             mode = 'inline';
@@ -181,11 +202,12 @@ export function chainCommand(): Command {
             why = 'the body calls other functions (not root: kernel not probed; it needs x86-64 5.10+)';
           }
         }
-        const r = patcher.patchObject(bytes, { index: o.index, success: o.success, redirect: o.redirect, mode, program: o.program, fileName: input });
+        const r = patcher.patchObject(bytes, { index: o.index, success, redirect, mode, program: o.program, fileName: input });
         await writeFile(o.output, r.object).catch((e: unknown) => {
           throw wrapError('BAD_INPUT', `cannot write ${o.output}`, e);
         });
-        process.stdout.write(`${o.output}: ${r.program} (section ${r.section}) patched for slot ${o.index}, mode ${r.mode} (${why}); S=${verdictText(o.success)} R=${verdictText(o.redirect)}\n`);
+        const names = (vs: readonly number[]): string => (vs.length === 0 ? '-' : vs.map((v) => verdictName(r.hook, v)).join(','));
+        process.stdout.write(`${o.output}: ${r.program} (section ${r.section}, ${HOOK_VERDICTS[r.hook].label}) patched for slot ${o.index}, mode ${r.mode} (${why}); S=${names(r.success)} R=${names(r.redirect)}\n`);
         for (const n of r.notes) process.stdout.write(`  note: ${n}\n`);
     });
 

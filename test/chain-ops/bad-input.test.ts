@@ -98,6 +98,18 @@ describe.skipIf(need.skip)('bad input: one clear error, nothing left behind', ()
     await expectInitError({ programs: [{ path: good, success: [2], redirect: [2, 4] }] }, 'BAD_INPUT', /both a success and a redirect/);
   });
 
+  it('a chain mixing XDP and TC programs, at init and at replace: refused naming both hooks, nothing changed', async () => {
+    const tc = await compileBpfSource(readFileSync(join(FIXTURES, '..', 'chain-tc', 'verdict_tc.c'), 'utf8'), 'xt6-verdict_tc');
+    await expectInitError({ programs: [{ path: good }, { path: tc }] }, 'CHAIN', /cannot mix hooks: XDP \(xdp\): .*; TC \(sched_cls\): .*verdict_tc \(section tc\)/);
+    const st = await chainInit(target, { pinDir: `${PIN}/c`, programs: [{ path: good }, { path: good }], features, attach: { ifname: veth.devB, netns: veth.nsB } });
+    const err = await chainReplace(target, `${PIN}/c`, 1, { path: tc }, {}).catch((e: unknown) => e);
+    expect(isLabError(err, 'CHAIN'), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/cannot mix hooks/);
+    expect((await readState(target, `${PIN}/c`))?.programs.map((p) => p.id)).toEqual(st.programs.map((p) => p.id));
+    await chainDetach(target, `${PIN}/c`);
+    await expectClean();
+  });
+
   it('replace: slot 0 without trampoline, a slot past the end, a bad object — chain unchanged', async () => {
     const ref = new ReferencePatcher();
     const p0 = await ref.prepare(1, 0, [2], [3, 4], 2);

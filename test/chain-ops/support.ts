@@ -72,7 +72,7 @@ export class ReferencePatcher implements Patcher {
     if (!who) throw new Error('ReferencePatcher: object not prepared');
     const object = this.built.get(ReferencePatcher.key(who.id, who.verdict, o.index, o.success, o.redirect));
     if (!object) throw new Error(`ReferencePatcher: slot ${o.index} of program ${who.id} not prepared`);
-    return { object, program: 'xt_prog', section: 'xdp', mode: o.mode, notes: ['reference patch (C)'] };
+    return { object, program: 'xt_prog', section: 'xdp', mode: o.mode, hook: 'xdp', success: o.success, redirect: o.redirect, notes: ['reference patch (C)'] };
   }
 
   listPrograms(): { name: string; section: string; insns: number; hasSubprogCalls: boolean; hasTailCalls: boolean }[] {

@@ -1,12 +1,15 @@
 /**
  * A deliberately small eBPF interpreter for the instructions the chain epilogue uses (mov, add,
- * ld/st, jeq/jne/ja, map lookup, tail call, exit). It lets a test walk every path of the emitted
+ * ld/st, jeq/jne/ja, map lookup, tail call, exit). Registers are 64-bit as the kernel's: a JEQ
+ * with an immediate compares against the immediate sign-extended, a 32-bit move zero-extends, the
+ * verdict map holds a u32, and exit returns r0's low 32 bits (the hook reads them as u32 for XDP,
+ * as int for TC). It lets a test walk every path of the emitted
  * code without a kernel and count map lookups per path.
  */
 import { type Insn, width } from '../../lab/bpf/insn.ts';
 
 export interface InterpWorld {
-  /** value stored in the verdict map (one u32) */
+  /** value stored in the verdict map (one u32; a negative number is taken as its u32) */
   C: number;
   /** whether the tail call finds a next program */
   hasNext: boolean;
@@ -49,10 +52,11 @@ export function run(insns: readonly Insn[], r0: number, world: InterpWorld, ctxS
       case 0xbf: reg[i.dst] = reg[i.src]!; break; // mov64 reg
       case 0xb7: reg[i.dst] = BigInt(i.imm); break; // mov64 imm
       case 0xbc: reg[i.dst] = mask32(reg[i.src]!); break; // mov32 reg
+      case 0xb4: reg[i.dst] = mask32(BigInt(i.imm)); break; // mov32 imm
       case 0x07: reg[i.dst] = reg[i.dst]! + BigInt(i.imm); break; // add64 imm
       case 0x18: reg[i.dst] = world.mapAt.get(slots[pc]!) === 'chain' ? 0xaaaan : 0xbbbbn; break;
       case 0x62: // st32
-        if (reg[i.dst] === VERDICT_PTR) world.C = i.imm;
+        if (reg[i.dst] === VERDICT_PTR) world.C = i.imm >>> 0;
         else stack.set(Number(reg[i.dst]!) + i.off, BigInt(i.imm));
         break;
       case 0x7b: stack.set(Number(reg[i.dst]!) + i.off, reg[i.src]!); break; // stx64
@@ -62,9 +66,10 @@ export function run(insns: readonly Insn[], r0: number, world: InterpWorld, ctxS
         break;
       case 0x79: reg[i.dst] = stack.get(Number(reg[i.src]!) + i.off) ?? 0n; break; // ldx64
       case 0x61: // ldx32
-        reg[i.dst] = reg[i.src] === VERDICT_PTR ? BigInt(world.C) : mask32(stack.get(Number(reg[i.src]!) + i.off) ?? 0n);
+        reg[i.dst] = reg[i.src] === VERDICT_PTR ? BigInt(world.C >>> 0) : mask32(stack.get(Number(reg[i.src]!) + i.off) ?? 0n);
         break;
       case 0x15: if (reg[i.dst] === BigInt(i.imm)) { jumpTo(i.off); next = false; } break;
+      case 0x1d: if (reg[i.dst] === reg[i.src]) { jumpTo(i.off); next = false; } break; // jeq reg
       case 0x55: if (reg[i.dst] !== BigInt(i.imm)) { jumpTo(i.off); next = false; } break;
       case 0x05: jumpTo(i.off); next = false; break;
       case 0x85:

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const FIXTURES = resolve(import.meta.dirname, '../fixtures/chain');
+/** sched_cls fixtures: the same kinds of program on the TC hook. */
+export const FIXTURES_TC = resolve(import.meta.dirname, '../fixtures/chain-tc');
 export const LIBXDP_OBJECTS: string[] = (() => {
   try {
     return execFileSync('dpkg', ['-L', 'libxdp1'], { encoding: 'utf8' })
@@ -22,12 +24,12 @@ export function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `xcl-h1-${tag}-`));
 }
 
-/** clang -O2 -g -target bpf; returns the object path. */
-export function compile(dir: string, name: string, defines: Record<string, number> = {}, suffix = '', debug = true): string {
+/** clang -O2 -g -target bpf; returns the object path. A string define is passed as a C string. */
+export function compile(dir: string, name: string, defines: Record<string, number | string> = {}, suffix = '', debug = true, from = FIXTURES): string {
   const out = join(dir, `${name}${suffix}.o`);
   const args = ['-O2', ...(debug ? ['-g'] : []), '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu'];
-  for (const [k, v] of Object.entries(defines)) args.push(`-D${k}=${v}`);
-  execFileSync('clang', [...args, '-c', join(FIXTURES, `${name}.c`), '-o', out], { stdio: 'pipe' });
+  for (const [k, v] of Object.entries(defines)) args.push(`-D${k}=${typeof v === 'string' ? JSON.stringify(v) : v}`);
+  execFileSync('clang', [...args, '-c', join(from, `${name}.c`), '-o', out], { stdio: 'pipe' });
   return out;
 }
 

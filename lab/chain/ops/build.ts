@@ -15,8 +15,8 @@ import * as bpftool from '../../bpftool/index.ts';
 import { cachedFeatures, type KernelFeatures } from '../../features.ts';
 import { listPrograms, patchObject } from '../patch.ts';
 import type { PatchOptions, PatchResult } from '../patch/types.ts';
-import { CHAIN_MAP, DEFAULT_REDIRECT, DEFAULT_SUCCESS, VERDICT_MAP, type PatchMode } from '../constants.ts';
-import { XDP_ACTION_NAMES } from '../../bpf/uapi.ts';
+import { CHAIN_MAP, HOOK_VERDICTS, VERDICT_MAP, type Hook, type PatchMode } from '../constants.ts';
+import { hookOfSection, verdictName } from '../hook.ts';
 import { choosePatchMode, type ModeBody } from '../mode.ts';
 import { TRAMPOLINE_SOURCE, loadChainProgram, pinChainMaps, setSlot } from '../loader.ts';
 import { compileBpfSource } from '../../toolchain/bpf-source.ts';
@@ -61,10 +61,6 @@ export interface ChainCommon {
   features?: KernelFeatures;
   patcher?: Patcher;
   progress?: ProgressSink;
-}
-
-function verdictName(v: number): string {
-  return XDP_ACTION_NAMES[v] ?? String(v);
 }
 
 /** Most programs a chain may hold on this kernel (trampoline accounted for). */
@@ -125,11 +121,13 @@ export async function prepare(target: Target, spec: ChainProgramSpec, index: num
       });
     }
   }
-  const success = [...(spec.success ?? DEFAULT_SUCCESS)];
-  const redirect = [...(spec.redirect ?? DEFAULT_REDIRECT)];
+  // The defaults are the program's hook's (its section says which), never XDP's for a TC program.
+  const hook = hookOfSection(chosen[0]?.section ?? '') ?? 'xdp';
+  const success = [...(spec.success ?? HOOK_VERDICTS[hook].success)];
+  const redirect = [...(spec.redirect ?? HOOK_VERDICTS[hook].redirect)];
   const overlap = success.filter((v) => redirect.includes(v));
   if (overlap.length > 0) {
-    throw new LabError('BAD_INPUT', `${spec.path}: verdict ${overlap.map(verdictName).join(', ')} is both a success and a redirect verdict`, {
+    throw new LabError('BAD_INPUT', `${spec.path}: verdict ${overlap.map((v) => verdictName(hook, v)).join(', ')} is both a success and a redirect verdict`, {
       remedy: 'A verdict either continues the chain (success) or continues and is remembered (redirect), not both.',
     });
   }
@@ -159,6 +157,30 @@ export interface BuiltGeneration {
 }
 
 /**
+ * The kernel tail-calls only between programs of one type (the PROG_ARRAY takes the first
+ * program's type), and a chain's verdict sets are one hook's: a chain mixing XDP and TC programs
+ * is refused, naming both sides. The operations load and attach XDP chains only (a TC program is
+ * patched with `chain patch`), so a TC chain is refused here too, before anything is loaded.
+ */
+export function checkChainHook(programs: readonly { where: string; section: string }[]): Hook {
+  const hooks = programs.map((p) => ({ ...p, hook: hookOfSection(p.section) ?? 'xdp' }));
+  const first = hooks[0]?.hook ?? 'xdp';
+  const other = hooks.filter((p) => p.hook !== first);
+  if (other.length > 0) {
+    const side = (h: Hook): string => hooks.filter((p) => p.hook === h).map((p) => `${p.where} (section ${p.section})`).join(', ');
+    throw new LabError('CHAIN', `a chain cannot mix hooks: ${HOOK_VERDICTS[first].label} (${first}): ${side(first)}; ${HOOK_VERDICTS[other[0]!.hook].label} (${other[0]!.hook}): ${side(other[0]!.hook)}. The kernel tail-calls only between programs of one type, and their verdicts mean different things`, {
+      remedy: 'Chain programs of one hook: rebuild the others with the same kind of section (SEC("xdp") or SEC("tc")), or build one chain per hook.',
+    });
+  }
+  if (first !== 'xdp') {
+    throw new LabError('UNSUPPORTED', `${programs.map((p) => p.where).join(', ')}: ${HOOK_VERDICTS[first].label} (${first}) programs: the chain operations load and attach XDP chains only`, {
+      remedy: 'Patch TC programs one by one with `npm run chain -- patch` (it knows the TC verdicts) and load them with bpftool or tc; chains of XDP programs go through attach.',
+    });
+  }
+  return first;
+}
+
+/**
  * The kernel tail-calls between XDP programs only if all of them do or all of them do not accept
  * multi-buffer packets (SEC("xdp.frags"), 5.18+): a mix is refused at load with a bare EINVAL.
  */
@@ -185,7 +207,9 @@ export async function buildGeneration(target: Target, pinDir: string, generation
     for (const [i, spec] of programs.entries()) {
       prepared.push(await prepare(target, spec, i, mode, patcher, localDir, objectDir));
     }
-    checkFrags(prepared.map((p) => ({ where: `${basename(p.spec.path)}:${p.result.program}`, section: p.result.section })));
+    const where = prepared.map((p) => ({ where: `${basename(p.spec.path)}:${p.result.program}`, section: p.result.section }));
+    checkChainHook(where);
+    checkFrags(where);
     const notes = [...new Set(prepared.flatMap((p) => p.result.notes.map((n) => `${basename(p.spec.path)}: ${n}`)))];
     await target.run(['mkdir', '-p', `${paths.genDir}/maps`, paths.progs]);
     try {

@@ -14,7 +14,7 @@ import { setSlot } from '../loader.ts';
 import { failpoint, removeIntent, writeIntent, type IntentOf } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import type { ChainState } from '../state.ts';
-import { type ChainCommon, type ChainProgramSpec, checkFrags, defaultPatcher, prepare } from './build.ts';
+import { type ChainCommon, type ChainProgramSpec, checkChainHook, checkFrags, defaultPatcher, prepare } from './build.ts';
 import { repairPending } from './repair.ts';
 import { SLOT0_NOTE, commitReplace, mustRead } from './shared.ts';
 
@@ -57,10 +57,12 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
   const newPin = `${state.genDir}/progs/${index}_new-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const p = await prepare(target, spec, index, mode, patcher, localDir, state.objectDir);
-    checkFrags([
+    const members = [
       ...state.programs.filter((x) => x.index !== index).map((x) => ({ where: `slot ${x.index} (${x.program})`, section: x.section })),
       { where: `${basename(spec.path)}:${p.result.program}`, section: p.result.section },
-    ]);
+    ];
+    checkChainHook(members);
+    checkFrags(members);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
     if (spec.keepMaps) reuse.push(...(await inheritedMaps(target, p.remote, state.programs[index]!.id, reuse)));
     const intent: IntentOf<'replace'> = {

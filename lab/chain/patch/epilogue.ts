@@ -5,7 +5,14 @@
  */
 import {
   type Asm,
+  BPF_ALU,
   BPF_DW,
+  BPF_JEQ,
+  BPF_JMP,
+  BPF_K,
+  BPF_MOV,
+  BPF_X,
+  type Insn,
   BPF_W,
   HELPER_MAP_LOOKUP_ELEM,
   HELPER_TAIL_CALL,
@@ -36,6 +43,25 @@ export const MARK_TARGET: Readonly<Record<ChainMark, 'chain' | 'verdict' | 'body
   'verdict:clear': 'verdict',
 };
 
+/**
+ * The jump to `label` when c (zero-extended to 64 bits by the mov32 before) equals verdict v. A
+ * JEQ with an immediate compares 64 bits against the immediate sign-extended, so a negative
+ * verdict (TC_ACT_UNSPEC, -1: 0xffffffff in r0, 0xffffffffffffffff as the immediate) would never
+ * match: it goes through r1 loaded by a 32-bit move, which zero-extends like r0. (JMP32 would do
+ * in one instruction but needs 5.1+; this keeps every kernel.) r1 is free here: the body's call
+ * or exit left it dead.
+ */
+function jumpIfVerdict(a: Asm<ChainMark>, v: number, label: string): void {
+  if (v >= 0) {
+    a.jump(jeqImm(0, v, 0), label);
+    return;
+  }
+  const mov32Imm: Insn = { code: BPF_ALU | BPF_MOV | BPF_K, dst: 1, src: 0, off: 0, imm: v };
+  const jeqReg: Insn = { code: BPF_JMP | BPF_JEQ | BPF_X, dst: 0, src: 1, off: 0, imm: 0 };
+  a.emit(mov32Imm);
+  a.jump(jeqReg, label);
+}
+
 export interface TailOptions {
   index: number;
   success: number[];
@@ -47,8 +73,8 @@ export interface TailOptions {
  * ctx; keyOff names 4 bytes for the map key. Only reachable blocks are emitted: the verifier
  * rejects unreachable instructions.
  *
- * The saved verdict C is zero whenever no packet is inside the chain on this CPU (XDP runs one
- * packet at a time per CPU): every way out of the chain leaves it zero. So the head needs no reset,
+ * The saved verdict C is zero whenever no packet is inside the chain on this CPU (XDP and TC run
+ * one packet at a time per CPU, with preemption off): every way out of the chain leaves it zero. So the head needs no reset,
  * and the common path (every program returns an S verdict) touches the map once, at the end of
  * the chain, which must read C anyway:
  * - c ∉ S ∪ R: the packet leaves early; a non-head clears C (an earlier program may have set it);
@@ -100,8 +126,8 @@ export function emitChainTail(a: Asm<ChainMark>, o: TailOptions & { keyOff: numb
 
   a.emit(mov32Reg(0, 0)); // c, as the kernel sees it (u32)
   // Success verdicts first: the common path takes the first branch. (S and R are disjoint here.)
-  S.forEach((v, k) => a.jump(jeqImm(0, v, 0), `success:${k}`));
-  R.forEach((v, k) => a.jump(jeqImm(0, v, 0), `redirect:${k}`));
+  S.forEach((v, k) => jumpIfVerdict(a, v, `success:${k}`));
+  R.forEach((v, k) => jumpIfVerdict(a, v, `redirect:${k}`));
   // c ∉ S ∪ R: the packet leaves the chain here.
   if (!head) {
     a.emit(roomy ? stxMem(BPF_DW, 10, 0, o.ctxSlot) : mov64Reg(6, 0));

@@ -5,19 +5,24 @@
 import type { ElfSymbol, Section } from '../../bpf/elf.ts';
 import type { BpfFuncInfo, BpfLineInfo } from '../../bpf/btf-ext.ts';
 import type { Asm } from '../../bpf/insn.ts';
-import type { PatchMode } from '../constants.ts';
+import type { Hook, PatchMode } from '../constants.ts';
 import type { ChainMark } from './epilogue.ts';
 import type { Remap } from './remap.ts';
 
-/** The patch options once checked: a valid index, mode, verdict sets and map names. */
-export interface CheckedOptions {
+/** The options that need no object to check: a valid index, mode and map names. */
+export interface OptionsBase {
   file: string;
   index: number;
   mode: PatchMode;
-  success: number[];
-  redirect: number[];
   chainName: string;
   verdictName: string;
+}
+
+/** The patch options once checked against the entry: its hook and that hook's verdict sets. */
+export interface CheckedOptions extends OptionsBase {
+  hook: Hook;
+  success: number[];
+  redirect: number[];
 }
 
 /**
@@ -68,10 +73,18 @@ export interface Rewrite {
 export interface PatchOptions {
   /** position in the chain, 0-based */
   index: number;
-  /** verdicts that continue the chain (default DEFAULT_SUCCESS = [2], XDP_PASS) */
+  /**
+   * verdicts that continue the chain, in the hook's vocabulary (default HOOK_VERDICTS[hook].success:
+   * XDP [2] XDP_PASS; TC [0, -1] TC_ACT_OK, TC_ACT_UNSPEC)
+   */
   success: number[];
-  /** verdicts remembered and continued (default DEFAULT_REDIRECT = [3,4], XDP_TX, XDP_REDIRECT) */
+  /** verdicts remembered and continued (default: XDP [3, 4] XDP_TX, XDP_REDIRECT; TC [7] TC_ACT_REDIRECT) */
   redirect: number[];
+  /**
+   * the hook the chain is on; the program's section decides its hook (libbpf's names) and a
+   * different one is refused. Only used when the section names neither (default then: xdp).
+   */
+  hook?: Hook;
   mode: PatchMode;
   /** program (function symbol) to patch when the object has several */
   program?: string;
@@ -88,5 +101,9 @@ export interface PatchResult {
   program: string;
   section: string;
   mode: PatchMode;
+  /** the hook the program was patched for, and the verdict sets it was patched with */
+  hook: Hook;
+  success: number[];
+  redirect: number[];
   notes: string[];
 }
