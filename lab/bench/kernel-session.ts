@@ -8,6 +8,7 @@ import type { Approach, ApproachContext } from '../approaches/approach.ts';
 import type { ApproachName } from '../results/record.ts';
 import type { ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
+import type { PingReplies } from '../testenv/ping.ts';
 
 export interface IperfOutcome {
   /** Receiver-side throughput, bits per second. */
@@ -28,6 +29,8 @@ export interface Testbed {
   readonly clientCpu: number;
   /** One iperf3 -J run of `durationS` seconds through the veth pair. */
   iperf(durationS: number): Promise<IperfOutcome>;
+  /** `count` pings from the sending side to the receiving one, `intervalS` apart, each reply's round trip. */
+  ping(count: number, intervalS: number): Promise<PingReplies>;
   /** `ethtool -k` of the receiving veth: features that are on (true) or off (false). */
   offloads(): Promise<Record<string, boolean>>;
   /** Removes namespaces, veths and servers; safe to call twice. */

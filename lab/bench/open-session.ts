@@ -144,6 +144,9 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
         }
         return { bitsPerSecond: r.bitsPerSecond, bytes: r.bytesReceived, seconds: r.seconds, retransmits: r.retransmits };
       },
+      ping(count, intervalS) {
+        return env.pingRtts(count, { intervalS });
+      },
       async offloads() {
         const r = await env.exec(env.b.netns, ['ethtool', '-k', env.b.ifname], { allowFailure: true });
         if (r.exitCode !== 0) {

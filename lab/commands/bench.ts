@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <patch|boot|deterministic|chain|coverage>`: the benchmarks. Timings are reported,
+ * `npm run bench -- <patch|boot|deterministic|chain|coverage|latency>`: the benchmarks. Timings are reported,
  * never asserted; ratios are taken within one run.
  */
 import { Command } from 'commander';
@@ -10,6 +10,7 @@ import { interruptible, positiveInt } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 import { benchBoot } from './bench-boot.ts';
 import { benchChainCommand } from './bench-chain.ts';
+import { benchLatencyCommand } from './bench-latency.ts';
 import { coverageBenchCommand } from './bench-coverage.ts';
 import { benchDeterministic, formatRepro } from './bench-deterministic.ts';
 import { benchPatch } from './bench-patch.ts';
@@ -74,5 +75,6 @@ export function benchCommand(): Command {
     });
   bench.addCommand(benchChainCommand());
   bench.addCommand(coverageBenchCommand());
+  bench.addCommand(benchLatencyCommand());
   return bench;
 }

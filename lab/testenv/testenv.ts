@@ -19,6 +19,7 @@ import { shellQuote } from '../target.ts';
 import { LabError } from '../errors.ts';
 import { netDetachXdp } from '../bpftool/index.ts';
 import { parseIperf3, type Iperf3Options, type Iperf3Summary } from './iperf3.ts';
+import { parsePingReplies, type PingReplies } from './ping.ts';
 
 export interface Endpoint {
   netns: string;
@@ -89,6 +90,20 @@ export class TestEnv implements AsyncDisposable {
     const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(r.stdout);
     if (!m) throw new LabError('COMMAND', `${this.target.name}: ping6 ${this.b.ip6} from ${this.a.netns} gave no summary:\n${(r.stderr || r.stdout).trim()}`);
     return { transmitted: Number(m[1]), received: Number(m[2]) };
+  }
+
+  /**
+   * ping6 from a to b with every reply's round-trip time: the request/response latency through
+   * whatever is attached on b. An interval under 0.2 s needs root (the lab runs as root).
+   */
+  async pingRtts(count: number, opts: { intervalS?: number; size?: number } = {}): Promise<PingReplies> {
+    const argv = ['ping', '-6', '-n', '-c', String(count), '-i', String(opts.intervalS ?? 0.01), '-W', '2'];
+    if (opts.size !== undefined) argv.push('-s', String(opts.size));
+    argv.push(this.b.ip6);
+    const r = await this.exec(this.a.netns, argv, { allowFailure: true, timeoutMs: 60_000 + count * 3000 });
+    const replies = parsePingReplies(r.stdout);
+    if (!replies) throw new LabError('COMMAND', `${this.target.name}: ping6 ${this.b.ip6} from ${this.a.netns} gave no summary:\n${(r.stderr || r.stdout).trim()}`, { remedy: 'Check that iputils-ping is installed and that the veth pair is up (ip -n <ns> link).' });
+    return replies;
   }
 
   /**

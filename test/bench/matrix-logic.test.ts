@@ -85,6 +85,9 @@ function fakeOpen(script: Script): OpenKernel {
       objectDir: '/nonexistent',
       serverCpu: 0,
       clientCpu: 1,
+      async ping() {
+        throw new Error('the matrix does not ping');
+      },
       async iperf(durationS) {
         script.iperfCalls++;
         script.beforeIperf?.(script.iperfCalls);

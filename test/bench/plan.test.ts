@@ -87,6 +87,9 @@ function fakeOpen(): OpenKernel {
         serverCpu: 0,
         clientCpu: 1,
         iperf: async (durationS) => ({ bitsPerSecond: 1e9, bytes: 1e6, seconds: durationS, retransmits: 0 }),
+        ping: async () => {
+          throw new Error('the matrix does not ping');
+        },
         offloads: async () => ({}),
         dispose: async () => {},
       },
