@@ -54,45 +54,79 @@ export async function captureEvents<T>(
   work: () => Promise<T>,
   opts: { readyTimeoutMs?: number; drainMs?: number } = {},
 ): Promise<{ result: T; records: PerfRecord[]; lost: number }> {
-  const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const base = `/tmp/xcl-events-${tag}`;
-  const ref = refArgs(map).map(shellQuote).join(' ');
-  const script = [
-    `bpftool -j map event_pipe ${ref} > ${base}.out 2> ${base}.err & pid=$!`,
-    // Ready once bpftool holds perf event fds (one per CPU), or when it has died.
-    `for i in $(seq 1 200); do if ls -l /proc/$pid/fd 2>/dev/null | grep -q perf_event; then touch ${base}.ready; break; fi; kill -0 $pid 2>/dev/null || break; sleep 0.05; done`,
-    `touch ${base}.started`,
-    `while [ ! -e ${base}.stop ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done`,
-    `kill -INT $pid 2>/dev/null; wait $pid; echo $? > ${base}.rc`,
-  ].join('\n');
-  const bg = target.sh(script, { allowFailure: true, timeoutMs: 3_600_000 });
-  const cleanup = async (): Promise<void> => {
-    await target.run(['touch', `${base}.stop`], { allowFailure: true });
-    await bg.catch(() => undefined);
-    await target.sh(`rm -f ${base}.*`, { allowFailure: true });
-  };
+  const capture = await startCapture(target, map, opts.readyTimeoutMs ?? 15_000);
   try {
-    const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
-    for (;;) {
-      const st = await target.sh(`test -e ${base}.ready && echo ready || (test -e ${base}.started && echo started) || echo wait`, { allowFailure: true });
-      const s = st.stdout.trim();
-      if (s === 'ready') break;
-      if (s === 'started' || Date.now() > deadline) {
-        const err = await target.run(['cat', `${base}.err`, `${base}.out`], { allowFailure: true });
-        throw new LabError('COMMAND', `${target.name}: bpftool map event_pipe ${refText(map)} did not start:\n${err.stdout.trim()}`, {
-          remedy: 'Check that the map is a PERF_EVENT_ARRAY and that perf events are available (root).',
-        });
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
     const result = await work();
     // perf buffers are read by bpftool's poll loop; give it a moment to drain before stopping.
     await new Promise((r) => setTimeout(r, opts.drainMs ?? 300));
-    await target.run(['touch', `${base}.stop`]);
-    await bg;
-    const out = await target.run(['cat', `${base}.out`], { allowFailure: true });
+    await target.run(['touch', `${capture.base}.stop`]);
+    await capture.bg;
+    const out = await target.run(['cat', `${capture.base}.out`], { allowFailure: true });
     return { result, ...parseEventPipe(out.stdout) };
   } finally {
-    await cleanup();
+    await capture.cleanup();
   }
+}
+
+/** How many times a bpftool that exits before opening its perf buffers, saying nothing, is started again. */
+const SILENT_EXIT_ATTEMPTS = 3;
+
+interface Capture {
+  base: string;
+  bg: Promise<unknown>;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Starts `bpftool map event_pipe` and waits until it holds its perf buffers. Under load bpftool
+ * has been seen to exit before that without a word on stderr or stdout; such a start is tried
+ * again (a capture that has not started has missed nothing). Any other failure, or silence every
+ * time, is a LabError with what bpftool said and its exit status.
+ */
+async function startCapture(target: Target, map: ObjRef, readyTimeoutMs: number): Promise<Capture> {
+  for (let attempt = 1; ; attempt++) {
+    const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const base = `/tmp/xcl-events-${tag}`;
+    const ref = refArgs(map).map(shellQuote).join(' ');
+    const script = [
+      `bpftool -j map event_pipe ${ref} > ${base}.out 2> ${base}.err & pid=$!`,
+      // Ready once bpftool holds perf event fds (one per CPU), or when it has died.
+      `for i in $(seq 1 200); do if ls -l /proc/$pid/fd 2>/dev/null | grep -q perf_event; then touch ${base}.ready; break; fi; kill -0 $pid 2>/dev/null || break; sleep 0.05; done`,
+      `touch ${base}.started`,
+      `while [ ! -e ${base}.stop ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done`,
+      `kill -INT $pid 2>/dev/null; wait $pid; echo $? > ${base}.rc`,
+    ].join('\n');
+    const bg = target.sh(script, { allowFailure: true, timeoutMs: 3_600_000 });
+    const cleanup = async (): Promise<void> => {
+      await target.run(['touch', `${base}.stop`], { allowFailure: true });
+      await bg.catch(() => undefined);
+      await target.sh(`rm -f ${base}.*`, { allowFailure: true });
+    };
+    const deadline = Date.now() + readyTimeoutMs;
+    let state: string;
+    for (;;) {
+      state = (await target.sh(`test -e ${base}.ready && echo ready || (test -e ${base}.started && echo started) || echo wait`, { allowFailure: true })).stdout.trim();
+      if (state === 'ready' || state === 'started' || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (state === 'ready') return { base, bg, cleanup };
+    // Stop the wrapper (a live bpftool gets SIGINT) so its exit status is on disk, then read it all.
+    await target.run(['touch', `${base}.stop`], { allowFailure: true });
+    await bg.catch(() => undefined);
+    const said = await target.sh(`cat ${base}.err ${base}.out 2>/dev/null; echo; cat ${base}.rc 2>/dev/null`, { allowFailure: true });
+    await cleanup();
+    const [text = '', rc = ''] = splitStatus(said.stdout);
+    if (state === 'started' && text === '' && attempt < SILENT_EXIT_ATTEMPTS) continue;
+    const how = state === 'started' ? `exited${rc ? ` with status ${rc}` : ''} before opening its perf buffers` : `did not open its perf buffers within ${readyTimeoutMs} ms`;
+    throw new LabError('COMMAND', `${target.name}: bpftool map event_pipe ${refText(map)} ${how} (attempt ${attempt}):\n${text}`, {
+      remedy: 'Check that the map is a PERF_EVENT_ARRAY and that perf events are available (root).',
+    });
+  }
+}
+
+/** bpftool's words, then the exit status on the last line. */
+function splitStatus(stdout: string): [string, string] {
+  const lines = stdout.trimEnd().split('\n');
+  const rc = /^\d+$/.test(lines.at(-1) ?? '') ? lines.pop()! : '';
+  return [lines.join('\n').trim(), rc];
 }

@@ -81,4 +81,15 @@ describe.skipIf(need.skip)('bpftool on the host kernel', () => {
     expect(isLabError(e2, 'COMMAND')).toBe(true);
     expect((e2 as Error).message).toMatch(/bpf obj get .*No such file or directory/);
   });
+
+  it('an event capture on a map that is not a PERF_EVENT_ARRAY fails with bpftool\'s words and its exit status, never running the work', async () => {
+    await bpftool.mapCreate(target, `${dir}/not_perf`, { type: 'array', keySize: 4, valueSize: 4, entries: 1, name: 'xt2_np' });
+    let worked = false;
+    const err = await bpftool.captureEvents(target, { pinned: `${dir}/not_perf` }, async () => {
+      worked = true;
+    }).catch((e: unknown) => e);
+    expect(isLabError(err, 'COMMAND')).toBe(true);
+    expect((err as Error).message).toMatch(/event_pipe .* exited with status [1-9]\d* before opening its perf buffers \(attempt 1\):\n.*\S/);
+    expect(worked).toBe(false);
+  });
 });
