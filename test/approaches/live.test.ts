@@ -8,8 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { captureEvents, xdpAttached } from '../../lab/bpftool/index.ts';
-import { applyTrioConfig, MAP_NAMES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
-import { PACKET_CLASSES } from '../../lab/packets/classes.ts';
+import { applyTrioConfig, MAP_NAMES, parseLogRecord, readMetrics, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { none } from '../../lab/approaches/none.ts';
@@ -18,28 +17,9 @@ import { manual } from '../../lab/approaches/manual.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
 import { RUN_TAG } from '../support/names.ts';
+import { NS_FRAME, PING_COUNT, PING_FRAME, PING_SIZE, delta, fromRecords } from './traffic.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool', 'iperf3');
-const PING_COUNT = 10;
-const PING_SIZE = 1000;
-/** Ethernet + IPv6 + ICMPv6 echo header + payload. */
-const PING_FRAME = 14 + 40 + 8 + PING_SIZE;
-/** Neighbour solicitation with a source link-layer address option. */
-const NS_FRAME = 14 + 40 + 24 + 8;
-
-function delta(after: MetricsSnapshot, before: MetricsSnapshot): MetricsSnapshot {
-  return Object.fromEntries(PACKET_CLASSES.map((c) => [c, { packets: after[c].packets - before[c].packets, bytes: after[c].bytes - before[c].bytes }])) as MetricsSnapshot;
-}
-
-function fromRecords(records: readonly LogRecord[]): MetricsSnapshot {
-  const m = Object.fromEntries(PACKET_CLASSES.map((c) => [c, { packets: 0, bytes: 0 }])) as MetricsSnapshot;
-  for (const r of records) {
-    const k = r.klass as (typeof PACKET_CLASSES)[number];
-    m[k].packets += 1;
-    m[k].bytes += r.len;
-  }
-  return m;
-}
 
 export const measured: Record<string, unknown> = {};
 
