@@ -50,6 +50,26 @@ else
   say "Debian packages: all present"
 fi
 
+# tcx (the kernel's own multi-program TC attach, 6.6+) needs bpftool 7.4+, libbpf 1.3+ and a tc that
+# knows it; bookworm has bpftool 7.1, libbpf 1.1 and iproute2 6.1. bookworm-backports builds the
+# newer ones for bookworm: take exactly those four from there, everything else stays bookworm's.
+BACKPORTS=(bpftool iproute2 libbpf1 libbpf-dev)
+if [ "${VERSION_CODENAME:-bookworm}" = bookworm ]; then
+  src=/etc/apt/sources.list.d/xcl-bookworm-backports.sources
+  if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    say "adding bookworm-backports to apt (for ${BACKPORTS[*]})"
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' 'Components: main' \
+      'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$src"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq || fail "apt-get update failed after adding bookworm-backports" "check the machine reaches deb.debian.org, or remove $src."
+  fi
+  if ! bpftool version 2>/dev/null | head -1 | grep -Eq 'v7\.([4-9]|[1-9][0-9])|v([89]|[1-9][0-9])\.'; then
+    say "installing ${BACKPORTS[*]} from bookworm-backports"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends -t bookworm-backports "${BACKPORTS[@]}" >/dev/null \
+      || fail "apt-get install -t bookworm-backports failed for: ${BACKPORTS[*]}" "run \`apt-get install -t bookworm-backports ${BACKPORTS[*]}\` to see apt's message."
+  fi
+fi
+
 # Node.js: the lab needs 20 or newer (commander, execa, vitest).
 if ! command -v node >/dev/null; then
   say "installing Debian's nodejs and npm"

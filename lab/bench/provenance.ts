@@ -135,6 +135,8 @@ export async function toolVersions(target: Target, helperHash: string | null): P
   // xdp-loader has no --version: ask the package manager, else say which binary was found.
   await q('xdp-tools', "dpkg-query -W -f='${Version}' xdp-tools 2>/dev/null || { command -v xdp-loader >/dev/null && echo 'xdp-loader present, version unknown (not a Debian package)'; }");
   await q('libxdp', "dpkg-query -W -f='${Version}' libxdp1 2>/dev/null");
+  // tc attaches the TC approaches; tcx needs iproute2 6.6+ and bpftool 7.4+ (bookworm-backports).
+  await q('iproute2', 'tc -V 2>&1 | head -1');
   await q('iperf3', 'iperf3 --version 2>&1 | head -1');
   await q('ethtool', 'ethtool --version 2>&1 | head -1');
   if (helperHash) tools['veth_probe helper'] = helperHash;

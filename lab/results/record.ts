@@ -23,6 +23,15 @@ export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-filter
 export const APPROACH_NAMES = [...XDP_APPROACH_NAMES, ...TC_APPROACH_NAMES] as const;
 export const ApproachName = z.enum(APPROACH_NAMES);
 export type ApproachName = z.infer<typeof ApproachName>;
+/** The hook an approach runs on: XDP on the receiving veth, or its TC ingress. */
+export type ApproachHook = 'xdp' | 'tc';
+export function hookOfApproach(name: ApproachName): ApproachHook {
+  return (TC_APPROACH_NAMES as readonly string[]).includes(name) ? 'tc' : 'xdp';
+}
+/** The approaches of one hook, in the order APPROACH_NAMES gives them. */
+export function approachesOfHook(hook: ApproachHook): ApproachName[] {
+  return APPROACH_NAMES.filter((a) => hookOfApproach(a) === hook);
+}
 const approach = ApproachName;
 const accelerator = z.enum(['host', 'kvm', 'tcg']);
 /**
