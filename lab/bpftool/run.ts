@@ -132,6 +132,20 @@ function batchLine(words: readonly string[]): string {
 }
 
 /**
+ * bpftool 7.5 (bookworm-backports) ends a JSON batch whose last command is a map command with
+ * {"error": "reading batch file failed: Bad file descriptor"} and exit 255 after running every
+ * command: it reports an errno left over from the map command as a read error at end of file.
+ * That batch is whole (one good entry per command, then only this error), so it is accepted;
+ * a batch missing a command or with a failing one is still an error.
+ */
+function staleBatchErrno(entries: readonly BatchEntry[], commands: number): boolean {
+  if (entries.length !== commands + 1) return false;
+  const last = entries[commands] as unknown as Record<string, unknown>;
+  if (Object.keys(last).length !== 1 || typeof last.error !== 'string' || !last.error.startsWith('reading batch file failed:')) return false;
+  return entries.slice(0, commands).every((e) => Array.isArray(e.command) && !(e.output !== null && typeof e.output === 'object' && 'error' in e.output));
+}
+
+/**
  * Runs many bpftool commands in one process (`bpftool -j batch file -`): one round trip instead of
  * one per command, which matters on a guest reached over SSH. Any failing command aborts the
  * batch; the error names it with bpftool's own message.
@@ -147,6 +161,7 @@ export async function bpftoolBatch(target: Target, commands: readonly (readonly 
   } catch {
     /* reported below with the raw output */
   }
+  if (staleBatchErrno(entries, commands.length)) return entries.slice(0, commands.length);
   const failed = entries.find((e) => e.output !== null && typeof e.output === 'object' && 'error' in e.output);
   if (r.exitCode !== 0 || failed || entries.length !== commands.length) {
     const msg = failed

@@ -65,6 +65,20 @@ describe.skipIf(need.skip)('bpftool on the host kernel', () => {
     expect((await bpftool.mapShow(target, { pinned: `${dir}/h2` })).id).toBe(info.id);
   });
 
+  it('a batch gives one entry per command, also when it ends with a map command; a failing or missing command is an error', async () => {
+    await bpftool.mapCreate(target, `${dir}/b`, { type: 'array', keySize: 4, valueSize: 8, entries: 2, name: 'xt2_b' });
+    const show = ['map', 'show', 'pinned', `${dir}/b`];
+    const dump = ['map', 'dump', 'pinned', `${dir}/b`];
+    for (const cmds of [[show], [['prog', 'show'], dump], [show, dump, show]]) {
+      const entries = await bpftool.bpftoolBatch(target, cmds, 'batch test');
+      expect(entries.map((e) => e.command)).toEqual(cmds);
+      expect(entries.every((e) => e.output !== null && !(typeof e.output === 'object' && 'error' in e.output))).toBe(true);
+    }
+    const err = await bpftool.bpftoolBatch(target, [show, ['map', 'show', 'pinned', `${dir}/missing`]], 'batch test').catch((e: unknown) => e);
+    expect(isLabError(err, 'COMMAND')).toBe(true);
+    expect((err as Error).message).toMatch(/missing.*No such file or directory/);
+  });
+
   it('unpin refuses a path that is not on bpffs and leaves it alone', async () => {
     const scratch = await scratchDir('unpin');
     await writeFile(join(scratch, 'keep'), 'x');
