@@ -31,6 +31,7 @@ import {
 } from './scaling.ts';
 import { fitPerHop, medianOf, type HopFit } from './stats.ts';
 import { measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
+import { measureInterpreted } from './interpreter.ts';
 
 export type { Hop, Unsupported, HopFit, ApproachRow };
 
@@ -53,8 +54,8 @@ export interface MicrobenchOptions {
   dispatcherLengths?: readonly number[];
   /** Load/attach, replace and detach cycles per approach (default 5; quick 2). */
   latencyCycles?: number;
-  /** What to run (default all). */
-  parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean };
+  /** What to run (default all; `interpreter`: the trio per approach with the JIT off, where the kernel allows). */
+  parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean; interpreter?: boolean };
   /** Name prefix of the bench's pins, namespace and interfaces (default "xt8"). */
   prefix?: string;
   /** Probed once per target when absent. */
@@ -94,6 +95,8 @@ export interface MicrobenchResult {
   records: MicrobenchRecord[];
   scaling: ScalingRow[];
   approaches: ApproachRow[];
+  /** The same rows measured in the BPF interpreter (empty where the JIT cannot be switched off). */
+  interpreted: ApproachRow[];
   unsupported: Unsupported[];
   /** Programs one packet ran through our 35-program chain (null when not measured). */
   maxChainPrograms: number | null;
@@ -171,7 +174,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
   for (const l of [...(opts.lengths ?? []), ...(opts.dispatcherLengths ?? [])]) checkPositiveInt('chain length', l);
   const repeat = opts.repeat ?? (opts.quick ? 100_000 : 1_000_000);
   const repetitions = opts.repetitions ?? (opts.quick ? 3 : 5);
-  const parts = { approaches: true, scaling: true, latency: true, ...opts.parts };
+  const parts = { approaches: true, scaling: true, latency: true, interpreter: true, ...opts.parts };
   const prefix = opts.prefix ?? 'xt8';
 
   const features = opts.features ?? (await phase(progress, 'micro-features', `${target.name}: probing kernel features`, () => cachedFeatures(target, { prefix })));
@@ -204,6 +207,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
     records: [],
     scaling: [],
     approaches: [],
+    interpreted: [],
     unsupported: [],
     maxChainPrograms: null,
     repeat,
@@ -237,6 +241,20 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
       }
       result.notes.push(...out.notes);
+    }
+
+    if (parts.interpreter) {
+      checkpoint();
+      const out = await measureInterpreted(sb, features, { packet: packet.path, repeat, repetitions, progress, checkpoint });
+      const interpreted = (r: MicroRecord): MicroRecord => ({ ...r, execution: 'interpreter' });
+      if ('notMeasured' in out) {
+        result.notes.push(`interpreter: not measured: ${out.notMeasured}`);
+        result.records.push(interpreted(unsupportedRecord(target, opts, { variant: 'interpreter', hop: 'none', status: 'unsupported', reason: out.notMeasured }, repeat)));
+      } else {
+        result.interpreted.push(...out.measured.rows);
+        for (const row of out.measured.rows) result.records.push(interpreted(microRecord(target, opts, row.variant, row.hop, row.chainLength, repeat, row.nsPerPacket)));
+        for (const u of out.measured.unsupported) result.records.push(interpreted(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' ? 1 : 3)));
+      }
     }
 
     if (parts.scaling) {

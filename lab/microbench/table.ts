@@ -37,6 +37,22 @@ export function formatMicrobench(r: MicrobenchResult): string {
     );
   }
 
+  if (r.interpreted.length > 0) {
+    const jit = new Map(r.approaches.map((a) => [a.variant, medianOf(a.nsPerPacket)]));
+    out.push('', 'The same trio in the BPF interpreter (loaded with net.core.bpf_jit_enable=0), ns per packet:');
+    out.push(
+      grid(
+        ['approach', 'median', 'min', 'max', 'n', '× JIT'],
+        r.interpreted.map((a) => {
+          const m = medianOf(a.nsPerPacket);
+          const j = jit.get(a.variant);
+          return [a.variant, fmt(m), fmt(Math.min(...a.nsPerPacket), 0), fmt(Math.max(...a.nsPerPacket), 0), String(a.nsPerPacket.length), m !== null && j ? `${(m / j).toFixed(2)}×` : '-'];
+        }),
+        (c) => c >= 1,
+      ),
+    );
+  }
+
   const verdict = targetVerdict(r);
   if (verdict.length > 0) out.push('', ...verdict);
   const parts = formatBreakdown(costBreakdown(breakdownInput(r)));

@@ -45,9 +45,11 @@ export interface LatencyGroup {
 export function microGroups(recs: MicroRecord[], kernelInfo: Map<string, KernelInfo>, resamples?: number): MicroGroup[] {
   const map = new Map<string, { kernel: string; variant: string; hops: Set<string>; byLen: Map<number, { values: number[]; repeat: number }> }>();
   for (const r of recs) {
-    const k = `${r.kernel}\u0000${r.variant}`;
+    // The interpreter's numbers are another variant, never pooled with the JIT's.
+    const variant = r.execution === 'interpreter' ? `${r.variant} (interpreter)` : r.variant;
+    const k = `${r.kernel}\u0000${variant}`;
     let g = map.get(k);
-    if (!g) map.set(k, (g = { kernel: r.kernel, variant: r.variant, hops: new Set(), byLen: new Map() }));
+    if (!g) map.set(k, (g = { kernel: r.kernel, variant, hops: new Set(), byLen: new Map() }));
     g.hops.add(r.hop);
     const e = g.byLen.get(r.chainLength) ?? { values: [], repeat: r.repeat };
     e.values.push(...r.nsPerPacket);

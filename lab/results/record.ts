@@ -167,6 +167,11 @@ export const MicroRecord = z.object({
   nsPerPacket: z.array(z.number().nonnegative()),
   /** Why there are no measurements (variant unsupported on this kernel, or it failed). */
   reason: z.string().optional(),
+  /**
+   * How the kernel ran the programs: JIT-compiled code, or the BPF interpreter (loaded while
+   * net.core.bpf_jit_enable was 0). Absent in records written before the interpreter variant: 'jit'.
+   */
+  execution: z.enum(['jit', 'interpreter']).optional(),
 });
 export type MicroRecord = z.infer<typeof MicroRecord>;
 

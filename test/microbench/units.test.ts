@@ -213,6 +213,7 @@ describe('records and table', () => {
       records: [],
       scaling: [row],
       approaches: [{ variant: 'fused', approach: 'fused', hop: 'none', chainLength: 1, nsPerPacket: [40, 41, 42], notes: [] }],
+      interpreted: [{ variant: 'fused', approach: 'fused', hop: 'none', chainLength: 1, nsPerPacket: [300, 328, 350], notes: [] }],
       unsupported: [{ variant: 'chain/dispatcher', hop: 'freplace', status: 'unsupported', reason: 'no freplace here' }],
       maxChainPrograms: 34,
       repeat: 1000,
@@ -226,6 +227,8 @@ describe('records and table', () => {
     expect(text).toContain('chain/dispatcher: unsupported: no freplace here');
     expect(text).toMatch(/fused\s+none\s+1\s+41\.0/);
     expect(text).toContain('34 programs');
+    // The interpreter row against the JIT's median (328 / 41).
+    expect(text).toMatch(/BPF interpreter[^\n]*\n[^\n]*\n[^\n]*\n\s*fused\s+328\.0\s+300\s+350\s+3\s+8\.00×/);
   });
 
   it('checks the targets on the run\'s own numbers: ratios, overlap with manual, tail calls over fused', () => {
@@ -242,7 +245,7 @@ describe('records and table', () => {
     // Patched hops: inline 2.4 ns (0.4 over manual's 2: met), subprog 10 ns (missed).
     const inlineHop = scalingRow({ variant: 'chain/patched-inline', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [11]], [2, [13.4]], [3, [15.8]]]) });
     const subprogHop = scalingRow({ variant: 'chain/patched-subprog', hop: 'tail-call-constant', explains: 'immediate index', byLength: new Map([[1, [20]], [2, [30]], [3, [40]]]) });
-    const result: MicrobenchResult = { target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [hop, inlineHop, subprogHop], approaches: rows, unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 3, notes: [] };
+    const result: MicrobenchResult = { target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [hop, inlineHop, subprogHop], approaches: rows, interpreted: [], unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 3, notes: [] };
     const lines = targetVerdict(result);
     expect(lines).toEqual([
       'Target: patched within measurement error of manual, and within two tail calls of fused:',
@@ -268,7 +271,7 @@ describe('records and table', () => {
     expect(shortChainSlope(medians)).toBeCloseTo(1.5, 6);
     expect(shortChainSlope(new Map([[16, 100], [33, 200]]))).toBeNull();
     const row = scalingRow({ variant: 'chain/manual-constant', hop: 'tail-call-constant', explains: 'immediate', byLength: new Map([...medians].map(([l, ns]) => [l, [ns]])) });
-    const text = formatMicrobench({ target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [row], approaches: [], unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 1, notes: [] });
+    const text = formatMicrobench({ target: 'host', kernel: 'host', kernelRelease: 'x', records: [], scaling: [row], approaches: [], interpreted: [], unsupported: [], maxChainPrograms: 34, repeat: 1, repetitions: 1, notes: [] });
     expect(text).toMatch(/ns\/hop ≤8\s+1\.50/);
     expect(row.fit!.slope).toBeGreaterThan(5);
   });

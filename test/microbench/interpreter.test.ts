@@ -1,0 +1,74 @@
+/**
+ * The trio in the BPF interpreter. On this host the kernel keeps the JIT always on: switching it
+ * off is refused, the variant is recorded as not measured with the kernel's refusal, and the
+ * setting is untouched. In a Debian 6.1 guest (built without CONFIG_BPF_JIT_ALWAYS_ON) the JIT
+ * goes off, every approach is measured in the interpreter and recorded so, and the JIT is back on
+ * afterwards. No timing is asserted; the numbers are printed.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { HostTarget } from '../../lab/target.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
+import { join } from 'node:path';
+import { RawRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
+import { restoreJit, switchJitOff } from '../../lab/microbench/interpreter.ts';
+import { bootVm } from '../../lab/vm/boot.ts';
+import { requirements } from '../support/requirements.ts';
+import { testKernel } from '../vm/kernels.ts';
+
+const JIT = '/proc/sys/net/core/bpf_jit_enable';
+const host = requirements('root', 'bpf', 'bpftool', 'clang');
+const guest = requirements('root', 'bpf', 'clang', 'qemu', 'debootstrap');
+const OPTS = { runId: 'interp', quick: true, repeat: 2000, repetitions: 2, parts: { approaches: false, scaling: false, latency: false, interpreter: true } };
+
+function interpreted(records: readonly unknown[]): MicroRecord[] {
+  return records.map((r) => RawRecord.parse(r)).filter((r): r is MicroRecord => r.kind === 'micro' && r.execution === 'interpreter');
+}
+
+describe.skipIf(host.skip)('interpreter variant on the host kernel', () => {
+  it('follows what the kernel allows: refused (with the reason, setting untouched) or measured (setting put back)', { timeout: 300_000 }, async () => {
+    const before = readFileSync(JIT, 'utf8').trim();
+    const target = await HostTarget.create(join(REPO_ROOT, 'build', 'target-xt9i'));
+    const sw = await switchJitOff(target);
+    if (sw.ok) await restoreJit(target, sw.previous);
+    expect(readFileSync(JIT, 'utf8').trim()).toBe(before);
+
+    const r = await runMicrobenchDetailed(target, { ...OPTS, kernel: 'host', prefix: 'xt9i' });
+    const recs = interpreted(r.records);
+    expect(readFileSync(JIT, 'utf8').trim()).toBe(before);
+    if (!sw.ok) {
+      expect(sw.reason).toMatch(/cannot be switched off \(writing 0 to net\.core\.bpf_jit_enable: .+\).*CONFIG_BPF_JIT_ALWAYS_ON/);
+      expect(recs).toHaveLength(1);
+      expect(recs[0]!.nsPerPacket).toEqual([]);
+      expect(recs[0]!.reason).toBe(`unsupported: ${sw.reason}`);
+      expect(r.interpreted).toEqual([]);
+    } else {
+      expect(recs.filter((x) => x.nsPerPacket.length > 0).map((x) => x.variant)).toEqual(expect.arrayContaining(['fused', 'manual']));
+    }
+  });
+});
+
+describe.skipIf(guest.skip)('interpreter variant in a Debian 6.1 guest', () => {
+  it('switches the JIT off, measures every approach interpreted, and switches it back on', { timeout: 1_200_000 }, async () => {
+    await using vm = await bootVm({ kernel: await testKernel('6.1'), accel: 'tcg', cpus: 2, name: `xcl-test-${process.pid}-interp` });
+    expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
+    const r = await runMicrobenchDetailed(vm, { ...OPTS, kernel: '6.1', prefix: 'xt9i' });
+    expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
+    const recs = interpreted(r.records);
+    const measured = recs.filter((x) => x.nsPerPacket.length > 0);
+    expect(measured.map((x) => x.variant)).toEqual(expect.arrayContaining(['fused', 'manual', 'patched-inline']));
+    for (const x of measured) {
+      expect(x.nsPerPacket).toHaveLength(2);
+      for (const ns of x.nsPerPacket) expect(ns).toBeGreaterThan(0);
+    }
+    // What the interpreter cannot run is recorded with the kernel's reason, never dropped: freplace
+    // (the dispatcher) needs the JIT's trampolines, and the verifier refuses tail calls mixed with
+    // bpf-to-bpf calls (patched-subprog) in programs it does not JIT.
+    for (const x of recs.filter((y) => y.nsPerPacket.length === 0)) {
+      expect(['dispatcher', 'patched-subprog']).toContain(x.variant);
+      expect(x.reason).toMatch(/^(failed|unsupported): \S/);
+    }
+    for (const x of measured) console.log(`6.1 interpreter ${x.variant}: ${x.nsPerPacket.map((n) => n.toFixed(0)).join(', ')} ns per packet`);
+  });
+});
