@@ -10,7 +10,7 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/constants.ts';
@@ -32,6 +32,7 @@ import {
 import { fitPerHop, medianOf, type HopFit } from './stats.ts';
 import { measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
 import { measureInterpreted } from './interpreter.ts';
+import { measureLoadTimes } from './load-time.ts';
 
 export type { Hop, Unsupported, HopFit, ApproachRow };
 
@@ -54,8 +55,11 @@ export interface MicrobenchOptions {
   dispatcherLengths?: readonly number[];
   /** Load/attach, replace and detach cycles per approach (default 5; quick 2). */
   latencyCycles?: number;
-  /** What to run (default all; `interpreter`: the trio per approach with the JIT off, where the kernel allows). */
-  parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean; interpreter?: boolean };
+  /**
+   * What to run (default all; `interpreter`: the trio per approach with the JIT off, where the
+   * kernel allows; `loadTime`: object load and verification time per approach).
+   */
+  parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean; interpreter?: boolean; loadTime?: boolean };
   /** Name prefix of the bench's pins, namespace and interfaces (default "xt8"). */
   prefix?: string;
   /** Probed once per target when absent. */
@@ -174,7 +178,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
   for (const l of [...(opts.lengths ?? []), ...(opts.dispatcherLengths ?? [])]) checkPositiveInt('chain length', l);
   const repeat = opts.repeat ?? (opts.quick ? 100_000 : 1_000_000);
   const repetitions = opts.repetitions ?? (opts.quick ? 3 : 5);
-  const parts = { approaches: true, scaling: true, latency: true, interpreter: true, ...opts.parts };
+  const parts = { approaches: true, scaling: true, latency: true, interpreter: true, loadTime: true, ...opts.parts };
   const prefix = opts.prefix ?? 'xt8';
 
   const features = opts.features ?? (await phase(progress, 'micro-features', `${target.name}: probing kernel features`, () => cachedFeatures(target, { prefix })));
@@ -241,6 +245,19 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
       }
       result.notes.push(...out.notes);
+    }
+
+    if (parts.loadTime) {
+      checkpoint();
+      const cycles = opts.latencyCycles ?? (opts.quick ? 2 : 5);
+      const lt = await phase(progress, 'micro-load-time', `${target.name}: object load and verification time × ${cycles} per approach`, () => measureLoadTimes(sb, cycles, checkpoint));
+      const rec = (approach: ApproachName, operation: 'object-load' | 'verify', ms: number[]): LatencyRecord => ({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach, operation, ms });
+      for (const row of lt.rows) {
+        result.records.push(rec(row.approach, 'object-load', row.loadMs));
+        if (row.verifyMs.length > 0) result.records.push(rec(row.approach, 'verify', row.verifyMs));
+        if (row.insnsProcessed !== null) result.notes.push(`${row.approach}: the verifier processed ${row.insnsProcessed} instructions over its programs`);
+      }
+      result.notes.push(...lt.notes);
     }
 
     if (parts.interpreter) {

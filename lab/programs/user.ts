@@ -24,6 +24,8 @@ export const USER_HELPERS = {
   bpf_stats: { source: 'bpf_stats_user.c', libbpf: false },
   // A compare-and-swap of an interface's XDP program (XDP_FLAGS_REPLACE), for the chain operations.
   xdp_swap: { source: 'xdp_swap_user.c', libbpf: true },
+  // Loads objects with the verifier's statistics on (log level 4) and times the load.
+  load_stats: { source: 'load_stats_user.c', libbpf: true },
 } as const;
 export type UserHelperName = keyof typeof USER_HELPERS;
 

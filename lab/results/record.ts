@@ -184,7 +184,12 @@ export const LatencyRecord = z.object({
   accelerator,
   clock: clock.optional(),
   approach,
-  operation: z.enum(['load-attach', 'replace', 'detach']),
+  /**
+   * load-attach, replace, detach: around the approach's own calls. object-load: libbpf loading the
+   * approach's objects (maps, BTF, verification, JIT); verify: the verifier's own time for its
+   * programs, from its statistics (log level 4).
+   */
+  operation: z.enum(['load-attach', 'replace', 'detach', 'object-load', 'verify']),
   ms: z.array(z.number().nonnegative()),
 });
 export type LatencyRecord = z.infer<typeof LatencyRecord>;

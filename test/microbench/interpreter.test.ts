@@ -3,14 +3,15 @@
  * off is refused, the variant is recorded as not measured with the kernel's refusal, and the
  * setting is untouched. In a Debian 6.1 guest (built without CONFIG_BPF_JIT_ALWAYS_ON) the JIT
  * goes off, every approach is measured in the interpreter and recorded so, and the JIT is back on
- * afterwards. No timing is asserted; the numbers are printed.
+ * afterwards; the load-time split (object load, verifier) is recorded there too. No timing is
+ * asserted; the numbers are printed.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HostTarget } from '../../lab/target.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { join } from 'node:path';
-import { RawRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
 import { restoreJit, switchJitOff } from '../../lab/microbench/interpreter.ts';
 import { bootVm } from '../../lab/vm/boot.ts';
@@ -53,7 +54,7 @@ describe.skipIf(guest.skip)('interpreter variant in a Debian 6.1 guest', () => {
   it('switches the JIT off, measures every approach interpreted, and switches it back on', { timeout: 1_200_000 }, async () => {
     await using vm = await bootVm({ kernel: await testKernel('6.1'), accel: 'tcg', cpus: 2, name: `xcl-test-${process.pid}-interp` });
     expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
-    const r = await runMicrobenchDetailed(vm, { ...OPTS, kernel: '6.1', prefix: 'xt9i' });
+    const r = await runMicrobenchDetailed(vm, { ...OPTS, kernel: '6.1', prefix: 'xt9i', latencyCycles: 1, parts: { ...OPTS.parts, loadTime: true } });
     expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
     const recs = interpreted(r.records);
     const measured = recs.filter((x) => x.nsPerPacket.length > 0);
@@ -68,6 +69,15 @@ describe.skipIf(guest.skip)('interpreter variant in a Debian 6.1 guest', () => {
     for (const x of recs.filter((y) => y.nsPerPacket.length === 0)) {
       expect(['dispatcher', 'patched-subprog']).toContain(x.variant);
       expect(x.reason).toMatch(/^(failed|unsupported): \S/);
+    }
+    // The load-time split in the same guest: the verifier's statistics are printed on 6.1.
+    const lat = r.records.map((x) => RawRecord.parse(x)).filter((x): x is LatencyRecord => x.kind === 'latency');
+    for (const a of ['fused', 'manual', 'patched'] as const) {
+      const load = lat.find((x) => x.approach === a && x.operation === 'object-load')?.ms[0];
+      const verify = lat.find((x) => x.approach === a && x.operation === 'verify')?.ms[0];
+      expect(verify, a).toBeGreaterThan(0);
+      expect(verify!).toBeLessThanOrEqual(load!);
+      console.log(`6.1 ${a}: object load ${load!.toFixed(1)} ms, of which the verifier ${verify!.toFixed(1)} ms`);
     }
     for (const x of measured) console.log(`6.1 interpreter ${x.variant}: ${x.nsPerPacket.map((n) => n.toFixed(0)).join(', ')} ns per packet`);
   });

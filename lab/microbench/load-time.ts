@@ -1,0 +1,144 @@
+/**
+ * Where an approach's load time goes: its objects loaded by libbpf (programs/user/load_stats_user.c)
+ * with the verifier printing its own statistics (log level 4: "verification time N usec",
+ * "processed N insns"), and the whole object load timed around it (maps, BTF, verification, JIT).
+ * The objects are each approach's own: fused.o; the manual chain's three; the patched chain's three
+ * as the patch writes them (inline, the default mode, at their chain positions). The dispatcher is
+ * left out: xdp-loader builds and loads its dispatcher itself, which this helper cannot time.
+ * A kernel whose verifier does not print statistics gives the load time alone, with the reason.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Target } from '../target.ts';
+import type { ApproachName } from '../results/record.ts';
+import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
+import { buildUserHelper, parseHelperLines } from '../programs/user.ts';
+import { OBJECTS, STAGES } from '../programs/trio.ts';
+import { DEFAULT_REDIRECT, DEFAULT_SUCCESS } from '../chain/constants.ts';
+import { patchObject } from '../chain/patch.ts';
+import type { Sandbox } from './sandbox.ts';
+
+export interface ProgramLoad {
+  object: string;
+  program: string;
+  /** The verifier's own time, null where it does not print it. */
+  verificationUs: number | null;
+  insnsProcessed: number | null;
+  xlatedBytes: number;
+  jitedBytes: number;
+}
+
+export interface ObjectLoad {
+  object: string;
+  loadNs: number;
+  logStats: boolean;
+  programs: ProgramLoad[];
+}
+
+export interface LoadTimeRow {
+  approach: ApproachName;
+  /** Per cycle: the approach's objects' load time summed, in ms. */
+  loadMs: number[];
+  /** Per cycle: the verifier's time for the approach's programs summed, in ms; empty when not printed. */
+  verifyMs: number[];
+  /** Instructions the verifier processed over the approach's programs (the same every cycle). */
+  insnsProcessed: number | null;
+}
+
+export interface LoadTimeResult {
+  rows: LoadTimeRow[];
+  notes: string[];
+}
+
+async function helperOn(target: Target): Promise<string> {
+  const h = await buildUserHelper('load_stats');
+  if (target.accelerator === 'host') return h.path;
+  const remote = `${target.workDir}/bin/load_stats-${h.hash}`;
+  if ((await target.run(['test', '-x', remote], { allowFailure: true })).exitCode !== 0) {
+    await target.run(['mkdir', '-p', `${target.workDir}/bin`]);
+    await target.putFile(h.path, remote);
+    await target.run(['chmod', '755', remote]);
+  }
+  return remote;
+}
+
+/** Reads the helper's JSON lines into one entry per object, its programs with it. */
+export function parseLoadStats(stdout: string): ObjectLoad[] {
+  const out: ObjectLoad[] = [];
+  let programs: ProgramLoad[] = [];
+  for (const l of parseHelperLines(stdout)) {
+    if (l.event === 'error') throw new LabError('LOAD', `load_stats: ${String(l.stage)}: ${String(l.message)}`, { remedy: 'Load the object with `bpftool prog loadall` to see the verifier\'s log.' });
+    if (l.event === 'program') {
+      programs.push({
+        object: String(l.object),
+        program: String(l.program),
+        verificationUs: typeof l.verificationUs === 'number' ? l.verificationUs : null,
+        insnsProcessed: typeof l.insnsProcessed === 'number' ? l.insnsProcessed : null,
+        xlatedBytes: Number(l.xlatedBytes),
+        jitedBytes: Number(l.jitedBytes),
+      });
+    } else if (l.event === 'object') {
+      out.push({ object: String(l.object), loadNs: Number(l.loadNs), logStats: l.logStats === true, programs });
+      programs = [];
+    }
+  }
+  return out;
+}
+
+/** Each approach's objects on the target: the build output, and the patched chain written here. */
+async function approachObjects(sb: Sandbox): Promise<{ approach: ApproachName; files: string[] }[]> {
+  await buildPrograms();
+  const local = await mkdtemp(join(tmpdir(), 'xcl-loadtime-'));
+  try {
+    const put = async (name: string, from: string): Promise<string> => {
+      const remote = `${sb.workDir}/loadtime/${name}.o`;
+      await sb.target.putFile(from, remote);
+      return remote;
+    };
+    const fused = [await put('fused', join(DEFAULT_OUT_DIR, `${OBJECTS.fused}.o`))];
+    const manual: string[] = [];
+    for (const s of STAGES) manual.push(await put(`manual_${s}`, join(DEFAULT_OUT_DIR, `${OBJECTS.manual[s]}.o`)));
+    const patched: string[] = [];
+    for (const [index, s] of STAGES.entries()) {
+      const src = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[s]}.o`);
+      const r = patchObject(await readFile(src), { index, success: [...DEFAULT_SUCCESS], redirect: [...DEFAULT_REDIRECT], mode: 'inline', fileName: src });
+      const file = join(local, `patched_${s}.o`);
+      await writeFile(file, r.object);
+      patched.push(await put(`patched_${s}`, file));
+    }
+    return [
+      { approach: 'fused', files: fused },
+      { approach: 'manual', files: manual },
+      { approach: 'patched', files: patched },
+    ];
+  } finally {
+    await rm(local, { recursive: true, force: true });
+  }
+}
+
+/** `cycles` loads of every approach's objects, interleaved by cycle. */
+export async function measureLoadTimes(sb: Sandbox, cycles: number, checkpoint?: () => void): Promise<LoadTimeResult> {
+  const helper = await helperOn(sb.target);
+  const sets = await approachObjects(sb);
+  const rows: LoadTimeRow[] = sets.map((s) => ({ approach: s.approach, loadMs: [], verifyMs: [], insnsProcessed: null }));
+  const notes: string[] = [];
+  for (let c = 0; c < cycles; c++) {
+    for (const [i, s] of sets.entries()) {
+      checkpoint?.();
+      const r = await sb.target.run([helper, ...s.files], { allowFailure: true, timeoutMs: 300_000 });
+      const objects = parseLoadStats(r.stdout);
+      if (r.exitCode !== 0 || objects.length !== s.files.length) {
+        throw new LabError('BENCH', `${sb.target.name}: load_stats on ${s.approach}'s objects exited ${r.exitCode} after ${objects.length} of ${s.files.length}: ${(r.stderr || r.stdout).trim().slice(-300)}`);
+      }
+      const row = rows[i]!;
+      row.loadMs.push(objects.reduce((a, o) => a + o.loadNs, 0) / 1e6);
+      const progs = objects.flatMap((o) => o.programs);
+      if (progs.every((p) => p.verificationUs !== null)) row.verifyMs.push(progs.reduce((a, p) => a + p.verificationUs!, 0) / 1e3);
+      else if (c === 0 && i === 0) notes.push(`verification time not measured: kernel ${sb.target.kernelRelease}'s verifier prints no statistics at log level 4 (BPF_LOG_STATS)`);
+      if (progs.every((p) => p.insnsProcessed !== null)) row.insnsProcessed = progs.reduce((a, p) => a + p.insnsProcessed!, 0);
+    }
+  }
+  return { rows, notes };
+}
