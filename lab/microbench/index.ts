@@ -251,10 +251,12 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       checkpoint();
       const cycles = opts.latencyCycles ?? (opts.quick ? 2 : 5);
       const lt = await phase(progress, 'micro-load-time', `${target.name}: object load and verification time × ${cycles} per approach`, () => measureLoadTimes(sb, cycles, checkpoint));
-      const rec = (approach: ApproachName, operation: 'object-load' | 'verify', ms: number[]): LatencyRecord => ({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach, operation, ms });
+      const rec = (approach: ApproachName, operation: LatencyRecord['operation'], ms: number[]): LatencyRecord => ({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach, operation, ms });
       for (const row of lt.rows) {
         result.records.push(rec(row.approach, 'object-load', row.loadMs));
         if (row.verifyMs.length > 0) result.records.push(rec(row.approach, 'verify', row.verifyMs));
+        if (row.bpfCheckMs.length > 0) result.records.push(rec(row.approach, 'bpf_check', row.bpfCheckMs));
+        if (row.jitMs.length > 0) result.records.push(rec(row.approach, 'jit', row.jitMs));
         if (row.insnsProcessed !== null) result.notes.push(`${row.approach}: the verifier processed ${row.insnsProcessed} instructions over its programs`);
       }
       result.notes.push(...lt.notes);

@@ -5,7 +5,10 @@
  * The objects are each approach's own: fused.o; the manual chain's three; the patched chain's three
  * as the patch writes them (inline, the default mode, at their chain positions). The dispatcher is
  * left out: xdp-loader builds and loads its dispatcher itself, which this helper cannot time.
- * A kernel whose verifier does not print statistics gives the load time alone, with the reason.
+ * Where ftrace's function_graph tracer exists, bpf_check and bpf_int_jit_compile are timed too (the
+ * verifier's entry point and the JIT, as the kernel-module comparison this follows measured them).
+ * A kernel whose verifier does not print statistics, or without the tracer, gives what it has and
+ * the reason for the rest.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +22,10 @@ import { OBJECTS, STAGES } from '../programs/trio.ts';
 import { DEFAULT_REDIRECT, DEFAULT_SUCCESS } from '../chain/constants.ts';
 import { patchObject } from '../chain/patch.ts';
 import type { Sandbox } from './sandbox.ts';
+import { ftraceAvailable, traceDurations } from './ftrace.ts';
+
+/** The kernel functions ftrace times: the verifier's entry, and the JIT (each program and subprogram). */
+export const TRACED = ['bpf_check', 'bpf_int_jit_compile'] as const;
 
 export interface ProgramLoad {
   object: string;
@@ -45,6 +52,9 @@ export interface LoadTimeRow {
   verifyMs: number[];
   /** Instructions the verifier processed over the approach's programs (the same every cycle). */
   insnsProcessed: number | null;
+  /** Per cycle, by ftrace where the kernel allows: bpf_check's and bpf_int_jit_compile's time summed, in ms. */
+  bpfCheckMs: number[];
+  jitMs: number[];
 }
 
 export interface LoadTimeResult {
@@ -122,17 +132,29 @@ async function approachObjects(sb: Sandbox): Promise<{ approach: ApproachName; f
 export async function measureLoadTimes(sb: Sandbox, cycles: number, checkpoint?: () => void): Promise<LoadTimeResult> {
   const helper = await helperOn(sb.target);
   const sets = await approachObjects(sb);
-  const rows: LoadTimeRow[] = sets.map((s) => ({ approach: s.approach, loadMs: [], verifyMs: [], insnsProcessed: null }));
+  const rows: LoadTimeRow[] = sets.map((s) => ({ approach: s.approach, loadMs: [], verifyMs: [], insnsProcessed: null, bpfCheckMs: [], jitMs: [] }));
   const notes: string[] = [];
+  const ftrace = await ftraceAvailable(sb.target, TRACED);
+  if (!ftrace.ok) notes.push(`bpf_check and JIT time not measured: ${ftrace.reason}`);
   for (let c = 0; c < cycles; c++) {
     for (const [i, s] of sets.entries()) {
       checkpoint?.();
-      const r = await sb.target.run([helper, ...s.files], { allowFailure: true, timeoutMs: 300_000 });
+      const load = () => sb.target.run([helper, ...s.files], { allowFailure: true, timeoutMs: 300_000 });
+      let r;
+      const row = rows[i]!;
+      if (ftrace.ok) {
+        const traced = await traceDurations(sb.target, TRACED, load);
+        r = traced.result;
+        const sum = (f: string): number => (traced.durations.get(f) ?? []).reduce((a, b) => a + b, 0) / 1e3;
+        row.bpfCheckMs.push(sum('bpf_check'));
+        row.jitMs.push(sum('bpf_int_jit_compile'));
+      } else {
+        r = await load();
+      }
       const objects = parseLoadStats(r.stdout);
       if (r.exitCode !== 0 || objects.length !== s.files.length) {
         throw new LabError('BENCH', `${sb.target.name}: load_stats on ${s.approach}'s objects exited ${r.exitCode} after ${objects.length} of ${s.files.length}: ${(r.stderr || r.stdout).trim().slice(-300)}`);
       }
-      const row = rows[i]!;
       row.loadMs.push(objects.reduce((a, o) => a + o.loadNs, 0) / 1e6);
       const progs = objects.flatMap((o) => o.programs);
       if (progs.every((p) => p.verificationUs !== null)) row.verifyMs.push(progs.reduce((a, p) => a + p.verificationUs!, 0) / 1e3);

@@ -79,7 +79,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
   if (latency.length > 0) {
     out.push('', 'Latency (ms), median over cycles:');
     const approaches = [...new Set(latency.map((l) => l.approach))];
-    const ops = (['load-attach', 'replace', 'detach', 'object-load', 'verify'] as const).filter((op) => latency.some((l) => l.operation === op));
+    const ops = (['load-attach', 'replace', 'detach', 'object-load', 'verify', 'bpf_check', 'jit'] as const).filter((op) => latency.some((l) => l.operation === op));
     out.push(
       grid(
         ['approach', ...ops],

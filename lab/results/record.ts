@@ -187,9 +187,10 @@ export const LatencyRecord = z.object({
   /**
    * load-attach, replace, detach: around the approach's own calls. object-load: libbpf loading the
    * approach's objects (maps, BTF, verification, JIT); verify: the verifier's own time for its
-   * programs, from its statistics (log level 4).
+   * programs, from its statistics (log level 4); bpf_check, jit: ftrace's function_graph timing of
+   * bpf_check and bpf_int_jit_compile during that load, where the kernel has the tracer.
    */
-  operation: z.enum(['load-attach', 'replace', 'detach', 'object-load', 'verify']),
+  operation: z.enum(['load-attach', 'replace', 'detach', 'object-load', 'verify', 'bpf_check', 'jit']),
   ms: z.array(z.number().nonnegative()),
 });
 export type LatencyRecord = z.infer<typeof LatencyRecord>;

@@ -13,6 +13,7 @@ import { isLabError } from '../../lab/errors.ts';
 import { RawRecord, type LatencyRecord } from '../../lab/results/record.ts';
 import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
 import { parseLoadStats } from '../../lab/microbench/load-time.ts';
+import { ftraceAvailable, parseFunctionGraph } from '../../lab/microbench/ftrace.ts';
 import { buildUserHelper } from '../../lab/programs/user.ts';
 import { requirements } from '../support/requirements.ts';
 
@@ -39,6 +40,27 @@ describe('parseLoadStats', () => {
     })();
     expect(isLabError(err, 'LOAD')).toBe(true);
     expect((err as Error).message).toContain('x.o: cannot open: Invalid format');
+  });
+});
+
+describe('parseFunctionGraph', () => {
+  it('reads leaf calls and closing braces of the traced functions, whatever the long-call marker', () => {
+    const trace = [
+      '# tracer: function_graph',
+      '#',
+      '# CPU  DURATION                  FUNCTION CALLS',
+      '# |     |   |                     |   |   |   |',
+      ' 0) # 2416.021 us |  bpf_check();',
+      ' 0)   5.100 us    |  bpf_int_jit_compile();',
+      ' 1)               |  bpf_check() {',
+      ' 1) + 12.500 us   |    bpf_int_jit_compile();',
+      ' 1) ! 310.250 us  |  } /* bpf_check */',
+      ' 1)   1.000 us    |  other_function();',
+    ].join('\n');
+    const d = parseFunctionGraph(trace, ['bpf_check', 'bpf_int_jit_compile']);
+    expect(d.get('bpf_check')).toEqual([2416.021, 310.25]);
+    expect(d.get('bpf_int_jit_compile')).toEqual([5.1, 12.5]);
+    expect(parseFunctionGraph('', ['bpf_check']).get('bpf_check')).toEqual([]);
   });
 });
 
@@ -73,6 +95,14 @@ describe.skipIf(need.skip)('load time on the host kernel', () => {
         expect(verify!.ms[i]!).toBeLessThanOrEqual(ms);
       }
       expect(r.notes.some((n) => new RegExp(`^${a}: the verifier processed [1-9]\\d* instructions`).test(n))).toBe(true);
+    }
+    // ftrace timing follows what this kernel has: records where function_graph exists, else the reason.
+    const ft = await ftraceAvailable(target, ['bpf_check', 'bpf_int_jit_compile']);
+    const traced = lat.filter((x) => x.operation === 'bpf_check' || x.operation === 'jit');
+    if (ft.ok) expect(traced.map((x) => `${x.approach} ${x.operation}`).sort()).toHaveLength(6);
+    else {
+      expect(traced).toEqual([]);
+      expect(r.notes).toContain(`bpf_check and JIT time not measured: ${ft.reason}`);
     }
   });
 });
