@@ -60,7 +60,7 @@ export interface Approach {
   attach(ctx: ApproachContext): Promise<void>;
   /** Swaps one stage's program for another object while attached, if the approach can. */
   replace(ctx: ApproachContext, stage: Stage, objectPath: string): Promise<void>;
-  /** Always leaves ctx.ifname with no XDP program, no clsact qdisc of a TC approach, and ctx.pinDir removed, also after a partial load. */
+  /** Always leaves ctx.ifname with no XDP program, no clsact qdisc of a TC approach, none of tcx's own programs (another tool's stay), and ctx.pinDir removed, also after a partial load. */
   detach(ctx: ApproachContext): Promise<void>;
   describe(ctx: ApproachContext): Promise<Description>;
 }
