@@ -1,7 +1,7 @@
 /**
  * Every way of running the trio on an interface implements this one interface, so the bench
  * treats "manual", "dispatcher", "patched", "fused" and "none" alike, and the TC ingress
- * approaches ("tc-none", "tc-fused", "tc-manual", "tc-filters") the same way. State lives in the kernel
+ * approaches ("tc-none", "tc-fused", "tc-manual", "tc-filters", "tcx") the same way. State lives in the kernel
  * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
  */
 import type { Target } from '../target.ts';
@@ -41,9 +41,10 @@ export interface Description {
   /**
    * How the next program is reached: direct jump (constant tail-call index), indirect, freplace,
    * inline, or 'tc-next': the kernel runs the next attached program when one returns
-   * TC_ACT_UNSPEC (cls_bpf filter priorities).
+   * TC_ACT_UNSPEC (cls_bpf filter priorities); 'tcx-next': tcx's walk of its bpf_mprog array
+   * runs the next program when one returns TCX_NEXT (-1).
    */
-  hop: 'none' | 'tail-call-constant' | 'tail-call-indirect' | 'freplace' | 'inline' | 'tc-next';
+  hop: 'none' | 'tail-call-constant' | 'tail-call-indirect' | 'freplace' | 'inline' | 'tc-next' | 'tcx-next';
   notes: string[];
 }
 
@@ -59,7 +60,7 @@ export interface Approach {
   attach(ctx: ApproachContext): Promise<void>;
   /** Swaps one stage's program for another object while attached, if the approach can. */
   replace(ctx: ApproachContext, stage: Stage, objectPath: string): Promise<void>;
-  /** Always leaves ctx.ifname with no XDP program, no clsact qdisc of a TC approach, and ctx.pinDir removed, also after a partial load. */
+  /** Always leaves ctx.ifname with no XDP program, no clsact qdisc of a TC approach, none of tcx's own programs (another tool's stay), and ctx.pinDir removed, also after a partial load. */
   detach(ctx: ApproachContext): Promise<void>;
   describe(ctx: ApproachContext): Promise<Description>;
 }

@@ -9,6 +9,7 @@ import { none } from './none.ts';
 import { patched } from './patched.ts';
 import { tcFilters, tcFused, tcManual } from './tc-chains.ts';
 import { tcNone } from './tc-none.ts';
+import { tcx } from './tcx.ts';
 
 export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   none,
@@ -20,6 +21,7 @@ export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   'tc-fused': tcFused,
   'tc-manual': tcManual,
   'tc-filters': tcFilters,
+  tcx,
 };
 
 export function getApproach(name: string): Approach {

@@ -37,5 +37,16 @@ export {
   type MapInfo,
   type MapValue,
 } from './map.ts';
-export { netAttachXdp, netDetachXdp, netShow, xdpAttached, type NetAttachOptions, type XdpAttachMode, type XdpAttachment } from './net.ts';
+export {
+  netAttachTcxIngress,
+  netAttachXdp,
+  netDetachXdp,
+  netShow,
+  tcxIngress,
+  xdpAttached,
+  type NetAttachOptions,
+  type TcxProgram,
+  type XdpAttachMode,
+  type XdpAttachment,
+} from './net.ts';
 export { captureEvents, parseEventPipe, type PerfRecord } from './perf.ts';

@@ -1,6 +1,7 @@
 /**
  * XDP attachments through `bpftool net`: attach, detach (every mode) and show, checking first that
- * the interface exists so a wrong name is a NO_INTERFACE error, not bpftool's bare ENODEV.
+ * the interface exists so a wrong name is a NO_INTERFACE error, not bpftool's bare ENODEV; and the
+ * programs on tcx ingress (attach appends, show lists them in the order the kernel runs them).
  */
 import type { Target } from '../target.ts';
 import { LabError } from '../errors.ts';
@@ -65,6 +66,7 @@ export async function netDetachXdp(target: Target, ifname: string, opts: { netns
 
 interface RawNet {
   xdp?: { devname: string; ifindex: number; mode?: string; id?: number; multi_attachments?: { mode: string; id: number }[] }[];
+  tc?: { devname: string; ifindex: number; kind?: string; name?: string; prog_id?: number; id?: number }[];
 }
 
 /** `bpftool net show [dev IF]`: XDP attachments, one per (interface, mode). */
@@ -88,4 +90,38 @@ export async function netShow(target: Target, opts: { netns?: string; dev?: stri
 /** The XDP program(s) attached to one interface ([] when none). */
 export async function xdpAttached(target: Target, ifname: string, netns?: string): Promise<XdpAttachment[]> {
   return (await netShow(target, { netns, dev: ifname })).filter((x) => x.devname === ifname);
+}
+
+/**
+ * `bpftool net attach tcx_ingress <prog ref> dev IF` (bpftool 7.4+): the kernel appends the program
+ * after those already on tcx ingress. bpftool's own detach takes no program (it removes the last
+ * one, whoever attached it), so precise detach is the lab's tcx helper's job.
+ */
+export async function netAttachTcxIngress(target: Target, prog: ObjRef, ifname: string, opts: { netns?: string } = {}): Promise<void> {
+  if (!(await ifaceExists(target, ifname, opts.netns))) throw noInterface(target, ifname, opts.netns);
+  await bpftoolJson(target, ['net', 'attach', 'tcx_ingress', ...refArgs(prog), 'dev', ifname], {
+    code: 'ATTACH',
+    netns: opts.netns,
+    what: `attaching ${refText(prog)} to tcx ingress of ${ifname}`,
+    remedy: 'tcx needs kernel 6.6+ and bpftool 7.4+ (bash lab/setup.sh installs bookworm-backports\' bpftool).',
+  });
+}
+
+export interface TcxProgram {
+  id: number;
+  name: string;
+}
+
+/** The programs on tcx ingress of one interface, in the order the kernel runs them ([] when none). */
+export async function tcxIngress(target: Target, ifname: string, netns?: string): Promise<TcxProgram[]> {
+  if (!(await ifaceExists(target, ifname, netns))) throw noInterface(target, ifname, netns);
+  const j = await bpftoolJson<RawNet[] | null>(target, ['net', 'show', 'dev', ifname], { netns, what: 'net show' });
+  const out: TcxProgram[] = [];
+  for (const block of j ?? []) {
+    for (const t of block.tc ?? []) {
+      const id = t.prog_id ?? t.id;
+      if (t.devname === ifname && t.kind === 'tcx/ingress' && id !== undefined) out.push({ id, name: t.name ?? '' });
+    }
+  }
+  return out;
 }

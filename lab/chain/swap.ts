@@ -9,7 +9,7 @@
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
-import { buildUserHelper, parseHelperLines } from '../programs/user.ts';
+import { helperOnTarget, parseHelperLines } from '../programs/user.ts';
 
 export type SwapMethod = 'xdp-flags-replace' | 'netlink-overwrite';
 
@@ -27,19 +27,6 @@ export interface SwapResult {
   newId: number;
 }
 
-/** The helper on the target: the host runs the build output, a guest gets a copy in its work dir. */
-async function helperOn(target: Target): Promise<string> {
-  const h = await buildUserHelper('xdp_swap');
-  if (target.accelerator === 'host') return h.path;
-  const remote = `${target.workDir}/bin/xdp_swap-${h.hash}`;
-  if ((await target.run(['test', '-x', remote], { allowFailure: true })).exitCode !== 0) {
-    await target.run(['mkdir', '-p', `${target.workDir}/bin`]);
-    await target.putFile(h.path, remote);
-    await target.run(['chmod', '755', remote]);
-  }
-  return remote;
-}
-
 function mismatch(r: SwapRequest, said: string): LabError {
   return new LabError('ATTACH', `${r.ifname}${r.netns ? ` (netns ${r.netns})` : ''} does not run program ${r.expectId} any more: ${said}; nothing was changed`, {
     remedy: `Something else changed the interface: inspect it with \`bpftool net show dev ${r.ifname}\`, then detach the chain and build it again.`,
@@ -52,7 +39,7 @@ function mismatch(r: SwapRequest, said: string): LabError {
  */
 export async function swapXdp(target: Target, r: SwapRequest, casAvailable: boolean): Promise<SwapResult> {
   if (casAvailable) {
-    const helper = await helperOn(target);
+    const helper = await helperOnTarget(target, 'xdp_swap');
     const argv = [helper, '--ifname', r.ifname, '--new', r.newPin, '--expect-id', String(r.expectId), ...(r.netns ? ['--netns', r.netns] : [])];
     const out = await target.run(argv, { allowFailure: true });
     const line = parseHelperLines(out.stdout).at(-1);

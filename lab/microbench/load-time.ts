@@ -14,10 +14,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
-import type { Target } from '../target.ts';
 import type { ApproachName } from '../results/record.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
-import { buildUserHelper, parseHelperLines } from '../programs/user.ts';
+import { helperOnTarget, parseHelperLines } from '../programs/user.ts';
 import { OBJECTS, STAGES } from '../programs/trio.ts';
 import { DEFAULT_REDIRECT, DEFAULT_SUCCESS } from '../chain/constants.ts';
 import { patchObject } from '../chain/patch.ts';
@@ -60,18 +59,6 @@ export interface LoadTimeRow {
 export interface LoadTimeResult {
   rows: LoadTimeRow[];
   notes: string[];
-}
-
-async function helperOn(target: Target): Promise<string> {
-  const h = await buildUserHelper('load_stats');
-  if (target.accelerator === 'host') return h.path;
-  const remote = `${target.workDir}/bin/load_stats-${h.hash}`;
-  if ((await target.run(['test', '-x', remote], { allowFailure: true })).exitCode !== 0) {
-    await target.run(['mkdir', '-p', `${target.workDir}/bin`]);
-    await target.putFile(h.path, remote);
-    await target.run(['chmod', '755', remote]);
-  }
-  return remote;
 }
 
 /** Reads the helper's JSON lines into one entry per object, its programs with it. */
@@ -130,7 +117,7 @@ async function approachObjects(sb: Sandbox): Promise<{ approach: ApproachName; f
 
 /** `cycles` loads of every approach's objects, interleaved by cycle. */
 export async function measureLoadTimes(sb: Sandbox, cycles: number, checkpoint?: () => void): Promise<LoadTimeResult> {
-  const helper = await helperOn(sb.target);
+  const helper = await helperOnTarget(sb.target, 'load_stats');
   const sets = await approachObjects(sb);
   const rows: LoadTimeRow[] = sets.map((s) => ({ approach: s.approach, loadMs: [], verifyMs: [], insnsProcessed: null, bpfCheckMs: [], jitMs: [] }));
   const notes: string[] = [];

@@ -1,6 +1,6 @@
 /**
  * Builds the userspace helpers (programs/user/<name>_user.c: the veth_poll probe, the BPF
- * run-time statistics switch and the XDP compare-and-swap) with cc + libbpf into build/user/<name>-<hash>,
+ * run-time statistics switch, the XDP compare-and-swap and the tcx detach/replace) with cc + libbpf into build/user/<name>-<hash>,
  * through the toolchain: the name carries the content hash of the source, the headers it includes
  * (programs/user's and libbpf's), the flags and the compiler and its version, so an unchanged tree
  * rebuilds nothing and a changed one never reuses a stale binary. Also reads the helpers' output
@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import { REPO_ROOT } from '../paths.ts';
+import type { Target } from '../target.ts';
 import type { CachedBuild } from '../toolchain/cache.ts';
 import { compile } from '../toolchain/clang.ts';
 
@@ -26,6 +27,8 @@ export const USER_HELPERS = {
   xdp_swap: { source: 'xdp_swap_user.c', libbpf: true },
   // Loads objects with the verifier's statistics on (log level 4) and times the load.
   load_stats: { source: 'load_stats_user.c', libbpf: true },
+  // Precise detach and in-place replace on tcx ingress (bpf_prog_*_opts, libbpf 1.3+).
+  tcx: { source: 'tcx_user.c', libbpf: true },
 } as const;
 export type UserHelperName = keyof typeof USER_HELPERS;
 
@@ -75,6 +78,19 @@ export async function buildUserHelper(name: UserHelperName, options: HelperBuild
     },
     { dir: outDir, name, ext: '', layout: 'hashed-latest' },
   );
+}
+
+/** The built helper on `target`: the host runs the build output, a guest gets a copy in its work dir. */
+export async function helperOnTarget(target: Target, name: UserHelperName): Promise<string> {
+  const h = await buildUserHelper(name);
+  if (target.accelerator === 'host') return h.path;
+  const remote = `${target.workDir}/bin/${name}-${h.hash}`;
+  if ((await target.run(['test', '-x', remote], { allowFailure: true })).exitCode !== 0) {
+    await target.run(['mkdir', '-p', `${target.workDir}/bin`]);
+    await target.putFile(h.path, remote);
+    await target.run(['chmod', '755', remote]);
+  }
+  return remote;
 }
 
 /** One line of a helper's stdout: a JSON object with an `event` (see each helper's header). */

@@ -17,6 +17,7 @@ export const APPROACH_LABEL: Record<ApproachName, string> = {
   'tc-fused': 'TC: fused (one cls_bpf program)',
   'tc-manual': 'TC: manual tail calls',
   'tc-filters': 'TC: three cls_bpf priorities',
+  tcx: 'TC: three tcx programs (bpf_mprog)',
 };
 
 export type MetricKey =

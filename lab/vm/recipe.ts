@@ -31,6 +31,8 @@ const recipeSchema = z.object({
   mirror: z.string().url(),
   variant: z.string().min(1),
   packages: z.array(z.string().min(1)).min(1),
+  /** Installed after debootstrap from <suite>-backports (lab/vm/backports.ts); none by default. */
+  backports: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]*$/, 'a Debian package name')).default([]),
   pruneDirs: z.array(z.string().min(1)),
   hostname: z.string().min(1),
   freeSpaceMb: z.number().int().nonnegative(),

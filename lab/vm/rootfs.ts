@@ -1,7 +1,7 @@
 /**
- * The shared guest root filesystem: a debootstrap'd Debian tree from the recipe, made into a lab
- * guest from the host (SSH keys, sshd config, the lab's init and poweroff; no chroot), built once
- * per recipe hash and cached.
+ * The shared guest root filesystem: a debootstrap'd Debian tree from the recipe, its backports
+ * installed (lab/vm/backports.ts, the one chroot step), made into a lab guest from the host (SSH
+ * keys, sshd config, the lab's init and poweroff), built once per recipe hash and cached.
  */
 import { chmod, copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -21,6 +21,7 @@ import {
   type Rootfs,
   type RootfsMeta,
 } from './image-cache.ts';
+import { installBackports } from './backports.ts';
 import { runTool } from './proc.ts';
 import { DEFAULT_IMAGE_CACHE, loadRecipe, RECIPE_DIR, rootfsHash, type ImageOptions, type Recipe } from './recipe.ts';
 
@@ -61,6 +62,7 @@ export async function buildRootfs(opts: ImageOptions = {}): Promise<Rootfs> {
           onLine: (line) => sink({ kind: 'phase-progress', id, done: ++lines, note: line.slice(0, 160) }),
         },
       );
+      await installBackports(root, recipe, join(recipeDir, 'recipe.json'), (line) => sink({ kind: 'phase-progress', id, done: ++lines, note: line.slice(0, 160) }));
       await customizeRootfs(root, staging, recipe, recipeDir);
       const { stdout } = await runTool(
         ['dpkg-query', `--admindir=${join(root, 'var/lib/dpkg')}`, '-W', '-f', '${Package} ${Version}\\n'],

@@ -4,18 +4,22 @@
  * 2 s iperf3, and a stage replaced while attached. Counters are checked against what was sent:
  * exactly for ping (the logger at N=1 is a second witness of every packet), with bounds TCP
  * cannot escape for iperf3. TC sees skbs, which over veth may be GSO aggregates: the bytes bound
- * holds per skb, the per-frame MTU bound of the XDP test does not apply.
+ * holds per skb, the per-frame MTU bound of the XDP test does not apply. tcx runs the same three
+ * continuing objects as tc-filters, attached with tcx (no qdisc); no test runs a tcx chain through
+ * BPF_PROG_TEST_RUN, which runs one program: the kernel walks tcx's programs outside any of them,
+ * so its stages' verdicts are tested one by one (test/programs/tc-trio.test.ts) and the chain here.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requirements } from '../support/requirements.ts';
+import { checkFeature, requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
-import { captureEvents, xdpAttached } from '../../lab/bpftool/index.ts';
+import { captureEvents, tcxIngress, xdpAttached } from '../../lab/bpftool/index.ts';
 import { applyTrioConfig, MAP_NAMES, parseLogRecord, readMetrics, TC_OBJECTS, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { tcNone } from '../../lab/approaches/tc-none.ts';
 import { tcFilters, tcFused, tcManual } from '../../lab/approaches/tc-chains.ts';
 import { hasClsact, ingressFilters } from '../../lab/approaches/tc-clsact.ts';
+import { tcx } from '../../lab/approaches/tcx.ts';
 import { getApproach } from '../../lab/approaches/index.ts';
 import { resolveSettings } from '../../lab/bench/plan.ts';
 import { isLabError } from '../../lab/errors.ts';
@@ -27,10 +31,13 @@ const need = requirements('root', 'bpf', 'clang', 'bpftool', 'iperf3');
 const PREFIX = `xt2tclive${RUN_TAG}`;
 
 export const measured: Record<string, unknown> = {};
+const tcxSupport = need.skip ? null : await tcx.supports(await hostTarget());
+const haveTcx = need.skip ? need : checkFeature('tcx', tcxSupport?.supported ? null : `tcx on the host: ${tcxSupport && !tcxSupport.supported ? tcxSupport.reason : '?'}`);
+const CHAINS = haveTcx.skip ? [tcFused, tcManual, tcFilters] : [tcFused, tcManual, tcFilters, tcx];
 
 describe('TC approaches: registered under their schema names, refused by the bench until it measures TC', () => {
   it('the registry returns each one; the matrix settings refuse them with the reason', () => {
-    for (const a of [tcNone, tcFused, tcManual, tcFilters]) expect(getApproach(a.name)).toBe(a);
+    for (const a of [tcNone, tcFused, tcManual, tcFilters, tcx]) expect(getApproach(a.name)).toBe(a);
     const err = (() => {
       try {
         return resolveSettings({ kernels: ['host'], approaches: ['tc-fused'], runs: 1, durationS: 1, quick: true });
@@ -57,7 +64,7 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
 
   afterAll(async () => {
     await removeScratch();
-    for (const a of [tcNone, tcFused, tcManual, tcFilters]) await a.detach(ctxOf(a)).catch(() => undefined);
+    for (const a of [tcNone, ...CHAINS]) await a.detach(ctxOf(a)).catch(() => undefined);
     await env?.[Symbol.asyncDispose]();
     console.info('[tc live traffic]', JSON.stringify(measured));
     expect(await leftovers(target, PREFIX)).toEqual([]);
@@ -113,9 +120,11 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
     'tc-fused': { names: ['tc_fused'], prios: [1], hop: 'inline' },
     'tc-manual': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1], hop: 'tail-call-constant' },
     'tc-filters': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1, 2, 3], hop: 'tc-next' },
+    // No clsact filter: the three are on tcx ingress, in this order.
+    tcx: { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [], hop: 'tcx-next' },
   } as const;
 
-  for (const approach of [tcFused, tcManual, tcFilters]) {
+  for (const approach of CHAINS) {
     const shape = shapes[approach.name as keyof typeof shapes];
     describe(approach.name, () => {
       beforeAll(async () => {
@@ -127,11 +136,12 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
         const ctx = ctxOf(approach);
         await approach.detach(ctx);
         expect(await hasClsact(ctx)).toBe(false);
+        expect(await tcxIngress(target, env.b.ifname, env.b.netns)).toEqual([]);
         expect(await xdpAttached(target, env.b.ifname, env.b.netns)).toEqual([]);
         expect((await target.run(['test', '-e', ctx.pinDir], { allowFailure: true })).exitCode).not.toBe(0);
       });
 
-      it('is on clsact ingress in direct-action mode, its programs in chain order at the expected priorities, no XDP', async () => {
+      it(approach === tcx ? 'is on tcx ingress, its programs in chain order, no clsact filter, no XDP' : 'is on clsact ingress in direct-action mode, its programs in chain order at the expected priorities, no XDP', async () => {
         const ctx = ctxOf(approach);
         const d = await approach.describe(ctx);
         expect(d).toMatchObject({ approach: approach.name, attached: true, xdpMode: 'none', hop: shape.hop });
@@ -139,6 +149,7 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
         const filters = await ingressFilters(ctx);
         expect(filters.map((f) => [f.prio, f.directAction])).toEqual(shape.prios.map((p) => [p, true]));
         expect(filters.map((f) => f.id)).toEqual(shape.prios.map((p) => d.programs[p - 1]!.id));
+        expect((await tcxIngress(target, env.b.ifname, env.b.netns)).map((p) => p.id)).toEqual(approach === tcx ? d.programs.map((p) => p.id) : []);
         expect(await xdpAttached(target, env.b.ifname, env.b.netns)).toEqual([]);
         expect(d.maps.map((m) => m.name)).toEqual(expect.arrayContaining([MAP_NAMES.denyPorts, MAP_NAMES.metrics, MAP_NAMES.logEvents]));
       });

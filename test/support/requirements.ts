@@ -37,7 +37,8 @@ export type ProbedFeature =
   | 'kvm'            // QEMU boots a guest with KVM (not merely /dev/kvm present)
   | 'freplace'       // BPF_PROG_TYPE_EXT attaches: libxdp's dispatcher runs three programs
   | 'debian-mirror'  // the Debian archive answers (kernels, root filesystems)
-  | 'kernel-build-tools'; // what building a kernel from source needs (lab/kernels/build.ts)
+  | 'kernel-build-tools' // what building a kernel from source needs (lab/kernels/build.ts)
+  | 'tcx';           // tcx attach on the host: kernel 6.6+, bpftool 7.4+, libbpf 1.3+ (lab/approaches/tcx.ts)
 
 export type Feature = StaticRequirement | ProbedFeature;
 /** Kept for the tests that name the type. */
@@ -47,7 +48,7 @@ const STATIC: readonly StaticRequirement[] = [
   'root', 'bpf', 'veth', 'clang', 'llvm', 'bpftool', 'xdp-loader', 'libxdp-objects', 'iperf3', 'qemu',
   'debootstrap', 'chromium', 'kprobes', 'bpf-stats',
 ];
-const PROBED: readonly ProbedFeature[] = ['kvm', 'freplace', 'debian-mirror', 'kernel-build-tools'];
+const PROBED: readonly ProbedFeature[] = ['kvm', 'freplace', 'debian-mirror', 'kernel-build-tools', 'tcx'];
 const ALL_FEATURES: readonly Feature[] = [...STATIC, ...PROBED];
 
 /** The executable's path on $PATH, read from the environment at each call (tests hide tools). */
