@@ -11,7 +11,7 @@
  */
 import { LabError } from '../errors.ts';
 import { progList, progRun, xdpAttached } from '../bpftool/index.ts';
-import type { LoadedProgram } from '../approaches/approach.ts';
+import type { Description, LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { BpfStats, ProgramStatsDelta } from '../results/record.ts';
@@ -231,6 +231,16 @@ export async function statsPrograms(target: Target, ifname: string, netns: strin
   return [head, ...described.filter((p) => p.id !== entry.id).map((p) => ({ role: p.role, id: p.id, name: p.name }))];
 }
 
+/** The programs of a TC approach, as its description lists them (attached first). */
+export function tcStatsPrograms(target: Target, described: readonly LoadedProgram[]): StatsProgram[] {
+  if (described.length === 0) {
+    throw new LabError('BENCH', `${target.name}: the TC approach describes no program: no entry program to take statistics of`, {
+      remedy: 'Check `tc filter show dev <if> ingress` in the namespace; the approach should have attached.',
+    });
+  }
+  return described.map((p) => ({ role: p.role, id: p.id, name: p.name }));
+}
+
 /**
  * The record's statistics from two snapshots: the first program is the entry. A run in which the
  * entry never ran gives a reason, never a zero.
@@ -240,6 +250,7 @@ export function statsDelta(
   programs: readonly StatsProgram[],
   before: StatsSnapshot,
   after: StatsSnapshot,
+  accounting: StatsAccounting = XDP_ACCOUNTING,
 ): { stats: BpfStats } | { reason: string } {
   const entry = programs[0];
   if (!entry) return { reason: 'no program to take statistics of' };
@@ -255,9 +266,53 @@ export function statsDelta(
   }
   const e = deltas[0]!;
   if (e.runCnt === 0) return { reason: `the entry program ${e.name || e.id} (id ${e.id}) did not run during the interval (run_cnt unchanged): statistics off, or no packet reached it` };
+  if (accounting.hook === 'xdp') {
+    return {
+      stats: { mode, programId: e.id, programName: e.name, runCnt: e.runCnt, runTimeNs: e.runTimeNs, nsPerPacket: e.runTimeNs / e.runCnt, programs: deltas },
+    };
+  }
+  const summed = Math.max(1, Math.min(accounting.summed, deltas.length));
+  const runTimeNs = deltas.slice(0, summed).reduce((t, d) => t + d.runTimeNs, 0);
   return {
-    stats: { mode, programId: e.id, programName: e.name, runCnt: e.runCnt, runTimeNs: e.runTimeNs, nsPerPacket: e.runTimeNs / e.runCnt, programs: deltas },
+    stats: {
+      mode,
+      programId: e.id,
+      programName: e.name,
+      runCnt: e.runCnt,
+      runTimeNs,
+      nsPerPacket: runTimeNs / e.runCnt,
+      programs: deltas,
+      unit: 'skb',
+      summedPrograms: summed,
+      accountingNote: tcAccountingNote(summed),
+    },
   };
+}
+
+/**
+ * How an interval's deltas become the chain's figures. XDP: the entry program's own (tail calls
+ * and freplace run inside its accounting). TC: the kernel runs each program attached to ingress
+ * (cls_bpf priorities, tcx) itself and accounts each separately, so the first `summed` programs'
+ * run times add up; a tail call still runs inside its caller's accounting.
+ */
+export type StatsAccounting = { hook: 'xdp' } | { hook: 'tc'; summed: number };
+export const XDP_ACCOUNTING: StatsAccounting = { hook: 'xdp' };
+
+/**
+ * The accounting of a TC approach from its description: the kernel walks its programs itself
+ * ('tc-next': every program is attached and run by cls_bpf or tcx), or its first program is the
+ * only one attached and reaches the others by tail calls (or runs them inline).
+ */
+export function tcAccounting(d: Pick<Description, 'hop' | 'programs'>): StatsAccounting {
+  return { hook: 'tc', summed: d.hop === 'tc-next' ? Math.max(1, d.programs.length) : 1 };
+}
+
+function tcAccountingNote(summed: number): string {
+  const unit =
+    'TC counts skbs, not frames: with TSO/GSO on the sender and GRO on the path an skb can carry tens of KB (see the record\'s offloads), so ns per packet is ns per skb';
+  return summed > 1
+    ? `run time is the sum of the ${summed} programs the kernel runs one after another on ingress, over the first one's run count; the kernel's own walk between them is not included. ${unit}`
+    : `run time and run count of the program attached to ingress, tail calls included. ${unit}`;
 }
 
 /** The reason given in RunRecord.bpfStatsNullReason when statistics cannot be turned on. */
@@ -270,6 +325,7 @@ export function statsUnavailableReason(target: Target, start: Extract<StatsStart
 }
 
 export const NONE_STATS_REASON = 'approach none attaches no XDP program: there is no program to take run-time statistics of';
+export const TC_NONE_STATS_REASON = 'approach tc-none attaches no program (a clsact qdisc with no filter): there is no program to take run-time statistics of';
 
 /** The stats mechanism in words, for provenance. */
 export function describeMechanism(mode: StatsMechanism): string {
@@ -285,13 +341,15 @@ export class StatsInterval {
   readonly mode: StatsMechanism;
   readonly programs: readonly StatsProgram[];
   private readonly before: StatsSnapshot;
+  private readonly accounting: StatsAccounting;
 
-  constructor(session: BpfStatsSession, target: Target, mode: StatsMechanism, programs: readonly StatsProgram[], before: StatsSnapshot) {
+  constructor(session: BpfStatsSession, target: Target, mode: StatsMechanism, programs: readonly StatsProgram[], before: StatsSnapshot, accounting: StatsAccounting = XDP_ACCOUNTING) {
     this.session = session;
     this.target = target;
     this.mode = mode;
     this.programs = programs;
     this.before = before;
+    this.accounting = accounting;
   }
 
   /** Second reading, then statistics off (throws if the setting could not be restored). */
@@ -304,7 +362,7 @@ export class StatsInterval {
       throw e;
     }
     await this.session.stop();
-    return statsDelta(this.mode, this.programs, this.before, after);
+    return statsDelta(this.mode, this.programs, this.before, after, this.accounting);
   }
 
   /** Statistics off without a reading (error paths). */
@@ -316,6 +374,8 @@ export class StatsInterval {
 export interface BeginOptions {
   maxSeconds: number;
   mode?: StatsMode;
+  /** Default XDP: the entry found on the interface. TC: the described programs, in the order the kernel runs them. */
+  accounting?: StatsAccounting;
 }
 
 /**
@@ -329,12 +389,15 @@ export async function beginStats(
   described: readonly LoadedProgram[],
   opts: BeginOptions,
 ): Promise<{ ok: true; interval: StatsInterval } | { ok: false; reason: string }> {
-  const programs = await statsPrograms(ctx.target, ctx.ifname, ctx.netns, described);
+  const accounting = opts.accounting ?? XDP_ACCOUNTING;
+  // TC ingress has no "bpftool net show" entry in XDP's sense: the approach's own list is in the
+  // order a packet meets the programs, the attached one(s) first.
+  const programs = accounting.hook === 'xdp' ? await statsPrograms(ctx.target, ctx.ifname, ctx.netns, described) : tcStatsPrograms(ctx.target, described);
   const start = await session.start(opts.maxSeconds, opts.mode ?? 'auto');
   if (!start.ok) return { ok: false, reason: statsUnavailableReason(ctx.target, start) };
   try {
     const before = await readStats(ctx.target, programs.map((p) => p.id));
-    return { ok: true, interval: new StatsInterval(session, ctx.target, start.mode, programs, before) };
+    return { ok: true, interval: new StatsInterval(session, ctx.target, start.mode, programs, before, accounting) };
   } catch (e) {
     await session.kill();
     throw e;

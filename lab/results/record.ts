@@ -89,6 +89,15 @@ export const BpfStats = z.object({
   nsPerPacket: z.number().nonnegative(),
   /** Every program of the approach, the entry included, so the accounting claim can be checked. */
   programs: z.array(ProgramStatsDelta),
+  /**
+   * What runCnt counts: 'skb' on the TC hook (one skb may be a GSO aggregate of many frames);
+   * absent = packets (XDP frames), as in records written before TC was measured.
+   */
+  unit: z.enum(['packet', 'skb']).optional(),
+  /** TC: how many programs' run times runTimeNs sums (the kernel runs each attached one itself); absent = the entry alone. */
+  summedPrograms: z.number().int().positive().optional(),
+  /** In words: what runTimeNs covers and what one count is. */
+  accountingNote: z.string().optional(),
 });
 export type BpfStats = z.infer<typeof BpfStats>;
 
@@ -110,6 +119,8 @@ export const RunRecord = z.object({
   accelerator,
   clock: clock.optional(),
   approach,
+  /** The hook the approach ran on; absent in records written before TC was measured (= 'xdp'). */
+  hook: z.enum(['xdp', 'tc']).optional(),
   /** 0-based index among measured runs of this cell; warm-ups are not recorded. */
   iteration: z.number().int().nonnegative(),
   startedAt: z.string(),
@@ -124,6 +135,7 @@ export const RunRecord = z.object({
    */
   bpfStats: BpfStats.nullable().optional(),
   bpfStatsNullReason: z.string().optional(),
+  /** 'none' for the TC approaches: no XDP program on the veth. */
   xdpMode: z.enum(['native', 'generic', 'none']),
   /** `ethtool -k` features that were on during the run. */
   offloads: z.record(z.string(), z.boolean()).optional(),
