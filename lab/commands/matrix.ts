@@ -53,6 +53,7 @@ function microbenchStage(): KernelStage {
           runId: ctx.runId,
           kernel: s.kernel,
           quick: ctx.quick,
+          approaches: ctx.approaches,
           prefix: `${ctx.prefix}m`,
           progress: ctx.progress,
           signal: ctx.signal,

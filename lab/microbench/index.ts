@@ -10,7 +10,8 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { APPROACHES } from '../approaches/index.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/constants.ts';
@@ -30,7 +31,7 @@ import {
   type Unsupported,
 } from './scaling.ts';
 import { fitPerHop, medianOf, type HopFit } from './stats.ts';
-import { measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
+import { MEASURED_APPROACHES, measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
 
 export type { Hop, Unsupported, HopFit, ApproachRow };
 
@@ -55,6 +56,8 @@ export interface MicrobenchOptions {
   latencyCycles?: number;
   /** What to run (default all). */
   parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean };
+  /** The approaches measured per approach and for latency (default every one with a program); the matrix passes its --hook's. */
+  approaches?: readonly ApproachName[];
   /** Name prefix of the bench's pins, namespace and interfaces (default "xt8"). */
   prefix?: string;
   /** Probed once per target when absent. */
@@ -224,6 +227,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         repetitions,
         latencyCycles: parts.latency ? (opts.latencyCycles ?? (opts.quick ? 2 : 5)) : 0,
         perPacket: parts.approaches,
+        approaches: MEASURED_APPROACHES.filter((a) => opts.approaches === undefined || opts.approaches.includes(a)).map((a) => APPROACHES[a]),
         progress,
         checkpoint,
       });
@@ -232,7 +236,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       for (const row of out.rows) {
         if (row.nsPerPacket.length > 0) result.records.push(microRecord(target, opts, row.variant, row.hop, row.chainLength, repeat, row.nsPerPacket));
       }
-      for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' ? 1 : 3));
+      for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' || u.variant === 'tc-fused' ? 1 : 3));
       for (const l of out.latency) {
         result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
       }
