@@ -10,7 +10,9 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { SCHEMA_VERSION, hookOfApproach, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { TC_ACT_OK } from '../bpf/uapi.ts';
+import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
@@ -109,6 +111,22 @@ const QUICK_LENGTHS = [1, 2, 4, 8, 16, 33];
 const QUICK_DISPATCHER_LENGTHS = [1, 2, 4, 8, 10];
 /** libxdp's dispatcher holds at most 10 programs (MAX_DISPATCHER_ACTIONS). */
 export const DISPATCHER_MAX = 10;
+
+/** Whether the run measures the TC hook too (every approach by default). */
+function measuresTc(opts: Pick<MicrobenchOptions, 'approaches'>): boolean {
+  return opts.approaches === undefined || opts.approaches.some((a) => hookOfApproach(a) === 'tc');
+}
+
+/**
+ * cls_bpf filters (and tcx programs) are chained by the kernel's walk between programs, which
+ * BPF_PROG_TEST_RUN cannot run: their scaling needs live traffic per chain length, a matrix of
+ * its own (minutes per length under TCG); the trio's three filters are measured by the matrix.
+ */
+export const TC_FILTERS_SCALING = {
+  variant: 'chain/tc-filters',
+  reason:
+    'not measured: the kernel walks cls_bpf filter priorities between programs, outside any program, so BPF_PROG_TEST_RUN cannot run a chain of them; a length sweep needs live traffic per length, beyond the few minutes the microbenchmarks take per kernel; the trio as three filters is measured with live traffic by the matrix (BPF statistics summed over its filters)',
+} as const;
 
 function checkPositiveInt(name: string, v: number | undefined, min = 1): void {
   if (v !== undefined && (!Number.isInteger(v) || v < min)) {
@@ -272,6 +290,11 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         await load('manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.manualConstant, objects.chainConstant, false));
         await load('manual-indirect', () => loadManualChain(sb, SCALING_VARIANTS.manualIndirect, objects.chainIndirect, true));
         await load('manual-end-lookup', () => loadManualChain(sb, SCALING_VARIANTS.manualEndLookup, objects.chainEndLookup, false));
+        if (measuresTc(opts)) {
+          // The TC manual chain's hop: the same tail calls between sched_cls programs.
+          await load('tc-manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.tcManualConstant, objects.tcChainConstant, false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_OK }));
+          result.unsupported.push({ variant: TC_FILTERS_SCALING.variant, hop: 'tc-next', status: 'unsupported', reason: TC_FILTERS_SCALING.reason });
+        }
 
         const supported = supportedPatchModes(features);
         const modes = opts.patchModes ? supported.modes.filter((m) => opts.patchModes!.includes(m)) : supported.modes;

@@ -23,6 +23,9 @@ import { tcFused } from '../../lab/approaches/tc-chains.ts';
 import { runMicrobenchDetailed, type MicrobenchResult } from '../../lab/microbench/index.ts';
 import { measureApproaches, passVerdict, sumOfStagesVariant } from '../../lab/microbench/approaches.ts';
 import { openSandbox } from '../../lab/microbench/sandbox.ts';
+import { loadManualChain, measureSlotChains, SCALING_VARIANTS, type SlotChain } from '../../lab/microbench/scaling.ts';
+import { buildMicroObject } from '../../lab/programs/micro.ts';
+import { BPFTOOL_PROG_TYPE } from '../../lab/programs/hook.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PREFIX = `tb${RUN_TAG}`;
@@ -118,6 +121,31 @@ describe.skipIf(need.skip)('TC approaches under BPF_PROG_TEST_RUN on the host ke
   });
 
   it('leaves no pin or namespace behind', () => {
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('scales the TC manual chain by tail calls between sched_cls programs, every length passing with TC_ACT_OK', async () => {
+    const object = await buildMicroObject('tcChainConstant');
+    const sb = await openSandbox(target, PREFIX);
+    let chain: SlotChain | undefined;
+    try {
+      const packet = `${sb.workDir}/pkt.bin`;
+      const local = join(dir, 'pkt.bin');
+      await writeFile(local, buildCorpus().cases.find((c) => c.name === 'ipv6_tcp_allowed')!.frame);
+      await target.putFile(local, packet);
+      chain = await loadManualChain(sb, SCALING_VARIANTS.tcManualConstant, object, false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_OK });
+      // A wrong verdict at any length throws (sweepOnce checks TC_ACT_OK), so a result is a pass.
+      const [m] = await measureSlotChains(target, [chain], [1, 4, 33], packet, 5000, 2);
+      expect(m!.variant).toBe('chain/tc-manual-constant');
+      for (const len of [1, 4, 33]) {
+        expect(m!.byLength.get(len)).toHaveLength(2);
+        for (const ns of m!.byLength.get(len)!) expect(ns).toBeGreaterThan(0);
+      }
+      console.log(`host TC manual chain ns/packet by length: ${[...m!.byLength].map(([l, v]) => `${l}: ${v.join('/')}`).join(', ')}`);
+    } finally {
+      await chain?.teardown();
+      await sb.dispose();
+    }
     expect(leftovers()).toEqual([]);
   });
 
