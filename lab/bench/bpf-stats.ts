@@ -11,11 +11,14 @@
  */
 import { LabError } from '../errors.ts';
 import { progList, progRun, xdpAttached } from '../bpftool/index.ts';
-import type { Description, LoadedProgram } from '../approaches/approach.ts';
+import type { LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { BpfStats, ProgramStatsDelta } from '../results/record.ts';
 import { type HelperLine, parseHelperLines } from '../programs/user.ts';
+import { XDP_ACCOUNTING, tcAccountingNote, tcStatsPrograms, type StatsAccounting } from './stats-accounting.ts';
+
+export { XDP_ACCOUNTING, tcAccounting, type StatsAccounting } from './stats-accounting.ts';
 
 export const SYSCTL_PATH = '/proc/sys/kernel/bpf_stats_enabled';
 
@@ -231,16 +234,6 @@ export async function statsPrograms(target: Target, ifname: string, netns: strin
   return [head, ...described.filter((p) => p.id !== entry.id).map((p) => ({ role: p.role, id: p.id, name: p.name }))];
 }
 
-/** The programs of a TC approach, as its description lists them (attached first). */
-export function tcStatsPrograms(target: Target, described: readonly LoadedProgram[]): StatsProgram[] {
-  if (described.length === 0) {
-    throw new LabError('BENCH', `${target.name}: the TC approach describes no program: no entry program to take statistics of`, {
-      remedy: 'Check `tc filter show dev <if> ingress` in the namespace; the approach should have attached.',
-    });
-  }
-  return described.map((p) => ({ role: p.role, id: p.id, name: p.name }));
-}
-
 /**
  * The record's statistics from two snapshots: the first program is the entry. A run in which the
  * entry never ran gives a reason, never a zero.
@@ -287,32 +280,6 @@ export function statsDelta(
       accountingNote: tcAccountingNote(summed),
     },
   };
-}
-
-/**
- * How an interval's deltas become the chain's figures. XDP: the entry program's own (tail calls
- * and freplace run inside its accounting). TC: the kernel runs each program attached to ingress
- * (cls_bpf priorities, tcx) itself and accounts each separately, so the first `summed` programs'
- * run times add up; a tail call still runs inside its caller's accounting.
- */
-export type StatsAccounting = { hook: 'xdp' } | { hook: 'tc'; summed: number };
-export const XDP_ACCOUNTING: StatsAccounting = { hook: 'xdp' };
-
-/**
- * The accounting of a TC approach from its description: the kernel walks its programs itself
- * ('tc-next': every program is attached and run by cls_bpf or tcx), or its first program is the
- * only one attached and reaches the others by tail calls (or runs them inline).
- */
-export function tcAccounting(d: Pick<Description, 'hop' | 'programs'>): StatsAccounting {
-  return { hook: 'tc', summed: d.hop === 'tc-next' ? Math.max(1, d.programs.length) : 1 };
-}
-
-function tcAccountingNote(summed: number): string {
-  const unit =
-    'TC counts skbs, not frames: with TSO/GSO on the sender and GRO on the path an skb can carry tens of KB (see the record\'s offloads), so ns per packet is ns per skb';
-  return summed > 1
-    ? `run time is the sum of the ${summed} programs the kernel runs one after another on ingress, over the first one's run count; the kernel's own walk between them is not included. ${unit}`
-    : `run time and run count of the program attached to ingress, tail calls included. ${unit}`;
 }
 
 /** The reason given in RunRecord.bpfStatsNullReason when statistics cannot be turned on. */

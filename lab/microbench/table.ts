@@ -52,7 +52,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
 
   if (r.scaling.length > 0) {
     const lengths = [...new Set(r.scaling.flatMap((s) => [...s.medians.keys()]))].sort((a, b) => a - b);
-    out.push('', 'Chain-length scaling, median ns per packet (trivial XDP_PASS programs):');
+    out.push('', 'Chain-length scaling, median ns per packet (trivial programs that pass: XDP_PASS, TC_ACT_OK for tc-*):');
     const rows = lengths.map((len) => [String(len), ...r.scaling.map((s) => fmt(s.medians.get(len), 0))]);
     rows.push(['ns/hop', ...r.scaling.map((s) => fmt(s.fit?.slope, 2))]);
     rows.push(['±95% CI', ...r.scaling.map((s) => fmt(s.fit?.slopeCi95, 2))]);
