@@ -48,6 +48,14 @@ export interface Description {
   notes: string[];
 }
 
+/**
+ * The kernel itself walks from one attached program to the next (cls_bpf priorities, tcx): no
+ * program runs the chain, so BPF_PROG_TEST_RUN cannot, and each program has its own statistics.
+ */
+export function kernelWalksChain(hop: Description['hop']): boolean {
+  return hop === 'tc-next' || hop === 'tcx-next';
+}
+
 export interface Approach {
   readonly name: ApproachName;
   /** One sentence for --help and reports. */

@@ -16,6 +16,9 @@ import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
 import type { BpfStats, ProgramStatsDelta } from '../results/record.ts';
 import { type HelperLine, parseHelperLines } from '../programs/user.ts';
+import { XDP_ACCOUNTING, tcAccountingNote, tcStatsPrograms, type StatsAccounting } from './stats-accounting.ts';
+
+export { XDP_ACCOUNTING, tcAccounting, type StatsAccounting } from './stats-accounting.ts';
 
 export const SYSCTL_PATH = '/proc/sys/kernel/bpf_stats_enabled';
 
@@ -240,6 +243,7 @@ export function statsDelta(
   programs: readonly StatsProgram[],
   before: StatsSnapshot,
   after: StatsSnapshot,
+  accounting: StatsAccounting = XDP_ACCOUNTING,
 ): { stats: BpfStats } | { reason: string } {
   const entry = programs[0];
   if (!entry) return { reason: 'no program to take statistics of' };
@@ -255,8 +259,26 @@ export function statsDelta(
   }
   const e = deltas[0]!;
   if (e.runCnt === 0) return { reason: `the entry program ${e.name || e.id} (id ${e.id}) did not run during the interval (run_cnt unchanged): statistics off, or no packet reached it` };
+  if (accounting.hook === 'xdp') {
+    return {
+      stats: { mode, programId: e.id, programName: e.name, runCnt: e.runCnt, runTimeNs: e.runTimeNs, nsPerPacket: e.runTimeNs / e.runCnt, programs: deltas },
+    };
+  }
+  const summed = Math.max(1, Math.min(accounting.summed, deltas.length));
+  const runTimeNs = deltas.slice(0, summed).reduce((t, d) => t + d.runTimeNs, 0);
   return {
-    stats: { mode, programId: e.id, programName: e.name, runCnt: e.runCnt, runTimeNs: e.runTimeNs, nsPerPacket: e.runTimeNs / e.runCnt, programs: deltas },
+    stats: {
+      mode,
+      programId: e.id,
+      programName: e.name,
+      runCnt: e.runCnt,
+      runTimeNs,
+      nsPerPacket: runTimeNs / e.runCnt,
+      programs: deltas,
+      unit: 'skb',
+      summedPrograms: summed,
+      accountingNote: tcAccountingNote(summed),
+    },
   };
 }
 
@@ -270,6 +292,7 @@ export function statsUnavailableReason(target: Target, start: Extract<StatsStart
 }
 
 export const NONE_STATS_REASON = 'approach none attaches no XDP program: there is no program to take run-time statistics of';
+export const TC_NONE_STATS_REASON = 'approach tc-none attaches no program (a clsact qdisc with no filter): there is no program to take run-time statistics of';
 
 /** The stats mechanism in words, for provenance. */
 export function describeMechanism(mode: StatsMechanism): string {
@@ -285,13 +308,15 @@ export class StatsInterval {
   readonly mode: StatsMechanism;
   readonly programs: readonly StatsProgram[];
   private readonly before: StatsSnapshot;
+  private readonly accounting: StatsAccounting;
 
-  constructor(session: BpfStatsSession, target: Target, mode: StatsMechanism, programs: readonly StatsProgram[], before: StatsSnapshot) {
+  constructor(session: BpfStatsSession, target: Target, mode: StatsMechanism, programs: readonly StatsProgram[], before: StatsSnapshot, accounting: StatsAccounting = XDP_ACCOUNTING) {
     this.session = session;
     this.target = target;
     this.mode = mode;
     this.programs = programs;
     this.before = before;
+    this.accounting = accounting;
   }
 
   /** Second reading, then statistics off (throws if the setting could not be restored). */
@@ -304,7 +329,7 @@ export class StatsInterval {
       throw e;
     }
     await this.session.stop();
-    return statsDelta(this.mode, this.programs, this.before, after);
+    return statsDelta(this.mode, this.programs, this.before, after, this.accounting);
   }
 
   /** Statistics off without a reading (error paths). */
@@ -316,6 +341,8 @@ export class StatsInterval {
 export interface BeginOptions {
   maxSeconds: number;
   mode?: StatsMode;
+  /** Default XDP: the entry found on the interface. TC: the described programs, in the order the kernel runs them. */
+  accounting?: StatsAccounting;
 }
 
 /**
@@ -329,12 +356,15 @@ export async function beginStats(
   described: readonly LoadedProgram[],
   opts: BeginOptions,
 ): Promise<{ ok: true; interval: StatsInterval } | { ok: false; reason: string }> {
-  const programs = await statsPrograms(ctx.target, ctx.ifname, ctx.netns, described);
+  const accounting = opts.accounting ?? XDP_ACCOUNTING;
+  // TC ingress has no "bpftool net show" entry in XDP's sense: the approach's own list is in the
+  // order a packet meets the programs, the attached one(s) first.
+  const programs = accounting.hook === 'xdp' ? await statsPrograms(ctx.target, ctx.ifname, ctx.netns, described) : tcStatsPrograms(ctx.target, described);
   const start = await session.start(opts.maxSeconds, opts.mode ?? 'auto');
   if (!start.ok) return { ok: false, reason: statsUnavailableReason(ctx.target, start) };
   try {
     const before = await readStats(ctx.target, programs.map((p) => p.id));
-    return { ok: true, interval: new StatsInterval(session, ctx.target, start.mode, programs, before) };
+    return { ok: true, interval: new StatsInterval(session, ctx.target, start.mode, programs, before, accounting) };
   } catch (e) {
     await session.kill();
     throw e;

@@ -47,6 +47,7 @@ function runRecord(run: MatrixRun, s: KernelSession, approach: ApproachName, ite
     accelerator: s.target.accelerator,
     clock: s.target.clock ?? 'wall',
     approach,
+    hook: m.hook,
     iteration,
     startedAt: m.startedAt,
     endedAt: m.endedAt,
@@ -74,7 +75,7 @@ export async function measuredRun(run: MatrixRun, s: KernelSession, r: Runnable,
   let lastErr: unknown = null;
   for (let attempt = 0; attempt < 2 && m === null; attempt++) {
     try {
-      m = await measure(run, s, r.impl, r.ctx, run.settings.durationS, note, { ...w, probe: r.name === 'none' ? null : w.probe });
+      m = await measure(run, s, r.impl, r.ctx, run.settings.durationS, note, w);
     } catch (e) {
       lastErr = e;
       if (isLabError(e, 'INTERRUPTED')) throw e;

@@ -31,6 +31,8 @@ export interface KernelStageContext {
   readonly runDir: string;
   readonly rawFile: string;
   readonly quick: boolean;
+  /** The approaches the matrix measures (its --hook's, or those given). */
+  readonly approaches: readonly ApproachName[];
   /** The matrix's resource prefix; a stage derives its own names from it. */
   readonly prefix: string;
   readonly progress: ProgressSink;
@@ -84,6 +86,7 @@ function stageContext(run: MatrixRun): KernelStageContext {
     runDir: s.runDir,
     rawFile: run.ledger.rawFile,
     quick: s.quick,
+    approaches: s.approaches,
     prefix: s.prefix,
     progress: s.progress,
     signal: s.signal,

@@ -2,17 +2,19 @@
  * One measured iperf3 run of one approach on one kernel session: load, attach, (probes on,)
  * (run-time statistics on, first reading,) iperf3, (second reading, statistics off,) (probe
  * totals,) detach. Detach, probes off and statistics off happen on every path; whatever is not
- * measured is null with the reason, never zeros.
+ * measured is null with the reason, never zeros. TC approaches are measured the same way, without
+ * the veth_poll probe (see TC_PROBE_REASON) and with their statistics per skb.
  */
 import type { Approach, ApproachContext } from '../approaches/approach.ts';
 import { errorMessage, LabError } from '../errors.ts';
-import type { BpfStats, ProbeTotals, RunRecord } from '../results/record.ts';
-import { NONE_STATS_REASON, beginStats, type BpfStatsSession, type StatsInterval } from './bpf-stats.ts';
+import { hookOfApproach, type ApproachHook, type ApproachName, type BpfStats, type ProbeTotals, type RunRecord } from '../results/record.ts';
+import { NONE_STATS_REASON, TC_NONE_STATS_REASON, beginStats, tcAccounting, type BpfStatsSession, type StatsInterval } from './bpf-stats.ts';
 import type { MatrixRun } from './context.ts';
 import type { IperfOutcome, KernelSession } from './kernel-session.ts';
 import { probeUnavailableReason, type ProbeSession } from './probe.ts';
 
 export interface Measured {
+  hook: ApproachHook;
   iperf: IperfOutcome;
   probe: ProbeTotals | null;
   probeNullReason?: string;
@@ -32,6 +34,27 @@ export interface MeasureWith {
   probeNullReason: string | null;
   stats: BpfStatsSession | null;
   statsNullReason: string | null;
+}
+
+/** The baselines: no program on their hook, so neither statistics nor an attached entry. */
+export function isBaseline(name: ApproachName): boolean {
+  return name === 'none' || name === 'tc-none';
+}
+
+/**
+ * Why a TC approach's run has no probe data. Checked on 6.18 (veth pair, the testbed's offloads:
+ * GRO off on the receiving veth, TSO on the sender): with only a TC ingress program attached,
+ * 200 pings left the receiving veth's rx_queue_0_xdp_packets (counted by veth_poll) at 0, with
+ * GRO turned on too; with an XDP program it counted all 200.
+ */
+export const TC_PROBE_REASON =
+  'the veth_poll probe times XDP\'s receive path (veth\'s NAPI poll), which runs only with an XDP program on the receiving veth or GRO on there (off in the testbed: see the record\'s offloads); with a TC program alone it does not run (checked on 6.18: under traffic the veth\'s rx_queue_0_xdp_packets, counted in veth_poll, stays 0) and TC ingress runs from the backlog: there is no probe data'
+
+/** Why a run's probe is null before it starts: the baselines and the TC hook never have probe data. */
+export function probeNullReasonOf(name: ApproachName): string | null {
+  if (name === 'none') return 'approach none attaches no XDP program: veth_poll does not run, so there is no probe data';
+  if (hookOfApproach(name) === 'tc') return `approach ${name} runs on TC ingress: ${TC_PROBE_REASON}`;
+  return null;
 }
 
 /** Picks the patch mode and why out of a description's notes ("patch mode inline: no body ..."). */
@@ -54,7 +77,10 @@ export async function measure(
   w: MeasureWith,
 ): Promise<Measured> {
   const isNone = impl.name === 'none';
-  const { probe, stats } = w;
+  const hook = hookOfApproach(impl.name);
+  const fixedProbeReason = probeNullReasonOf(impl.name);
+  const probe = fixedProbeReason ? null : w.probe;
+  const { stats } = w;
   let probing = false;
   let interval: StatsInterval | null = null;
   try {
@@ -74,8 +100,10 @@ export async function measure(
       else probeNote = probeUnavailableReason(s.target, start);
     }
     let statsNote: string | undefined;
-    if (stats && !w.statsNullReason && !isNone) {
-      const begun = await beginStats(stats, ctx, desc.programs, { maxSeconds: durationS + 120, mode: run.settings.statsMode });
+    const baseline = isBaseline(impl.name);
+    if (stats && !w.statsNullReason && !baseline) {
+      const accounting = hook === 'tc' ? tcAccounting(desc) : undefined;
+      const begun = await beginStats(stats, ctx, desc.programs, { maxSeconds: durationS + 120, mode: run.settings.statsMode, accounting });
       if (begun.ok) interval = begun.interval;
       else statsNote = begun.reason;
     }
@@ -92,6 +120,7 @@ export async function measure(
     const totals = probing ? await probe!.stop() : null;
     probing = false;
     const m: Measured = {
+      hook,
       iperf,
       probe: totals,
       bpfStats,
@@ -101,12 +130,14 @@ export async function measure(
       endedAt,
     };
     if (totals === null) {
-      m.probeNullReason = isNone
-        ? 'approach none attaches no XDP program: veth_poll does not run, so there is no probe data'
-        : (probeNote ?? w.probeNullReason ?? 'probes not requested for this run');
+      m.probeNullReason = fixedProbeReason ?? probeNote ?? w.probeNullReason ?? 'probes not requested for this run';
     }
     if (bpfStats === null) {
-      m.bpfStatsNullReason = isNone ? NONE_STATS_REASON : (statsNote ?? w.statsNullReason ?? 'run-time statistics not requested for this run');
+      m.bpfStatsNullReason = isNone
+        ? NONE_STATS_REASON
+        : impl.name === 'tc-none'
+          ? TC_NONE_STATS_REASON
+          : (statsNote ?? w.statsNullReason ?? 'run-time statistics not requested for this run');
     }
     const pm = impl.name === 'patched' ? patchModeFrom(desc.notes) : undefined;
     if (pm) {

@@ -14,6 +14,7 @@ import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { progRun } from '../bpftool/index.ts';
 import type { Target } from '../target.ts';
+import { hookOfApproach } from '../results/record.ts';
 import { readStats, statsDelta, statsPrograms, statsUnavailableReason, type BpfStatsSession, type StatsMode, type StatsProgram, type StatsSnapshot } from './bpf-stats.ts';
 import type { MatrixRun } from './context.ts';
 import type { KernelSession } from './kernel-session.ts';
@@ -25,7 +26,7 @@ const gbit = (bps: number): string => (bps / 1e9).toFixed(3);
 
 /** The approach the pairs run: fused where it ran, else the first XDP approach. */
 const pairApproach = (runnable: readonly Runnable[]): Runnable | undefined =>
-  runnable.find((r) => r.name === 'fused') ?? runnable.find((r) => r.name !== 'none');
+  runnable.find((r) => r.name === 'fused') ?? runnable.find((r) => r.name !== 'none' && hookOfApproach(r.name) === 'xdp');
 
 /** Records the note: log line, summary warning, <dir>/<kernel>.json, and the provenance's warnings. */
 async function recordOverhead(run: MatrixRun, dir: string, file: string, provFile: string, detail: Record<string, unknown>, note: string): Promise<void> {

@@ -5,7 +5,7 @@
  * runs of a cell that will not run (unsupported, skipped, failed) so the ETA stays honest.
  */
 import { join, resolve } from 'node:path';
-import { APPROACH_NAMES, TC_APPROACH_NAMES, XDP_APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import { APPROACH_NAMES, approachesOfHook, hookOfApproach, type ApproachHook, type ApproachName } from '../results/record.ts';
 import { LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { REPO_ROOT } from '../paths.ts';
@@ -16,7 +16,10 @@ import type { StatsMode } from './bpf-stats.ts';
 /** The measurement settings of a matrix run, as callers give them. */
 export interface MatrixSettingsInput {
   kernels: string[];
-  approaches: ApproachName[];
+  /** The approaches to measure; absent: every approach of `hook`. */
+  approaches?: ApproachName[];
+  /** The hook(s) measured: XDP on the receiving veth, its TC ingress, or both (default). */
+  hook?: HookChoice;
   runs: number;
   durationS: number;
   /** A few minutes end to end: at most 2 runs of 2 s, a 1 s warm-up, 1 probe-overhead pair. */
@@ -44,9 +47,14 @@ export interface MatrixSettingsInput {
   clock?: 'wall' | 'icount' | 'auto';
 }
 
+/** What `--hook` takes. */
+export type HookChoice = ApproachHook | 'both';
+export const HOOK_CHOICES: readonly HookChoice[] = ['xdp', 'tc', 'both'];
+
 /** The settings with every default applied and every value checked. */
 export interface MatrixSettings {
   readonly kernels: readonly string[];
+  readonly hook: HookChoice;
   readonly approaches: readonly ApproachName[];
   readonly runs: number;
   readonly durationS: number;
@@ -70,30 +78,46 @@ export function validateKernelName(k: string): string {
   });
 }
 
+/**
+ * The approaches a run measures: those given, each checked against the hook, or every approach of
+ * the hook (registry order, so an approach joins the bench the moment it is named in record.ts).
+ * Whether a kernel runs each one is asked later, per kernel (supports()), and closes it as
+ * unsupported with the reason: the selection never depends on the kernel.
+ */
+export function selectApproaches(hook: HookChoice, given?: readonly ApproachName[]): ApproachName[] {
+  if (!HOOK_CHOICES.includes(hook)) {
+    throw new LabError('BAD_INPUT', `unknown hook "${String(hook)}"`, { remedy: `Use one of: ${HOOK_CHOICES.join(', ')}.` });
+  }
+  const ofHook = hook === 'both' ? [...APPROACH_NAMES] : approachesOfHook(hook);
+  if (given === undefined) return ofHook;
+  for (const a of given) {
+    if (!APPROACH_NAMES.includes(a)) {
+      throw new LabError('BAD_INPUT', `unknown approach "${String(a)}"`, { remedy: `Use one of: ${APPROACH_NAMES.join(', ')}.` });
+    }
+    if (!ofHook.includes(a)) {
+      throw new LabError('BAD_INPUT', `approach ${a} runs on the ${hookOfApproach(a).toUpperCase()} hook, not on --hook ${hook}`, {
+        remedy: `Drop ${a} from --approaches, or pass --hook ${hookOfApproach(a)} or --hook both (the ${hook} approaches: ${ofHook.join(', ')}).`,
+      });
+    }
+  }
+  return [...new Set(given)];
+}
+
 /** Applies the defaults (and the quick caps) and refuses bad input before anything is created. */
 export function resolveSettings(opts: MatrixSettingsInput): MatrixSettings {
   const quick = opts.quick;
   const kernels = opts.kernels.map(validateKernelName);
   const runs = quick ? Math.min(opts.runs, 2) : opts.runs;
   const durationS = quick ? Math.min(opts.durationS, 2) : opts.durationS;
-  for (const a of opts.approaches) {
-    if (!APPROACH_NAMES.includes(a)) {
-      throw new LabError('BAD_INPUT', `unknown approach "${String(a)}"`, { remedy: `Use one of: ${APPROACH_NAMES.join(', ')}.` });
-    }
-    if ((TC_APPROACH_NAMES as readonly string[]).includes(a)) {
-      // Its probe (veth_poll) and statistics are XDP's; the TC hook's measurement is not built yet.
-      throw new LabError('UNSUPPORTED', `approach ${a} runs on TC ingress, which the bench does not measure yet`, {
-        remedy: `Measure the XDP approaches (${XDP_APPROACH_NAMES.join(', ')}); the TC approaches load, attach and pass traffic (test/approaches/tc-live.test.ts).`,
-      });
-    }
-  }
+  const hook = opts.hook ?? 'both';
+  const approaches = selectApproaches(hook, opts.approaches);
   if (!Number.isInteger(runs) || runs < 1) {
     throw new LabError('BAD_INPUT', `--runs must be a positive integer (got ${opts.runs})`, { remedy: 'Pass e.g. --runs 50.' });
   }
   if (!(durationS >= 1) || !Number.isFinite(durationS)) {
     throw new LabError('BAD_INPUT', `--duration must be at least 1 second (got ${opts.durationS})`, { remedy: 'Pass e.g. --duration 10.' });
   }
-  if (kernels.length === 0 || opts.approaches.length === 0) {
+  if (kernels.length === 0 || approaches.length === 0) {
     throw new LabError('BAD_INPUT', 'the matrix needs at least one kernel and one approach', {
       remedy: 'Pass --kernels host and --approaches none,fused for example.',
     });
@@ -106,7 +130,8 @@ export function resolveSettings(opts: MatrixSettingsInput): MatrixSettings {
   }
   return {
     kernels,
-    approaches: opts.approaches,
+    hook,
+    approaches,
     runs,
     durationS,
     quick,

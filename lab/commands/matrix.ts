@@ -7,14 +7,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { APPROACH_NAMES, XDP_APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { interruptible, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 import { runBenchMatrix, type KernelStage, type MatrixOptions as BenchMatrixOptions, type MatrixResult as BenchMatrixResult } from '../bench/matrix.ts';
-import { validateKernelName } from '../bench/plan.ts';
+import { HOOK_CHOICES, validateKernelName, type HookChoice } from '../bench/plan.ts';
 import type { KernelSession } from '../bench/kernel-session.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
 import { runMicrobenchToFile } from '../microbench/index.ts';
@@ -53,6 +53,7 @@ function microbenchStage(): KernelStage {
           runId: ctx.runId,
           kernel: s.kernel,
           quick: ctx.quick,
+          approaches: ctx.approaches,
           prefix: `${ctx.prefix}m`,
           progress: ctx.progress,
           signal: ctx.signal,
@@ -128,6 +129,11 @@ export function parseApproaches(value: string): ApproachName[] {
   return names as ApproachName[];
 }
 
+export function parseHook(value: string): HookChoice {
+  if (!(HOOK_CHOICES as readonly string[]).includes(value)) throw new InvalidArgumentError(`unknown hook "${value}" (one of: ${HOOK_CHOICES.join(', ')})`);
+  return value as HookChoice;
+}
+
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 1) throw new InvalidArgumentError(`expected a number of seconds >= 1, got "${value}"`);
@@ -136,6 +142,7 @@ function positiveNumber(value: string): number {
 
 interface CommonOptions {
   approaches?: ApproachName[];
+  hook: HookChoice;
   runs?: number;
   duration?: number;
   quick?: boolean;
@@ -158,7 +165,8 @@ function clockOption(o: CommonOptions): 'wall' | 'icount' | 'auto' {
 
 function addCommonOptions(cmd: Command): Command {
   return cmd
-    .option('--approaches <list>', `comma-separated approaches (default: the XDP ones: ${XDP_APPROACH_NAMES.join(',')})`, parseApproaches)
+    .option('--hook <hook>', 'xdp (the receiving veth\'s XDP hook), tc (its TC ingress) or both; selects the approaches when --approaches is not given, and every approach given must be of it. A kernel that cannot run an approach records it as unsupported with the reason', parseHook, 'both')
+    .option('--approaches <list>', `comma-separated approaches (default: every approach of --hook: ${APPROACH_NAMES.join(',')})`, parseApproaches)
     .option('--runs <n>', `measured iperf3 runs per cell (default ${DEFAULT_RUNS}; 2 with --quick)`, positiveInt)
     .option('--duration <s>', `seconds per iperf3 run (default ${DEFAULT_DURATION_S}; 2 with --quick)`, positiveNumber)
     .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, quick microbenchmarks (about 5 minutes per kernel under TCG)')
@@ -188,7 +196,8 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
   try {
     const result = await runMatrix({
       kernels,
-      approaches: o.approaches ?? [...XDP_APPROACH_NAMES],
+      hook: o.hook,
+      approaches: o.approaches,
       runs: o.runs ?? (o.quick ? 2 : DEFAULT_RUNS),
       durationS: o.duration ?? (o.quick ? 2 : DEFAULT_DURATION_S),
       quick: o.quick ?? false,

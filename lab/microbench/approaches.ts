@@ -5,22 +5,26 @@
  *   - load+attach, replace (the metrics stage) and detach latency, timed around the approach's own
  *     calls on a veth in the bench's namespace.
  * The patched approach is measured once per patch mode the kernel supports (patched.withMode).
+ * TC approaches are test-run as sched_cls on the same frame (as an skb), expecting TC_ACT_OK; one
+ * whose programs the kernel walks itself ('tc-next': cls_bpf priorities, tcx) has no entry program
+ * running the chain, so it is recorded as not runnable by test-run, beside a separate row of the
+ * sum of its stages each test-run alone (the kernel's walk between them not included).
  */
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { LabError, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
-import type { Approach, ApproachContext, Description } from '../approaches/approach.ts';
-import type { ApproachName } from '../results/record.ts';
-import type { Stage } from '../programs/trio.ts';
+import { kernelWalksChain, type Approach, type ApproachContext, type Description } from '../approaches/approach.ts';
+import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
+import { TC_OBJECTS, type Stage } from '../programs/trio.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/constants.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
-import { XDP_PASS } from '../bpf/uapi.ts';
+import { TC_ACT_OK, TC_ACT_UNSPEC, XDP_PASS } from '../bpf/uapi.ts';
 import { progRunBatch, progRunWords } from './runner.ts';
 import type { Sandbox } from './sandbox.ts';
 import { failureReason, type Hop, type Unsupported } from './scaling.ts';
@@ -89,8 +93,23 @@ export interface ApproachMeasurement {
   notes: string[];
 }
 
-/** The approaches the bench measures, in table order (none has no program to time). */
-export const MEASURED_APPROACHES: readonly ApproachName[] = ['fused', 'manual', 'dispatcher', 'patched'];
+/** The baselines attach no program: nothing to time. */
+const BASELINES: readonly ApproachName[] = ['none', 'tc-none'];
+/** The approaches the bench measures, in table order: every registered one with a program to time. */
+export const MEASURED_APPROACHES: readonly ApproachName[] = APPROACH_NAMES.filter((a) => !BASELINES.includes(a));
+
+/** The variant of the row that adds up the stages of a chain the kernel walks itself. */
+export const sumOfStagesVariant = (approach: ApproachName): string => `${approach}/sum-of-stages`;
+
+/** Why a chain the kernel walks itself has no test-run of the whole chain. */
+export function notTestRunnableReason(approach: ApproachName): string {
+  return `${approach}: the kernel runs its programs one after another on TC ingress (TC_ACT_UNSPEC: next, by cls_bpf priority or tcx's program list), outside any program, and BPF_PROG_TEST_RUN runs one program: it cannot run the chain; see ${sumOfStagesVariant(approach)} for the sum of its stages each test-run alone`;
+}
+
+/** The verdict of the representative packet at the end of the trio on the approach's hook. */
+export function passVerdict(approach: ApproachName): number {
+  return hookOfApproach(approach) === 'tc' ? TC_ACT_OK : XDP_PASS;
+}
 
 /** Copies build/bpf/*.o to the target (building them first when needed). */
 async function putTrioObjects(sb: Sandbox): Promise<string> {
@@ -109,6 +128,12 @@ async function putTrioObjects(sb: Sandbox): Promise<string> {
  */
 function replacementObject(objectDir: string, approach: ApproachName, stage: Stage): string {
   if (approach === 'patched') return join(DEFAULT_OUT_DIR, `${stage}.o`);
+  if (hookOfApproach(approach) === 'tc') {
+    // Loaded on the target: the manual chain's stages tail-call, a kernel-walked chain's continue
+    // with TC_ACT_UNSPEC (its last stage is the plain logger in both).
+    const objects = approach === 'tc-manual' ? TC_OBJECTS.manual : TC_OBJECTS.continuing;
+    return `${objectDir}/${objects[stage]}.o`;
+  }
   return approach === 'manual' && stage !== 'logger' ? `${objectDir}/${stage}_manual.o` : `${objectDir}/${stage}.o`;
 }
 
@@ -169,7 +194,10 @@ export async function measureApproaches(sb: Sandbox, features: KernelFeatures, o
   };
 
   if (o.perPacket && runnable.length > 0) {
-    out.rows.push(...(await perPacketAll(sb, runnable, objectDir, o, fail)));
+    const notRunnable = (u: Unit, hop: Hop, reason: string): void => {
+      out.unsupported.push({ variant: u.variant, hop, status: 'unsupported', reason });
+    };
+    out.rows.push(...(await perPacketAll(sb, runnable, objectDir, o, fail, notRunnable)));
   }
 
   // Latency: per approach (the first unit of each approach stands for it), cycles interleaved
@@ -233,17 +261,29 @@ interface Unit {
 }
 
 function defaultHop(name: ApproachName): Hop {
-  return name === 'dispatcher' ? 'freplace' : name === 'fused' || name === 'none' ? 'none' : 'tail-call-constant';
+  if (name === 'tc-filters') return 'tc-next';
+  if (name === 'tcx') return 'tcx-next';
+  return name === 'dispatcher' ? 'freplace' : name === 'fused' || name === 'none' || name === 'tc-fused' || name === 'tc-none' ? 'none' : 'tail-call-constant';
 }
 
 /**
  * ns per packet of every unit, interleaved: each unit is loaded and attached on its own veth, then
  * one batch runs a warm-up of each and `repetitions` rounds, every round visiting every unit (in a
- * rotated order), so drifts of the machine spread over all approaches alike.
+ * rotated order), so drifts of the machine spread over all approaches alike. A unit whose chain
+ * the kernel walks itself (kernelWalksChain: cls_bpf priorities, tcx) has each of its programs test-run alone in the same round,
+ * and is reported as the sum of its stages under its own variant (see notTestRunnableReason).
  */
-async function perPacketAll(sb: Sandbox, units: readonly Unit[], objectDir: string, o: ApproachMeasureOptions, fail: (u: Unit, e: unknown, hop?: Hop) => void): Promise<ApproachRow[]> {
+async function perPacketAll(
+  sb: Sandbox,
+  units: readonly Unit[],
+  objectDir: string,
+  o: ApproachMeasureOptions,
+  fail: (u: Unit, e: unknown, hop?: Hop) => void,
+  notRunnable: (u: Unit, hop: Hop, reason: string) => void,
+): Promise<ApproachRow[]> {
   const t = sb.target;
-  const loaded: { u: Unit; ctx: ApproachContext; d: Description; pin: string }[] = [];
+  /** pins: the entry alone, or every stage of a kernel-walked chain in the order it runs them. */
+  const loaded: { u: Unit; ctx: ApproachContext; d: Description; pins: string[]; summed: boolean }[] = [];
   const rows: ApproachRow[] = [];
   o.progress({ kind: 'phase-start', id: 'micro-approaches', label: `${t.name}: trio per approach (${units.map((u) => u.variant).join(', ')}), ${o.repetitions} × ${o.repeat}` });
   try {
@@ -255,48 +295,69 @@ async function perPacketAll(sb: Sandbox, units: readonly Unit[], objectDir: stri
         await u.approach.load(ctx);
         await u.approach.attach(ctx);
         const d = await u.approach.describe(ctx);
-        const entry = d.programs[0];
-        if (!entry) throw new LabError('BENCH', `${t.name}: ${u.variant}: describe() lists no program`);
-        const pin = `${sb.pinRoot}/entry-${u.variant}`;
-        await t.run(['bpftool', 'prog', 'pin', 'id', String(entry.id), pin]);
-        loaded.push({ u, ctx, d, pin });
+        if (!d.programs[0]) throw new LabError('BENCH', `${t.name}: ${u.variant}: describe() lists no program`);
+        const summed = kernelWalksChain(d.hop);
+        if (summed) notRunnable(u, d.hop, notTestRunnableReason(u.approach.name));
+        const pins: string[] = [];
+        for (const [k, p] of (summed ? d.programs : d.programs.slice(0, 1)).entries()) {
+          const pin = `${sb.pinRoot}/entry-${u.variant.replace(/\//g, '_')}-${k}`;
+          await t.run(['bpftool', 'prog', 'pin', 'id', String(p.id), pin]);
+          pins.push(pin);
+        }
+        loaded.push({ u, ctx, d, pins, summed });
       } catch (e) {
         await u.approach.detach(ctx).catch(() => undefined);
         fail(u, e);
       }
     }
     if (loaded.length === 0) return rows;
-    const cmds: string[][] = loaded.map((l) => progRunWords(l.pin, o.packet, Math.max(1, Math.floor(o.repeat / 10))));
-    const order: number[] = [];
+    // Which loaded unit and which of its pins each `prog run` of the batch is.
+    const slots: { idx: number; k: number; measured: boolean }[] = [];
+    const cmds: string[][] = [];
+    const push = (idx: number, measured: boolean, repeat: number): void => {
+      loaded[idx]!.pins.forEach((pin, k) => {
+        slots.push({ idx, k, measured });
+        cmds.push(progRunWords(pin, o.packet, repeat));
+      });
+    };
+    loaded.forEach((_, idx) => push(idx, false, Math.max(1, Math.floor(o.repeat / 10))));
     for (let rep = 0; rep < o.repetitions; rep++) {
-      for (let k = 0; k < loaded.length; k++) {
-        const idx = (k + rep) % loaded.length;
-        order.push(idx);
-        cmds.push(progRunWords(loaded[idx]!.pin, o.packet, o.repeat));
-      }
+      for (let k = 0; k < loaded.length; k++) push((k + rep) % loaded.length, true, o.repeat);
     }
     const runs = await progRunBatch(t, cmds, `trio per approach on ${o.packet}`);
     const ns = loaded.map(() => [] as number[]);
-    const wrong = new Map<number, number>();
+    const wrong = new Map<number, string>();
+    let acc = 0;
     runs.forEach((r, i) => {
-      const idx = i < loaded.length ? i : order[i - loaded.length]!;
-      if (r.retval !== XDP_PASS) wrong.set(idx, r.retval);
-      if (i >= loaded.length) ns[idx]!.push(r.durationNs);
+      const { idx, k, measured } = slots[i]!;
+      const l = loaded[idx]!;
+      const last = k === l.pins.length - 1;
+      // A stage that continues a kernel-walked chain answers TC_ACT_UNSPEC; the end of the trio passes.
+      const expected = last ? passVerdict(l.u.approach.name) : TC_ACT_UNSPEC;
+      // bpftool prints the u32 retval: TC_ACT_UNSPEC comes back as 4294967295.
+      if ((r.retval | 0) !== expected && !wrong.has(idx)) wrong.set(idx, `${l.summed ? `stage ${k + 1} (${l.d.programs[k]!.name}) ` : ''}got verdict ${r.retval | 0}, expected ${expected}`);
+      if (!measured) return;
+      acc += r.durationNs;
+      if (last) {
+        ns[idx]!.push(acc);
+        acc = 0;
+      }
     });
     loaded.forEach((l, i) => {
       const verdict = wrong.get(i);
       if (verdict !== undefined) {
         // Its time would be that of a shorter path (e.g. dropped by the filter): not comparable.
-        fail(l.u, new LabError('BENCH', `the representative packet got verdict ${verdict}, expected XDP_PASS (2): the approach did not run the whole trio`), l.d.hop);
+        fail(l.u, new LabError('BENCH', `the representative packet ${verdict}: the approach did not run the whole trio`), l.d.hop);
         return;
       }
+      const name = l.u.approach.name;
       rows.push({
-        variant: l.u.variant,
-        approach: l.u.approach.name,
+        variant: l.summed ? sumOfStagesVariant(name) : l.u.variant,
+        approach: name,
         hop: l.d.hop,
-        chainLength: l.u.approach.name === 'fused' ? 1 : stagesRun(l.d),
+        chainLength: name === 'fused' || name === 'tc-fused' ? 1 : stagesRun(l.d),
         nsPerPacket: ns[i]!,
-        notes: l.d.notes,
+        notes: l.summed ? [...l.d.notes, `sum of ${l.pins.length} stages each test-run alone on the same packet; the kernel's walk between them is not included`] : l.d.notes,
       });
     });
     o.progress({ kind: 'phase-end', id: 'micro-approaches', ok: true });
@@ -306,7 +367,7 @@ async function perPacketAll(sb: Sandbox, units: readonly Unit[], objectDir: stri
     throw e;
   } finally {
     for (const l of loaded) {
-      await t.run(['rm', '-f', l.pin], { allowFailure: true });
+      for (const pin of l.pins) await t.run(['rm', '-f', pin], { allowFailure: true });
       await l.u.approach.detach(l.ctx).catch((e: unknown) => o.progress({ kind: 'log', level: 'warn', message: `${l.u.variant}: detach failed: ${failureReason(e)}` }));
     }
   }

@@ -10,7 +10,10 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { SCHEMA_VERSION, hookOfApproach, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { TC_ACT_OK } from '../bpf/uapi.ts';
+import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
+import { APPROACHES } from '../approaches/index.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { cachedFeatures, type KernelFeatures } from '../features.ts';
 import type { PatchMode } from '../chain/constants.ts';
@@ -30,7 +33,7 @@ import {
   type Unsupported,
 } from './scaling.ts';
 import { fitPerHop, medianOf, type HopFit } from './stats.ts';
-import { measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
+import { MEASURED_APPROACHES, measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
 import { measureInterpreted } from './interpreter.ts';
 import { measureLoadTimes } from './load-time.ts';
 
@@ -60,6 +63,8 @@ export interface MicrobenchOptions {
    * kernel allows; `loadTime`: object load and verification time per approach).
    */
   parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean; interpreter?: boolean; loadTime?: boolean };
+  /** The approaches measured per approach and for latency (default every one with a program); the matrix passes its --hook's. */
+  approaches?: readonly ApproachName[];
   /** Name prefix of the bench's pins, namespace and interfaces (default "xt8"). */
   prefix?: string;
   /** Probed once per target when absent. */
@@ -113,6 +118,22 @@ const QUICK_LENGTHS = [1, 2, 4, 8, 16, 33];
 const QUICK_DISPATCHER_LENGTHS = [1, 2, 4, 8, 10];
 /** libxdp's dispatcher holds at most 10 programs (MAX_DISPATCHER_ACTIONS). */
 export const DISPATCHER_MAX = 10;
+
+/** Whether the run measures the TC hook too (every approach by default). */
+function measuresTc(opts: Pick<MicrobenchOptions, 'approaches'>): boolean {
+  return opts.approaches === undefined || opts.approaches.some((a) => hookOfApproach(a) === 'tc');
+}
+
+/**
+ * cls_bpf filters (and tcx programs) are chained by the kernel's walk between programs, which
+ * BPF_PROG_TEST_RUN cannot run: their scaling needs live traffic per chain length, a matrix of
+ * its own (minutes per length under TCG); the trio's three filters are measured by the matrix.
+ */
+export const TC_FILTERS_SCALING = {
+  variant: 'chain/tc-filters',
+  reason:
+    'not measured: the kernel walks cls_bpf filter priorities between programs, outside any program, so BPF_PROG_TEST_RUN cannot run a chain of them; a length sweep needs live traffic per length, beyond the few minutes the microbenchmarks take per kernel; the trio as three filters is measured with live traffic by the matrix (BPF statistics summed over its filters)',
+} as const;
 
 function checkPositiveInt(name: string, v: number | undefined, min = 1): void {
   if (v !== undefined && (!Number.isInteger(v) || v < min)) {
@@ -225,6 +246,8 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
     const packet = await putRepresentativePacket(sb);
     result.notes.push(`packet: ${packet.description}`);
 
+    // The approaches measured per approach, with the JIT and in the interpreter alike.
+    const measured = MEASURED_APPROACHES.filter((a) => opts.approaches === undefined || opts.approaches.includes(a)).map((a) => APPROACHES[a]);
     if (parts.approaches || parts.latency) {
       const out = await measureApproaches(sb, features, {
         packet: packet.path,
@@ -232,6 +255,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         repetitions,
         latencyCycles: parts.latency ? (opts.latencyCycles ?? (opts.quick ? 2 : 5)) : 0,
         perPacket: parts.approaches,
+        approaches: measured,
         progress,
         checkpoint,
       });
@@ -240,7 +264,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       for (const row of out.rows) {
         if (row.nsPerPacket.length > 0) result.records.push(microRecord(target, opts, row.variant, row.hop, row.chainLength, repeat, row.nsPerPacket));
       }
-      for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' ? 1 : 3));
+      for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' || u.variant === 'tc-fused' ? 1 : 3));
       for (const l of out.latency) {
         result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
       }
@@ -264,7 +288,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
 
     if (parts.interpreter) {
       checkpoint();
-      const out = await measureInterpreted(sb, features, { packet: packet.path, repeat, repetitions, progress, checkpoint });
+      const out = await measureInterpreted(sb, features, { packet: packet.path, repeat, repetitions, progress, checkpoint, approaches: measured });
       const interpreted = (r: MicroRecord): MicroRecord => ({ ...r, execution: 'interpreter' });
       if ('notMeasured' in out) {
         result.notes.push(`interpreter: not measured: ${out.notMeasured}`);
@@ -305,6 +329,11 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         await load('manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.manualConstant, objects.chainConstant, false));
         await load('manual-indirect', () => loadManualChain(sb, SCALING_VARIANTS.manualIndirect, objects.chainIndirect, true));
         await load('manual-end-lookup', () => loadManualChain(sb, SCALING_VARIANTS.manualEndLookup, objects.chainEndLookup, false));
+        if (measuresTc(opts)) {
+          // The TC manual chain's hop: the same tail calls between sched_cls programs.
+          await load('tc-manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.tcManualConstant, objects.tcChainConstant, false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_OK }));
+          result.unsupported.push({ variant: TC_FILTERS_SCALING.variant, hop: 'tc-next', status: 'unsupported', reason: TC_FILTERS_SCALING.reason });
+        }
 
         const supported = supportedPatchModes(features);
         const modes = opts.patchModes ? supported.modes.filter((m) => opts.patchModes!.includes(m)) : supported.modes;

@@ -59,6 +59,8 @@ export interface ScalingMeasurement extends VariantInfo {
 
 interface SlotChain extends VariantInfo {
   head: string;
+  /** The verdict the whole chain returns for a passing packet (XDP_PASS, or TC_ACT_OK on TC). */
+  pass?: number;
   slots: string;
   /** Pins of the programs in slot order; slot i holds progPins[i]. */
   progPins: string[];
@@ -75,6 +77,11 @@ export const SCALING_VARIANTS = {
     variant: 'chain/manual-end-lookup',
     hop: 'tail-call-constant',
     explains: "manual-constant plus the patched chain's end: where the tail call fails, the remembered verdict is read from a per-CPU array; the difference to manual-constant is that read, once per packet",
+  },
+  tcManualConstant: {
+    variant: 'chain/tc-manual-constant',
+    hop: 'tail-call-constant',
+    explains: 'manual-constant built as sched_cls programs (TC ingress, struct __sk_buff) and test-run on the same frame as an skb: the TC manual chain\'s hop',
   },
   manualIndirect: {
     variant: 'chain/manual-indirect',
@@ -103,7 +110,7 @@ async function fillSlots(target: Target, slots: string, progPins: readonly strin
 }
 
 /** Loads programs/micro/chain.c (one build of it) and links its 35 programs through their slots. */
-export async function loadManualChain(sb: Sandbox, info: VariantInfo, localObject: string, indirect: boolean): Promise<SlotChain> {
+export async function loadManualChain(sb: Sandbox, info: VariantInfo, localObject: string, indirect: boolean, hook: { type: string; pass: number } = { type: 'xdp', pass: XDP_PASS }): Promise<SlotChain> {
   const t = sb.target;
   const dir = `${sb.pinRoot}/${info.variant.replace(/\W+/g, '_')}`;
   const remote = `${sb.workDir}/${basename(localObject)}`;
@@ -111,7 +118,7 @@ export async function loadManualChain(sb: Sandbox, info: VariantInfo, localObjec
   try {
     // bpftool creates the last path component only.
     await t.run(['mkdir', '-p', dir]);
-    const progs = await bpftool.loadAll(t, remote, `${dir}/progs`, { type: 'xdp', pinMaps: `${dir}/maps` });
+    const progs = await bpftool.loadAll(t, remote, `${dir}/progs`, { type: hook.type, pinMaps: `${dir}/maps` });
     const count = Object.keys(progs).filter((n) => /^link_\d+$/.test(n)).length;
     const progPins = Array.from({ length: count }, (_, i) => `${dir}/progs/link_${i}`);
     if (count === 0) throw new LabError('BENCH', `${localObject}: no link_<i> programs loaded`);
@@ -123,7 +130,7 @@ export async function loadManualChain(sb: Sandbox, info: VariantInfo, localObjec
         `filling ${dir}/maps/chain_next`,
       );
     }
-    return { ...info, head: progPins[0]!, slots: `${dir}/maps/chain_jmp`, progPins, teardown: () => bpftool.unpin(t, dir) };
+    return { ...info, head: progPins[0]!, pass: hook.pass, slots: `${dir}/maps/chain_jmp`, progPins, teardown: () => bpftool.unpin(t, dir) };
   } catch (e) {
     await bpftool.unpin(t, dir);
     throw e;
@@ -193,8 +200,9 @@ export async function sweepOnce(t: Target, chain: SlotChain, lengths: readonly n
   const out = new Map<number, number>();
   lengths.forEach((len, i) => {
     const r = runs[i]!;
-    if (r.retval !== XDP_PASS) {
-      throw new LabError('BENCH', `${t.name}: ${chain.variant}, length ${len}: the chain returned ${r.retval}, expected XDP_PASS (2)`, {
+    const pass = chain.pass ?? XDP_PASS;
+    if ((r.retval | 0) !== pass) {
+      throw new LabError('BENCH', `${t.name}: ${chain.variant}, length ${len}: the chain returned ${r.retval | 0}, expected ${pass} (${pass === XDP_PASS ? 'XDP_PASS' : 'TC_ACT_OK'})`, {
         remedy: 'The trivial chain is broken on this kernel; run `npm run chain -- status` or reload the bench objects.',
       });
     }

@@ -4,7 +4,7 @@
  * the latencies. Pure formatting: the numbers come from runMicrobenchDetailed.
  */
 import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
-import type { LatencyRecord } from '../results/record.ts';
+import { hookOfApproach, type ApproachHook, type LatencyRecord } from '../results/record.ts';
 import { costBreakdown, formatBreakdown, largestPart, SHORT_CHAIN, shortChainSlope, type BreakdownInput } from '../results/breakdown.ts';
 import { medianOf } from './stats.ts';
 
@@ -26,15 +26,23 @@ export function formatMicrobench(r: MicrobenchResult): string {
   for (const n of r.notes) out.push(`  ${n}`);
   if (r.maxChainPrograms !== null) out.push(`  longest chain: one packet ran ${r.maxChainPrograms} programs of a 35-program tail-call chain (${r.maxChainPrograms - 1} tail calls)`);
 
-  if (r.approaches.length > 0) {
-    out.push('', 'Trio per approach (representative IPv6/TCP packet), ns per packet:');
+  // One table per hook: a TC number is per skb of a sched_cls program, never beside XDP's.
+  const titles: Record<ApproachHook, string> = {
+    xdp: 'Trio per approach, XDP (representative IPv6/TCP packet), ns per packet:',
+    tc: 'Trio per approach, TC ingress (the same frame as an skb, sched_cls), ns per packet:',
+  };
+  for (const hook of ['xdp', 'tc'] as const) {
+    const rows = r.approaches.filter((a) => hookOfApproach(a.approach) === hook);
+    if (rows.length === 0) continue;
+    out.push('', titles[hook]);
     out.push(
       grid(
         ['approach', 'hop', 'programs', 'median', 'min', 'max', 'n'],
-        r.approaches.map((a) => [a.variant, a.hop, String(a.chainLength), fmt(medianOf(a.nsPerPacket)), fmt(Math.min(...a.nsPerPacket), 0), fmt(Math.max(...a.nsPerPacket), 0), String(a.nsPerPacket.length)]),
+        rows.map((a) => [a.variant, a.hop, String(a.chainLength), fmt(medianOf(a.nsPerPacket)), fmt(Math.min(...a.nsPerPacket), 0), fmt(Math.max(...a.nsPerPacket), 0), String(a.nsPerPacket.length)]),
         (c) => c >= 2,
       ),
     );
+    if (rows.some((a) => a.variant.endsWith('/sum-of-stages'))) out.push('  */sum-of-stages: each stage test-run alone, added up; the kernel\'s walk between them is not included');
   }
 
   if (r.interpreted.length > 0) {
@@ -60,7 +68,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
 
   if (r.scaling.length > 0) {
     const lengths = [...new Set(r.scaling.flatMap((s) => [...s.medians.keys()]))].sort((a, b) => a - b);
-    out.push('', 'Chain-length scaling, median ns per packet (trivial XDP_PASS programs):');
+    out.push('', 'Chain-length scaling, median ns per packet (trivial programs that pass: XDP_PASS, TC_ACT_OK for tc-*):');
     const rows = lengths.map((len) => [String(len), ...r.scaling.map((s) => fmt(s.medians.get(len), 0))]);
     rows.push(['ns/hop', ...r.scaling.map((s) => fmt(s.fit?.slope, 2))]);
     rows.push(['±95% CI', ...r.scaling.map((s) => fmt(s.fit?.slopeCi95, 2))]);

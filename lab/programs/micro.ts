@@ -25,6 +25,8 @@ export const MICRO_OBJECTS = {
   chainCount: { source: 'chain.c', defines: ['COUNT'] },
   /** 35 programs, index from a map, each counting its run (tests only). */
   chainCountIndirect: { source: 'chain.c', defines: ['INDIRECT', 'COUNT'] },
+  /** chainConstant as sched_cls programs ending in TC_ACT_OK: the TC manual chain's hop. */
+  tcChainConstant: { source: 'chain.c', defines: ['XCL_HOOK_TC'] },
   /** One program returning XDP_PASS: what the patched chain and the dispatcher chain. */
   pass: { source: 'pass.c', defines: [] as string[] },
   /** XDP_PASS and a run counter: the tests' proof that a patched chain of length L runs L programs. */

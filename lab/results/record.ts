@@ -12,12 +12,9 @@ export function newRunId(now = new Date()): string {
   return now.toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
 }
 
-/** The XDP approaches: what the bench and the matrix measure. */
+/** The approaches on the receiving veth's XDP hook. */
 export const XDP_APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'patched'] as const;
-/**
- * The approaches on TC ingress (cls_bpf on clsact): loaded, attached and tested with live traffic,
- * not yet measured by the bench (it refuses them by name until it is).
- */
+/** The approaches on the receiving veth's TC ingress (cls_bpf on clsact, or tcx). */
 export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-filters', 'tcx'] as const;
 /** Every approach, named once for the bench, the approaches and the report. */
 export const APPROACH_NAMES = [...XDP_APPROACH_NAMES, ...TC_APPROACH_NAMES] as const;
@@ -89,6 +86,15 @@ export const BpfStats = z.object({
   nsPerPacket: z.number().nonnegative(),
   /** Every program of the approach, the entry included, so the accounting claim can be checked. */
   programs: z.array(ProgramStatsDelta),
+  /**
+   * What runCnt counts: 'skb' on the TC hook (one skb may be a GSO aggregate of many frames);
+   * absent = packets (XDP frames), as in records written before TC was measured.
+   */
+  unit: z.enum(['packet', 'skb']).optional(),
+  /** TC: how many programs' run times runTimeNs sums (the kernel runs each attached one itself); absent = the entry alone. */
+  summedPrograms: z.number().int().positive().optional(),
+  /** In words: what runTimeNs covers and what one count is. */
+  accountingNote: z.string().optional(),
 });
 export type BpfStats = z.infer<typeof BpfStats>;
 
@@ -110,6 +116,8 @@ export const RunRecord = z.object({
   accelerator,
   clock: clock.optional(),
   approach,
+  /** The hook the approach ran on; absent in records written before TC was measured (= 'xdp'). */
+  hook: z.enum(['xdp', 'tc']).optional(),
   /** 0-based index among measured runs of this cell; warm-ups are not recorded. */
   iteration: z.number().int().nonnegative(),
   startedAt: z.string(),
@@ -124,6 +132,7 @@ export const RunRecord = z.object({
    */
   bpfStats: BpfStats.nullable().optional(),
   bpfStatsNullReason: z.string().optional(),
+  /** 'none' for the TC approaches: no XDP program on the veth. */
   xdpMode: z.enum(['native', 'generic', 'none']),
   /** `ethtool -k` features that were on during the run. */
   offloads: z.record(z.string(), z.boolean()).optional(),

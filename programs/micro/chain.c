@@ -15,6 +15,8 @@
  *
  *   -DCOUNT       every program also counts its run in `chain_hits`: not timed; it proves how many
  *                 programs one packet really ran (the kernel's limit, the bench's chain lengths).
+ *   -DXCL_HOOK_TC the same chain as sched_cls programs (section "tc", struct __sk_buff), ending in
+ *                 TC_ACT_OK: the TC manual chain's hop, test-run on the same frame as an skb.
  *   -DEND_LOOKUP  where the chain ends (the tail call failed), the program reads a remembered
  *                 verdict from a one-entry per-CPU array and returns it when set, as the patched
  *                 chain's end does: the difference to the default build is that read's cost,
@@ -22,6 +24,16 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+
+#ifdef XCL_HOOK_TC
+#define CHAIN_SEC "tc"
+#define CHAIN_CTX struct __sk_buff
+#define CHAIN_PASS 0 /* TC_ACT_OK */
+#else
+#define CHAIN_SEC "xdp"
+#define CHAIN_CTX struct xdp_md
+#define CHAIN_PASS XDP_PASS
+#endif
 
 /* 36 slots for 35 programs: the last program's tail call always finds an empty slot. */
 #define CHAIN_SLOTS 36
@@ -61,7 +73,7 @@ struct {
 	__type(value, __u32);
 } chain_verdict SEC(".maps");
 
-/* The patched chain's end: C != 0 ? (C <- 0, C) : XDP_PASS. C stays 0 here, as on the all-pass path. */
+/* The patched chain's end: C != 0 ? (C <- 0, C) : pass. C stays 0 here, as on the all-pass path. */
 static __always_inline int chain_end(void)
 {
 	__u32 key = 0;
@@ -73,10 +85,10 @@ static __always_inline int chain_end(void)
 		*c = 0;
 		return v;
 	}
-	return XDP_PASS;
+	return CHAIN_PASS;
 }
 #else
-static __always_inline int chain_end(void) { return XDP_PASS; }
+static __always_inline int chain_end(void) { return CHAIN_PASS; }
 #endif
 
 #ifdef INDIRECT
@@ -89,7 +101,7 @@ struct {
 } chain_next SEC(".maps");
 
 #define LINK(I)                                                       \
-	SEC("xdp") int link_##I(struct xdp_md *ctx)                   \
+	SEC(CHAIN_SEC) int link_##I(CHAIN_CTX *ctx)                   \
 	{                                                             \
 		__u32 key = I;                                        \
 		__u32 *next;                                          \
@@ -97,11 +109,11 @@ struct {
 		next = bpf_map_lookup_elem(&chain_next, &key);        \
 		if (next)                                             \
 			bpf_tail_call(ctx, &chain_jmp, *next);        \
-		return XDP_PASS;                                      \
+		return CHAIN_PASS;                                    \
 	}
 #else
 #define LINK(I)                                                       \
-	SEC("xdp") int link_##I(struct xdp_md *ctx)                   \
+	SEC(CHAIN_SEC) int link_##I(CHAIN_CTX *ctx)                   \
 	{                                                             \
 		count_run();                                          \
 		bpf_tail_call(ctx, &chain_jmp, (I) + 1);              \

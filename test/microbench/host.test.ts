@@ -81,6 +81,8 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
       ['chain/manual-constant', 'tail-call-constant'],
       ['chain/manual-indirect', 'tail-call-indirect'],
       ['chain/manual-end-lookup', 'tail-call-constant'],
+      // The TC manual chain's hop: the same tail calls between sched_cls programs.
+      ['chain/tc-manual-constant', 'tail-call-constant'],
       ...modes.map((m): [string, string] => [`chain/patched-${m}`, 'tail-call-constant']),
     ];
     for (const [variant, hop] of expected) {
@@ -93,6 +95,13 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
         for (const ns of r.nsPerPacket) expect(ns).toBeGreaterThan(0);
       }
     }
+  });
+
+  it('records the TC filter chain\'s scaling as not measured, with the reason', () => {
+    const recs = micro().filter((r) => r.variant === 'chain/tc-filters');
+    expect(recs).toHaveLength(1);
+    expect(recs[0]).toMatchObject({ hop: 'tc-next', nsPerPacket: [] });
+    expect(recs[0]!.reason).toMatch(/^unsupported: not measured: .*BPF_PROG_TEST_RUN cannot run a chain of them/);
   });
 
   it('fits a positive cost per hop for every scaling variant it measured', () => {
