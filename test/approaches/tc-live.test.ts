@@ -15,7 +15,7 @@ import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { tcNone } from '../../lab/approaches/tc-none.ts';
 import { tcFilters, tcFused, tcManual } from '../../lab/approaches/tc-chains.ts';
-import { hasClsact, ingressFilters } from '../../lab/approaches/tc-clsact.ts';
+import { hasClsact, ingressFilters } from '../../lab/tc/clsact.ts';
 import { getApproach } from '../../lab/approaches/index.ts';
 import { resolveSettings } from '../../lab/bench/plan.ts';
 import { isLabError } from '../../lab/errors.ts';
