@@ -9,6 +9,7 @@ import { none } from './none.ts';
 import { patched } from './patched.ts';
 import { tcFilters, tcFused, tcManual } from './tc-chains.ts';
 import { tcNone } from './tc-none.ts';
+import { tcPatched } from './tc-patched.ts';
 
 export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   none,
@@ -19,6 +20,7 @@ export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   'tc-none': tcNone,
   'tc-fused': tcFused,
   'tc-manual': tcManual,
+  'tc-patched': tcPatched,
   'tc-filters': tcFilters,
 };
 

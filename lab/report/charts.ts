@@ -43,6 +43,7 @@ const COLORS: Record<ApproachName, string> = {
   'tc-none': '#c7c7c7',
   'tc-fused': '#c5b0d5',
   'tc-manual': '#aec7e8',
+  'tc-patched': '#98df8a',
   'tc-filters': '#ffbb78',
 };
 const EXTRA_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];

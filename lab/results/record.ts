@@ -18,7 +18,7 @@ export const XDP_APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'pat
  * The approaches on TC ingress (cls_bpf on clsact): loaded, attached and tested with live traffic,
  * not yet measured by the bench (it refuses them by name until it is).
  */
-export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-filters'] as const;
+export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-patched', 'tc-filters'] as const;
 /** Every approach, named once for the bench, the approaches and the report. */
 export const APPROACH_NAMES = [...XDP_APPROACH_NAMES, ...TC_APPROACH_NAMES] as const;
 export const ApproachName = z.enum(APPROACH_NAMES);
