@@ -15,8 +15,12 @@ import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { tcNone } from '../../lab/approaches/tc-none.ts';
 import { tcFilters, tcFused, tcManual } from '../../lab/approaches/tc-chains.ts';
+import { tcPatched } from '../../lab/approaches/tc-patched.ts';
 import { hasClsact, ingressFilters } from '../../lab/tc/clsact.ts';
 import { getApproach } from '../../lab/approaches/index.ts';
+import { readState } from '../../lab/chain/state.ts';
+import { STAGES } from '../../lab/programs/trio.ts';
+import { TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_UNSPEC } from '../../lab/bpf/uapi.ts';
 import { resolveSettings } from '../../lab/bench/plan.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
@@ -30,7 +34,7 @@ export const measured: Record<string, unknown> = {};
 
 describe('TC approaches: registered under their schema names, refused by the bench until it measures TC', () => {
   it('the registry returns each one; the matrix settings refuse them with the reason', () => {
-    for (const a of [tcNone, tcFused, tcManual, tcFilters]) expect(getApproach(a.name)).toBe(a);
+    for (const a of [tcNone, tcFused, tcManual, tcPatched, tcFilters]) expect(getApproach(a.name)).toBe(a);
     const err = (() => {
       try {
         return resolveSettings({ kernels: ['host'], approaches: ['tc-fused'], runs: 1, durationS: 1, quick: true });
@@ -57,7 +61,7 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
 
   afterAll(async () => {
     await removeScratch();
-    for (const a of [tcNone, tcFused, tcManual, tcFilters]) await a.detach(ctxOf(a)).catch(() => undefined);
+    for (const a of [tcNone, tcFused, tcManual, tcPatched, tcFilters]) await a.detach(ctxOf(a)).catch(() => undefined);
     await env?.[Symbol.asyncDispose]();
     console.info('[tc live traffic]', JSON.stringify(measured));
     expect(await leftovers(target, PREFIX)).toEqual([]);
@@ -113,9 +117,10 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
     'tc-fused': { names: ['tc_fused'], prios: [1], hop: 'inline' },
     'tc-manual': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1], hop: 'tail-call-constant' },
     'tc-filters': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1, 2, 3], hop: 'tc-next' },
+    'tc-patched': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1], hop: 'tail-call-constant' },
   } as const;
 
-  for (const approach of [tcFused, tcManual, tcFilters]) {
+  for (const approach of [tcFused, tcManual, tcPatched, tcFilters]) {
     const shape = shapes[approach.name as keyof typeof shapes];
     describe(approach.name, () => {
       beforeAll(async () => {
@@ -175,11 +180,37 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
         measured[`${approach.name}_iperf3`] = { gbps: +(ip.bitsPerSecond / 1e9).toFixed(3), retransmits: ip.retransmits, skbs: seen.ipv6_tcp.packets, bytes: seen.ipv6_tcp.bytes };
       });
 
+      if (approach.name === 'tc-patched') {
+        it('replace() of the filter, the head: a new chain generation, the head filter swapped in place at priority 1 (tc filter replace), traffic still counted', async () => {
+          const ctx = ctxOf(approach);
+          const before = await approach.describe(ctx);
+          await approach.replace(ctx, 'filter', `${objectDir}/${TC_OBJECTS.standalone.filter}.o`);
+          const after = await approach.describe(ctx);
+          expect(after.attached).toBe(true);
+          expect(after.programs.map((p) => p.name)).toEqual(shape.names);
+          expect(after.programs.every((p, i) => p.id !== before.programs[i]!.id)).toBe(true);
+          const filters = await ingressFilters(ctx);
+          expect(filters.map((f) => [f.prio, f.id, f.directAction])).toEqual([[1, after.programs[0]!.id, true]]);
+          expect(after.notes.join('\n')).toMatch(/swapped in place \(tc filter replace/);
+          const { seen, records } = await countedPing(`${ctx.pinDir}/maps`);
+          expect(records.filter((r) => r.klass === 'icmpv6' && r.len === PING_FRAME).length).toBe(PING_COUNT);
+          expect(seen).toEqual(fromRecords(records));
+        });
+
+        it('describe(): the patch mode and the TC verdict sets are the chain\'s', async () => {
+          const d = await approach.describe(ctxOf(approach));
+          expect(d.notes[0]).toMatch(/^patch mode (inline|subprog): /);
+          const state = await readState(target, `${ctxOf(approach).pinDir}/chain`);
+          expect(state?.hook).toBe('sched_cls');
+          expect(state?.programs.map((p) => [p.success, p.redirect])).toEqual(STAGES.map(() => [[TC_ACT_OK, TC_ACT_UNSPEC], [TC_ACT_REDIRECT]]));
+        });
+      }
+
       if (approach.name !== 'tc-fused') {
         it('replace(): a new metrics program in place while attached, same maps, traffic still counted', async () => {
           const ctx = ctxOf(approach);
           const before = await approach.describe(ctx);
-          const object = approach.name === 'tc-manual' ? TC_OBJECTS.manual.metrics : TC_OBJECTS.continuing.metrics;
+          const object = approach.name === 'tc-manual' ? TC_OBJECTS.manual.metrics : approach.name === 'tc-patched' ? TC_OBJECTS.standalone.metrics : TC_OBJECTS.continuing.metrics;
           await approach.replace(ctx, 'metrics', `${objectDir}/${object}.o`);
           const after = await approach.describe(ctx);
           expect(after.attached).toBe(true);
