@@ -186,7 +186,7 @@ export function refuseOtherHook(programs: readonly { where: string; section: str
   const e = HOOK_VERDICTS[expected];
   const h = HOOK_VERDICTS[hook];
   throw new LabError('BAD_INPUT', `${why} ${e.article} ${e.label} (${expected}) chain, but the objects' sections make ${programs.map((p) => `${p.where} (section ${p.section})`).join(', ')} ${h.article} ${h.label} (${hook}) chain`, {
-    remedy: `Give ${e.label} programs (SEC("${expected === 'xdp' ? 'xdp' : 'tc'}")), or leave the hook to the objects' sections (they say ${h.label}).`,
+    remedy: `Give ${e.label} programs (SEC("${expected === 'xdp' ? 'xdp' : 'tc'}")); these objects make ${h.article} ${h.label} chain of their own (attach them without --hook).`,
   });
 }
 
