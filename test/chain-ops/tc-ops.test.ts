@@ -4,7 +4,7 @@
  * objects' sections), status naming the hook, replace of metrics under live traffic with every
  * packet metrics counted reaching the logger, recreate swapping the head filter in place with no
  * ping lost, detach leaving no filter, qdisc, pin or state; a --hook contradicting the objects and
- * a mixed chain refused; a state file written before chains knew TC read as an XDP chain.
+ * a mixed chain refused; slot 0 replaced behind the TC trampoline; a state file written before chains knew TC read as an XDP chain.
  * Host resources: namespaces tp-<tag>-a|b, interfaces tp<tag>a|b, chains tp<tag>*.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ import { chainStatus, type ChainStatus } from '../../lab/chain/ops/status.ts';
 import { chainRecreate } from '../../lab/chain/ops/recreate.ts';
 import { chainReplace } from '../../lab/chain/ops/replace.ts';
 import { chainDetach } from '../../lab/chain/ops/detach.ts';
+import { chainInit } from '../../lab/chain/ops/init.ts';
 import { CHAINS_PIN_ROOT, pinDirForName, readState, statePath, writeState } from '../../lab/chain/state.ts';
 import { formatStatus } from '../../lab/commands/chain.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../../lab/programs/build.ts';
@@ -219,6 +220,24 @@ describe.skipIf(need.skip)('chain operations on TC (host kernel, clsact ingress 
     expect(await hasClsact(place())).toBe(true);
     await target.run(['nsenter', `--net=/run/netns/${NS_B}`, 'tc', 'qdisc', 'del', 'dev', DEV_B, 'clsact']);
   }, 60_000);
+
+  it('with the TC trampoline (a sched_cls head that only tail-calls slot 0): slot 0 replaced under a fast ping, the head filter never changes, no reply lost', async () => {
+    const dir = pinDirForName(NAME);
+    const st = await chainInit(target, { pinDir: dir, name: NAME, programs: TRIO.map((path) => ({ path })), trampoline: true, attach: { ifname: DEV_B, netns: NS_B } });
+    expect(st.trampoline).not.toBeNull();
+    expect((await bpftool.progShow(target, { id: st.trampoline!.id })).type).toBe('sched_cls');
+    expect((await ingressFilters(place())).map((f) => f.id)).toEqual([st.trampoline!.id]);
+    const r = await underPing(status, async () => {
+      await chainReplace(target, dir, 0, { path: TRIO[0]! });
+    });
+    expect(r.received).toBe(r.sent);
+    const s2 = await status();
+    expect(s2.problems).toEqual([]);
+    expect(s2.state.programs[0]!.id).not.toBe(st.programs[0]!.id);
+    expect((await ingressFilters(place())).map((f) => f.id)).toEqual([st.trampoline!.id]);
+    await chainDetach(target, dir);
+    expect(await hasClsact(place())).toBe(false);
+  }, 120_000);
 
   it('--hook contradicting the objects, a mixed chain and --prio on XDP are refused before anything is loaded', async () => {
     const x = await cli('attach', '--dev', DEV_B, '--netns', NS_B, '--name', `${NAME}x`, '--hook', 'xdp', ...TRIO);
