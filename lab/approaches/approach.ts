@@ -1,7 +1,7 @@
 /**
  * Every way of running the trio on an interface implements this one interface, so the bench
  * treats "manual", "dispatcher", "patched", "fused" and "none" alike, and the TC ingress
- * approaches ("tc-none", "tc-fused", "tc-manual", "tc-filters", "tcx") the same way. State lives in the kernel
+ * approaches ("tc-none", "tc-fused", "tc-manual", "tc-patched", "tc-filters", "tcx") the same way. State lives in the kernel
  * and under bpffs (ctx.pinDir), not in the object, so another process can describe or detach it.
  */
 import type { Target } from '../target.ts';

@@ -10,6 +10,7 @@ import { patched } from './patched.ts';
 import { tcFilters, tcFused, tcManual } from './tc-chains.ts';
 import { tcNone } from './tc-none.ts';
 import { tcx } from './tcx.ts';
+import { tcPatched } from './tc-patched.ts';
 
 export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   none,
@@ -20,6 +21,7 @@ export const APPROACHES: Readonly<Record<ApproachName, Approach>> = {
   'tc-none': tcNone,
   'tc-fused': tcFused,
   'tc-manual': tcManual,
+  'tc-patched': tcPatched,
   'tc-filters': tcFilters,
   tcx,
 };

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { tmpdir } from 'node:os';
-import type { Approach, ApproachContext, Description, LoadedProgram } from './approach.ts';
+import type { Approach, ApproachContext, Description, LoadedProgram, Support } from './approach.ts';
 import { HostTarget, type Target } from '../target.ts';
 import { LabError } from '../errors.ts';
 import { mapPin, mapShow, objectMapNames, progShow } from '../bpftool/index.ts';
@@ -30,7 +30,7 @@ import { chainStatus } from '../chain/ops/status.ts';
 import { readState } from '../chain/state.ts';
 import { choosePatchMode, type ModeBody, type ModeChoice } from '../chain/mode.ts';
 
-function chainDir(ctx: ApproachContext): string {
+export function chainDir(ctx: ApproachContext): string {
   return `${ctx.pinDir}/chain`;
 }
 
@@ -39,7 +39,7 @@ function chainDir(ctx: ApproachContext): string {
  * directory when the target is this machine, else the local build output (the same files the bench
  * copies to guests).
  */
-function localObject(ctx: ApproachContext, name: string): string {
+export function localObject(ctx: ApproachContext, name: string): string {
   const onTarget = join(ctx.objectDir, `${name}.o`);
   if (ctx.target.name === 'host' && existsSync(onTarget)) return onTarget;
   return join(DEFAULT_OUT_DIR, `${name}.o`);
@@ -60,7 +60,7 @@ async function sharedMaps(ctx: ApproachContext, objectPath: string): Promise<{ n
 }
 
 /** Pins, by name, every map of the chain's programs that is not the chain's own and not pinned yet. */
-async function pinProgramMaps(target: Target, dir: string, progIds: readonly number[]): Promise<string[]> {
+export async function pinProgramMaps(target: Target, dir: string, progIds: readonly number[]): Promise<string[]> {
   const ls = await target.run(['ls', '-1', dir], { allowFailure: true });
   const have = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
   for (const id of progIds) {
@@ -74,8 +74,48 @@ async function pinProgramMaps(target: Target, dir: string, progIds: readonly num
   return [...have];
 }
 
-async function spec(ctx: ApproachContext, path: string): Promise<ChainProgramSpec> {
+/** A program of the chain that reuses the trio maps already pinned in maps/ (verdict sets: its hook's defaults). */
+export async function spec(ctx: ApproachContext, path: string): Promise<ChainProgramSpec> {
   return { path, maps: await sharedMaps(ctx, path) };
+}
+
+/**
+ * Whether this kernel runs the patched trio built from `objects` (build/bpf/<name>.o): chain
+ * length, and the patch mode (fixed, or the one lab/chain/mode.ts chooses for the bodies) the
+ * kernel accepts. Shared by the XDP and TC patched approaches.
+ */
+export async function patchSupport(target: Target, fixedMode: PatchMode | undefined, objects: readonly string[]): Promise<Support> {
+  let f;
+  try {
+    f = await cachedFeatures(target, { chainOnly: true });
+  } catch (e) {
+    return { supported: false, reason: `kernel probe failed: ${(e as Error).message.split('\n')[0]}` };
+  }
+  if (f.maxChainPrograms !== null && maxChainLength(f, false) < STAGES.length) {
+    return { supported: false, reason: `${f.kernelRelease} runs only ${f.maxChainPrograms} programs per packet through tail calls` };
+  }
+  const patcher = await defaultPatcher();
+  const bodies: ModeBody[] = [];
+  for (const name of objects) {
+    const path = join(DEFAULT_OUT_DIR, `${name}.o`);
+    if (!existsSync(path)) continue;
+    for (const p of patcher.listPrograms(new Uint8Array(await readFile(path)), path)) bodies.push({ where: `${basename(path)}:${p.name}`, hasSubprogCalls: p.hasSubprogCalls });
+  }
+  let choice: ModeChoice;
+  try {
+    choice = fixedMode ? { mode: fixedMode, reason: `${fixedMode} (fixed)` } : choosePatchMode(f, bodies);
+  } catch (e) {
+    return { supported: false, reason: (e as Error).message };
+  }
+  if (choice.mode === 'subprog' && !f.features.tailCallsWithBpf2bpf.ok) {
+    return { supported: false, reason: `subprog mode: ${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail})` };
+  }
+  const calling = bodies.filter((b) => b.hasSubprogCalls);
+  if (choice.mode === 'inline' && calling.length > 0) {
+    return { supported: false, reason: `inline mode: ${calling.map((b) => b.where).join(', ')} call other functions` };
+  }
+  const notes = [`patch mode ${choice.reason}`];
+  return { supported: true, notes };
 }
 
 /** The patched approach, with its patch mode fixed (for the microbenchmarks) or probed (default). */
@@ -99,38 +139,8 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
       return patchedApproach(mode);
     },
 
-    async supports(target: Target) {
-      let f;
-      try {
-        f = await cachedFeatures(target, { chainOnly: true });
-      } catch (e) {
-        return { supported: false, reason: `kernel probe failed: ${(e as Error).message.split('\n')[0]}` };
-      }
-      if (f.maxChainPrograms !== null && maxChainLength(f, false) < STAGES.length) {
-        return { supported: false, reason: `${f.kernelRelease} runs only ${f.maxChainPrograms} programs per packet through tail calls` };
-      }
-      const patcher = await defaultPatcher();
-      const bodies: ModeBody[] = [];
-      for (const stage of STAGES) {
-        const path = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
-        if (!existsSync(path)) continue;
-        for (const p of patcher.listPrograms(new Uint8Array(await readFile(path)), path)) bodies.push({ where: `${basename(path)}:${p.name}`, hasSubprogCalls: p.hasSubprogCalls });
-      }
-      let choice: ModeChoice;
-      try {
-        choice = fixedMode ? { mode: fixedMode, reason: `${fixedMode} (fixed)` } : choosePatchMode(f, bodies);
-      } catch (e) {
-        return { supported: false, reason: (e as Error).message };
-      }
-      if (choice.mode === 'subprog' && !f.features.tailCallsWithBpf2bpf.ok) {
-        return { supported: false, reason: `subprog mode: ${f.kernelRelease} forbids tail calls mixed with bpf2bpf calls (${f.features.tailCallsWithBpf2bpf.detail})` };
-      }
-      const calling = bodies.filter((b) => b.hasSubprogCalls);
-      if (choice.mode === 'inline' && calling.length > 0) {
-        return { supported: false, reason: `inline mode: ${calling.map((b) => b.where).join(', ')} call other functions` };
-      }
-      const notes = [`patch mode ${choice.reason}`];
-      return { supported: true, notes };
+    supports(target: Target) {
+      return patchSupport(target, fixedMode, STAGES.map((s) => OBJECTS.standalone[s]));
     },
 
     async load(ctx: ApproachContext) {

@@ -18,7 +18,7 @@ import { u32le } from '../bytes.ts';
 import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, requireInterface, teardown } from './lifecycle.ts';
-import { freshClsact, ingressFilters, removeClsact, setIngressFilter } from './tc-clsact.ts';
+import { freshClsact, ingressFilters, removeClsact, setIngressFilter } from '../tc/clsact.ts';
 
 interface TcStage {
   /** The stage (or "fused") and the pin directory name under progs/. */

@@ -7,7 +7,7 @@ import type { Approach, ApproachContext, Description } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath } from '../bpftool/index.ts';
 import { attachedMode, requireInterface, requireRoot, teardown } from './lifecycle.ts';
-import { freshClsact, hasClsact, ingressFilters, removeClsact } from './tc-clsact.ts';
+import { freshClsact, hasClsact, ingressFilters, removeClsact } from '../tc/clsact.ts';
 
 async function tcTeardown(ctx: ApproachContext): Promise<void> {
   await teardown(ctx, async () => {

@@ -11,14 +11,13 @@
  */
 import { z } from 'zod';
 import { shellQuote, type Target } from '../target.ts';
-import { chainStateSchema, readJsonOn, statePath } from './state.ts';
-
-const verdictList = z.array(z.number().int().min(0).max(0xffffffff));
+import { chainStateSchema, readJsonOn, statePath, verdictList } from './state.ts';
 
 export const intentSchema = z.discriminatedUnion('op', [
   z.object({
     op: z.literal('init'),
-    attach: z.object({ ifname: z.string(), netns: z.string().nullable() }).nullable(),
+    /** With `tc` for a TC chain: the head filter's priority, and whether this init adds clsact. */
+    attach: z.object({ ifname: z.string(), netns: z.string().nullable(), tc: z.object({ prio: z.number().int(), createdClsact: z.boolean() }).optional() }).nullable(),
     startedAt: z.string(),
     pid: z.number().int(),
   }),

@@ -8,19 +8,24 @@ import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
 import { u32le } from '../bytes.ts';
-import { CHAIN_MAP, CHAIN_SLOTS, VERDICT_MAP } from './constants.ts';
+import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
+import { CHAIN_MAP, CHAIN_SLOTS, VERDICT_MAP, type Hook } from './constants.ts';
 
 /**
  * The head trampoline of the thesis's Annexe I: a program that only tail-calls slot 0, so it never
  * changes and the real first program sits in slot 0 where one map update can replace it. The
  * thesis declares the map as an ARRAY; it must be a PROG_ARRAY for bpf_tail_call, and the map is
  * replaced at load time by the chain's pinned xcl_chain anyway (bpftool `map name ... pinned`).
- * When slot 0 is empty (never the case once a chain is built) the packet is aborted, as in the
- * annex (return 0 = XDP_ABORTED), so a broken chain is visible as xdp:xdp_exception, not silent.
+ * When slot 0 is empty (never the case once a chain is built) the packet is dropped, so a broken
+ * chain is visible, not silent: XDP_ABORTED as in the annex (xdp:xdp_exception), TC_ACT_SHOT on
+ * TC, which has no "aborted". The TC head is a sched_cls program because a PROG_ARRAY holds
+ * programs of the type of the first one put in it, and the kernel tail-calls only within a type.
  */
-export const TRAMPOLINE_SOURCE = `
+export function trampolineSource(hook: Hook): string {
+  const xdp = hook === 'xdp';
+  return `
 #include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
+${xdp ? '' : '#include <linux/pkt_cls.h>\n'}#include <bpf/bpf_helpers.h>
 struct {
   __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
   __uint(max_entries, ${CHAIN_SLOTS});
@@ -28,14 +33,20 @@ struct {
   __type(value, __u32);
 } ${CHAIN_MAP} SEC(".maps");
 
-SEC("xdp")
-int xcl_head(struct xdp_md *ctx)
+SEC("${xdp ? 'xdp' : 'tc'}")
+int xcl_head(${xdp ? 'struct xdp_md' : 'struct __sk_buff'} *ctx)
 {
   bpf_tail_call(ctx, &${CHAIN_MAP}, 0);
-  return XDP_ABORTED;
+  return ${xdp ? 'XDP_ABORTED' : 'TC_ACT_SHOT'};
 }
 char LICENSE[] SEC("license") = "GPL";
 `;
+}
+
+/** bpftool's `type` word for a hook's programs (`classifier` is sched_cls on every bpftool). */
+export function progTypeOf(hook: Hook): string {
+  return BPFTOOL_PROG_TYPE[hook === 'xdp' ? 'xdp' : 'tc'];
+}
 
 export interface ChainMapPins {
   chain: string;
@@ -74,13 +85,13 @@ export async function pinChainMaps(target: Target, prog: bpftool.ProgInfo, pins:
 }
 
 /** Loads an object's program pinned at `pinPath`, sharing the chain's pinned maps when given. */
-export async function loadChainProgram(target: Target, objectPath: string, pinPath: string, maps: ChainMapPins | null, reuseChainOnly = false): Promise<bpftool.ProgInfo> {
+export async function loadChainProgram(target: Target, objectPath: string, pinPath: string, maps: ChainMapPins | null, reuseChainOnly = false, hook: Hook = 'xdp'): Promise<bpftool.ProgInfo> {
   const reuse: bpftool.MapReuse[] = [];
   if (maps) {
     reuse.push({ name: CHAIN_MAP, pinned: maps.chain });
     if (!reuseChainOnly) reuse.push({ name: VERDICT_MAP, pinned: maps.verdict });
   }
-  return bpftool.load(target, objectPath, pinPath, { type: 'xdp', maps: reuse });
+  return bpftool.load(target, objectPath, pinPath, { type: progTypeOf(hook), maps: reuse });
 }
 
 /**

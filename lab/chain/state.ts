@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { LabError, describeIssues } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
-import { PATCH_MODES } from './constants.ts';
+import { HOOKS, PATCH_MODES } from './constants.ts';
 
 /** Root of the CLI's named chains on bpffs. */
 export const CHAINS_PIN_ROOT = '/sys/fs/bpf/xdp-chain-lab/chains';
@@ -40,7 +40,8 @@ export function statePath(pinDir: string): string {
   return `${STATE_ROOT}/${rel}/chain.json`;
 }
 
-const verdictList = z.array(z.number().int().min(0).max(0xffffffff));
+/** Verdicts as each hook reads r0: XDP's u32, TC's int (TC_ACT_UNSPEC is -1). */
+export const verdictList = z.array(z.number().int().min(-0x80000000).max(0xffffffff));
 
 export const chainProgramSchema = z.object({
   index: z.number().int().min(0),
@@ -66,6 +67,12 @@ export const chainStateSchema = z.object({
   generation: z.number().int().min(0),
   target: z.string(),
   kernelRelease: z.string(),
+  /**
+   * The programs' type, which decides where the head attaches: 'xdp' on the interface's native
+   * XDP hook, 'sched_cls' as a cls_bpf filter on its clsact ingress. State files written before
+   * chains knew TC have no field and were XDP chains.
+   */
+  hook: z.enum(HOOKS).default('xdp'),
   mode: z.enum(PATCH_MODES),
   modeReason: z.string(),
   /** Most programs this kernel lets the chain hold (trampoline already accounted for). */
@@ -88,7 +95,13 @@ export const chainStateSchema = z.object({
        * or, on kernels without it, a recreate's one-step netlink overwrite between two checks.
        * 'netlink-swap' is the older name of the overwrite, read from state files written before.
        */
-      method: z.enum(['netlink-attach', 'xdp-flags-replace', 'netlink-overwrite', 'netlink-swap']),
+      method: z.enum(['netlink-attach', 'xdp-flags-replace', 'netlink-overwrite', 'netlink-swap', 'tc-filter-add', 'tc-filter-replace']),
+      /**
+       * A TC chain's head filter: its ingress priority (handle 1), and whether the chain added
+       * the clsact qdisc (then detach removes it, else it leaves the qdisc to whoever made it).
+       * 'tc-filter-add' is the first attach, 'tc-filter-replace' a recreate's in-place swap.
+       */
+      tc: z.object({ prio: z.number().int().min(1).max(0xffff), createdClsact: z.boolean() }).optional(),
     })
     .nullable(),
   /** Directory on the target with this chain's patched objects. */
@@ -117,7 +130,7 @@ export async function writeState(target: Target, state: ChainState, before?: str
  * A JSON file on the target checked against `schema`, or null when it does not exist; `broken` says
  * what to do with one that is not JSON or not valid.
  */
-export async function readJsonOn<T>(target: Target, path: string, schema: z.ZodType<T>, broken: { what: string; notJson: string; invalid: string }): Promise<T | null> {
+export async function readJsonOn<T>(target: Target, path: string, schema: z.ZodType<T, z.ZodTypeDef, unknown>, broken: { what: string; notJson: string; invalid: string }): Promise<T | null> {
   const r = await target.run(['cat', path], { allowFailure: true });
   if (r.exitCode !== 0) return null;
   let raw: unknown;

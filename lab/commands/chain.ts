@@ -5,16 +5,16 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LabError, wrapError } from '../errors.ts';
 import { HostTarget, type Target } from '../target.ts';
 import type { ProgressSink } from '../progress.ts';
 import { cachedFeatures } from '../features.ts';
-import { DEFAULT_REDIRECT, DEFAULT_SUCCESS, HOOK_VERDICTS, type Hook, type PatchMode } from '../chain/constants.ts';
-import { hookOfSection, parseVerdictList, verdictHelp, verdictName } from '../chain/hook.ts';
-import { XDP_ACTIONS, XDP_ACTION_NAMES } from '../bpf/uapi.ts';
-import { defaultPatcher, type ChainProgramSpec } from '../chain/ops/build.ts';
+import { HOOK_VERDICTS, type Hook, type PatchMode } from '../chain/constants.ts';
+import { hookOfSection, verdictHelp, verdictName } from '../chain/hook.ts';
+import { defaultPatcher } from '../chain/ops/build.ts';
+import { DEFAULT_TC_PRIO, attachPointText } from '../chain/attach-point.ts';
 import { chainDetach } from '../chain/ops/detach.ts';
 import { chainInit } from '../chain/ops/init.ts';
 import { chainRecreate } from '../chain/ops/recreate.ts';
@@ -25,65 +25,9 @@ import { CHAINS_PIN_ROOT, checkChainName, listStates, pinDirForName, readState }
 import { existsOn } from '../chain/loader.ts';
 import { choosePatchMode } from '../chain/mode.ts';
 
-const VERDICT_HELP = `verdicts: ${XDP_ACTION_NAMES.join(', ')} or numbers (${XDP_ACTION_NAMES.map((n) => `${n}=${XDP_ACTIONS[n]}`).join(', ')})`;
+import { defaultsText, hookAndDefaults, hookVerdicts, hookWord, parseHook, parsePrio, parseProgramSpec, verdictText, verdictsOf } from './chain-args.ts';
 
-/** "pass,drop" / "2,1" / "XDP_PASS" / "" → action numbers. */
-export function parseVerdicts(text: string, what = 'verdict list'): number[] {
-  if (text.trim() === '' || text.trim() === 'none') return [];
-  const out: number[] = [];
-  for (const raw of text.split(',')) {
-    const w = raw.trim().toLowerCase().replace(/^xdp_/, '');
-    if (w === '') continue;
-    let v: number;
-    if (/^\d+$/.test(w)) v = Number(w);
-    else if (w in XDP_ACTIONS) v = XDP_ACTIONS[w as keyof typeof XDP_ACTIONS];
-    else throw new InvalidArgumentError(`${what}: "${raw.trim()}" is not a verdict (${VERDICT_HELP})`);
-    if (v > 0xffffffff) throw new InvalidArgumentError(`${what}: ${v} does not fit in 32 bits`);
-    if (!out.includes(v)) out.push(v);
-  }
-  return out;
-}
-
-function defaultsText(hook: Hook): string {
-  const h = HOOK_VERDICTS[hook];
-  return `${h.success.map((v) => verdictName(hook, v)).join(',')} R=${h.redirect.map((v) => verdictName(hook, v)).join(',')}`;
-}
-
-/** A verdict list of the patch command, read once the object's hook is known. */
-function hookVerdicts(text: string | undefined, hook: Hook, flag: string, fallback: readonly number[]): number[] {
-  return text === undefined ? [...fallback] : parseVerdictList(text, hook, flag);
-}
-
-function verdictText(vs: readonly number[]): string {
-  return vs.length === 0 ? '-' : vs.map((v) => XDP_ACTION_NAMES[v] ?? String(v)).join(',');
-}
-
-/**
- * `path[:success=LIST][:redirect=LIST][:program=NAME]`, e.g. `build/bpf/filter.o:success=pass,drop`.
- * Options after the path override the command's defaults for that program only.
- */
-export function parseProgramSpec(arg: string, defaults: { success: readonly number[]; redirect: readonly number[] }): ChainProgramSpec {
-  const [path, ...opts] = arg.split(':');
-  if (!path) throw new LabError('BAD_INPUT', `"${arg}": no object path`, { remedy: 'Write PATH.o[:success=LIST][:redirect=LIST].' });
-  const spec: ChainProgramSpec = { path: resolve(path), success: [...defaults.success], redirect: [...defaults.redirect] };
-  for (const o of opts) {
-    const m = /^(success|redirect|program|s|r)=(.*)$/.exec(o);
-    if (!m) {
-      throw new LabError('BAD_INPUT', `"${arg}": unknown option "${o}"`, {
-        remedy: 'Per-program options are success=LIST, redirect=LIST and program=NAME, separated by ":".',
-      });
-    }
-    const [, key, value = ''] = m;
-    try {
-      if (key === 'success' || key === 's') spec.success = parseVerdicts(value, `${path}: success`);
-      else if (key === 'redirect' || key === 'r') spec.redirect = parseVerdicts(value, `${path}: redirect`);
-      else spec.program = value;
-    } catch (e) {
-      throw new LabError('BAD_INPUT', (e as Error).message, { remedy: VERDICT_HELP });
-    }
-  }
-  return spec;
-}
+export { parseProgramSpec, parseVerdicts } from './chain-args.ts';
 
 function parseIndex(text: string): number {
   if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`"${text}" is not a slot index (0, 1, 2...)`);
@@ -95,9 +39,13 @@ function parseMode(text: string): PatchMode {
   return text;
 }
 
-function verdictOption(flag: string, desc: string, def: readonly number[]): Option {
-  return new Option(flag, `${desc} (${VERDICT_HELP}; "none" for empty)`).argParser((v: string) => parseVerdicts(v)).default([...def], verdictText(def));
+/** A verdict list read once the chain's hook is known (its names are the hook's); default: the hook's set. */
+function verdictOption(flag: string, desc: string, which: 'success' | 'redirect'): Option {
+  const d = (hook: Hook): string => verdictText(HOOK_VERDICTS[hook][which], hook);
+  return new Option(flag, `${desc}, in the chain's hook's names or numbers ("none" for empty; default XDP ${d('xdp')}, TC ${d('sched_cls')})`);
 }
+
+const hookOption = (what: string): Option => new Option('--hook <hook>', `xdp or tc: ${what}`).argParser(parseHook);
 
 async function hostTarget(): Promise<Target> {
   if (process.getuid?.() !== 0) {
@@ -117,9 +65,10 @@ function defaultName(dev: string, netns: string | undefined): string {
 export function formatStatus(s: ChainStatus): string {
   const st = s.state;
   const lines = [`chain ${st.name}  (${st.pinDir}, generation ${st.generation})`];
+  lines.push(`  hook: ${hookWord(st.hook)} (${HOOK_VERDICTS[st.hook].label} programs, type ${st.hook})`);
   lines.push(
     st.attachment
-      ? `  attached: native XDP on ${st.attachment.ifname}${st.attachment.netns ? ` (netns ${st.attachment.netns})` : ''}, program ${st.attachment.progId} (${st.attachment.method})`
+      ? `  attached: ${attachPointText(st.hook, { ...st.attachment, prio: st.attachment.tc?.prio })}, program ${st.attachment.progId} (${st.attachment.method}${st.attachment.tc ? `; clsact ${st.attachment.tc.createdClsact ? 'added by the chain' : 'was there before'}` : ''})`
       : '  attached: no (loaded only)',
   );
   lines.push(`  patch mode: ${st.modeReason}`);
@@ -127,7 +76,7 @@ export function formatStatus(s: ChainStatus): string {
   if (st.trampoline) lines.push(`  head trampoline: program ${st.trampoline.id} (tail-calls slot 0)`);
   lines.push('  slot  prog id  name              success       redirect      object');
   for (const p of st.programs) {
-    lines.push(`  ${String(p.index).padEnd(4)}  ${String(p.id).padEnd(7)}  ${p.program.padEnd(16)}  ${verdictText(p.success).padEnd(12)}  ${verdictText(p.redirect).padEnd(12)}  ${p.source}`);
+    lines.push(`  ${String(p.index).padEnd(4)}  ${String(p.id).padEnd(7)}  ${p.program.padEnd(16)}  ${verdictText(p.success, st.hook).padEnd(12)}  ${verdictText(p.redirect, st.hook).padEnd(12)}  ${p.source}`);
   }
   lines.push(`  maps: xcl_chain id ${st.maps.chain.id} (${st.maps.chain.pin}), xcl_verdict id ${st.maps.verdict.id}`);
   for (const n of st.notes) lines.push(`  note: ${n}`);
@@ -138,12 +87,17 @@ export function formatStatus(s: ChainStatus): string {
 /** What the patcher takes and what it refuses before anything is loaded (each refusal names its fix). */
 const PATCHER_ACCEPTS = `
 What the patcher accepts:
-  XDP programs (SEC("xdp"), "xdp.frags", "xdp/...") and, for \`patch\`, TC programs (sched_cls:
-  SEC("tc"), "classifier", "tc/ingress", "tcx/ingress"...): the section says which, and the
-  verdict lists take that hook's names or numbers (${verdictHelp('xdp')}; ${verdictHelp('sched_cls')}).
+  XDP programs (SEC("xdp"), "xdp.frags", "xdp/...") and TC programs (sched_cls: SEC("tc"),
+  "classifier", "tc/ingress", "tcx/ingress"...): the section says which, and the verdict lists
+  take that hook's names or numbers (${verdictHelp('xdp')}; ${verdictHelp('sched_cls')}).
   Defaults: XDP S=${defaultsText('xdp')}; TC S=${defaultsText('sched_cls')}. 0 (XDP_ABORTED,
-  TC_ACT_OK) means "nothing remembered" and cannot be in R. attach/init/replace/recreate build
-  XDP chains only.
+  TC_ACT_OK) means "nothing remembered" and cannot be in R. A chain is of one hook (a mix is
+  refused): an XDP chain's head attaches in native XDP mode, a TC chain's as a cls_bpf
+  direct-action filter on the interface's clsact ingress (tc filter ... ingress prio P bpf da;
+  the clsact qdisc is added if missing, and removed on detach only if the chain added it).
+  On TC, S={ok,unspec} run the next program (a chain whose programs all say unspec returns
+  unspec and the hook goes on as without it); R={redirect} runs the rest and returns the
+  redirect at the end; shot, stolen, trap and every other verdict leave the chain as they are.
   clang-built BPF objects (-O2 -g, -mcpu=v1..v3; without -g if they define no maps), CO-RE
   relocations, BTF-defined maps, objects linked by bpftool gen object, several programs per object (--program
   picks one; the patched object holds it alone), bodies that call other functions or pass
@@ -155,7 +109,8 @@ It refuses, before loading anything:
   plus the chain entry passes 512 bytes of stack; empty --success and --redirect sets.
 Chain operations on one chain take turns (one lock per chain) and survive being killed: the next
 operation, or "chain repair", completes or undoes the interrupted one; recreate swaps the attach point
-by compare-and-swap (XDP_FLAGS_REPLACE, 5.7+) and never overwrites another tool's program.`;
+by compare-and-swap (XDP_FLAGS_REPLACE, 5.7+; on TC, tc filter replace on the head's priority after
+checking it still runs the old head) and never overwrites another tool's program.`;
 
 export function chainCommand(): Command {
   const chain = new Command('chain').description(
@@ -213,26 +168,33 @@ export function chainCommand(): Command {
 
   chain
     .command('attach')
-    .description('patch and load the objects as one chain (in order) and attach its head to an interface in native XDP mode (Alg. 3.1)')
+    .description('patch and load the objects as one chain (in order) and attach its head to an interface (Alg. 3.1): XDP programs in native XDP mode, TC programs as a cls_bpf direct-action filter on clsact ingress')
     .argument('<objects...>', 'BPF objects in chain order; each may carry options: PATH[:success=LIST][:redirect=LIST][:program=NAME]')
     .requiredOption('--dev <iface>', 'interface to attach to')
     .option('--netns <name>', 'network namespace (under /run/netns) holding the interface')
     .option('--name <name>', 'chain name (default: [NETNS-]IFACE)')
+    .addOption(hookOption("the chain's hook (default: the one the objects' sections say; one that contradicts them is refused)"))
+    .option('--prio <n>', `TC only: ingress priority of the head filter (default ${DEFAULT_TC_PRIO}; refused if a filter holds it)`, parsePrio)
     .option('--trampoline', 'put the Annexe I head in front so slot 0 can be replaced too (one program fewer)')
     .option('--mode <mode>', 'patch mode: inline or subprog (default: inline, subprog only when a body calls other functions)', parseMode)
-    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', DEFAULT_SUCCESS))
-    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', DEFAULT_REDIRECT))
-    .action(async (objects: string[], o: { dev: string; netns?: string; name?: string; trampoline?: boolean; mode?: PatchMode; success: number[]; redirect: number[] }) => {
+    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', 'success'))
+    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', 'redirect'))
+    .action(async (objects: string[], o: { dev: string; netns?: string; name?: string; hook?: Hook; prio?: number; trampoline?: boolean; mode?: PatchMode; success?: string; redirect?: string }) => {
         const name = checkChainName(o.name ?? defaultName(o.dev, o.netns));
-        const programs = objects.map((a) => parseProgramSpec(a, o));
+        const { hook, defaults } = await hookAndDefaults(objects, o);
+        if (o.prio !== undefined && hook !== 'sched_cls') {
+          throw new LabError('BAD_INPUT', `--prio ${o.prio}: a priority is a TC filter's, and this is an XDP chain`, { remedy: 'Drop --prio, or chain TC programs (SEC("tc")).' });
+        }
+        const programs = objects.map((a) => parseProgramSpec(a, defaults, hook));
         const target = await hostTarget();
         const state = await chainInit(target, {
           pinDir: pinDirForName(name),
           name,
           programs,
+          hook,
           trampoline: o.trampoline ?? false,
           mode: o.mode,
-          attach: { ifname: o.dev, netns: o.netns },
+          attach: { ifname: o.dev, netns: o.netns, prio: o.prio },
           progress: logSink,
         });
         process.stdout.write(`${formatStatus(await chainStatus(target, state.pinDir))}\n`);
@@ -240,34 +202,50 @@ export function chainCommand(): Command {
 
   chain
     .command('replace')
-    .description('atomically replace the program at one slot of a chain (Alg. 3.2); slot 0 only with --trampoline chains')
+    .description("atomically replace the program at one slot of a chain (Alg. 3.2, one PROG_ARRAY update on either hook); slot 0 only with --trampoline chains")
     .requiredOption('--name <name>', 'chain name')
     .requiredOption('--index <i>', 'slot to replace', parseIndex)
-    .argument('<object>', 'new BPF object: PATH[:success=LIST][:redirect=LIST][:program=NAME]')
-    .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', DEFAULT_SUCCESS))
-    .addOption(verdictOption('--redirect <list>', 'verdicts that continue and are remembered', DEFAULT_REDIRECT))
+    .argument('<object>', "new BPF object of the chain's hook: PATH[:success=LIST][:redirect=LIST][:program=NAME]")
+    .addOption(verdictOption('--success <list>', 'verdicts that continue the chain', 'success'))
+    .addOption(verdictOption('--redirect <list>', 'verdicts that continue and are remembered', 'redirect'))
     .option('--fresh-maps', 'give the new program new maps (default: it takes over the replaced program\'s maps of the same name, so counters and configuration survive)')
-    .action(async (object: string, o: { name: string; index: number; success: number[]; redirect: number[]; freshMaps?: boolean }) => {
+    .action(async (object: string, o: { name: string; index: number; success?: string; redirect?: string; freshMaps?: boolean }) => {
         const target = await hostTarget();
-        const spec = { ...parseProgramSpec(object, o), keepMaps: !o.freshMaps };
-        const state = await chainReplace(target, pinDirForName(o.name), o.index, spec, { progress: logSink });
+        const dir = pinDirForName(o.name);
+        const current = await readState(target, dir);
+        // The verdicts are read in the chain's hook's names; an object of the other hook is refused by the replace.
+        const hook = current?.hook ?? 'xdp';
+        const h = HOOK_VERDICTS[hook];
+        const defaults = { success: o.success === undefined ? [...h.success] : verdictsOf(o.success, hook, '--success'), redirect: o.redirect === undefined ? [...h.redirect] : verdictsOf(o.redirect, hook, '--redirect') };
+        const spec = { ...parseProgramSpec(object, defaults, hook), keepMaps: !o.freshMaps };
+        const state = await chainReplace(target, dir, o.index, spec, { progress: logSink });
         const p = state.programs[o.index]!;
         process.stdout.write(`chain ${state.name}: slot ${o.index} now runs program ${p.id} (${p.program} from ${p.source})\n`);
     });
 
   chain
     .command('recreate')
-    .description('build a new chain from the objects and swap it onto the attach point in one step (Alg. 3.3)')
+    .description('build a new chain from the objects and swap it onto the attach point in one step (Alg. 3.3); the chain keeps its hook (and, on TC, its head filter\'s priority)')
     .requiredOption('--name <name>', 'chain name')
     .argument('<objects...>', 'BPF objects in chain order (PATH[:success=LIST][:redirect=LIST][:program=NAME])')
+    .addOption(hookOption("must be the chain's own hook (default: the chain's; the objects' sections must agree)"))
     .option('--trampoline', 'give the new chain a head trampoline')
     .option('--no-trampoline', 'give the new chain no head trampoline')
     .option('--mode <mode>', 'patch mode: subprog or inline (default: the chain\'s)', parseMode)
-    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', DEFAULT_SUCCESS))
-    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', DEFAULT_REDIRECT))
-    .action(async (objects: string[], o: { name: string; trampoline?: boolean; mode?: PatchMode; success: number[]; redirect: number[] }) => {
+    .addOption(verdictOption('--success <list>', 'default verdicts that continue the chain', 'success'))
+    .addOption(verdictOption('--redirect <list>', 'default verdicts that continue and are remembered', 'redirect'))
+    .action(async (objects: string[], o: { name: string; hook?: Hook; trampoline?: boolean; mode?: PatchMode; success?: string; redirect?: string }) => {
         const target = await hostTarget();
-        const state = await chainRecreate(target, pinDirForName(o.name), objects.map((a) => parseProgramSpec(a, o)), {
+        const dir = pinDirForName(o.name);
+        const current = await readState(target, dir);
+        if (current && o.hook !== undefined && o.hook !== current.hook) {
+          throw new LabError('BAD_INPUT', `--hook ${hookWord(o.hook)}: chain ${o.name} is ${HOOK_VERDICTS[current.hook].article} ${HOOK_VERDICTS[current.hook].label} (${hookWord(current.hook)}) chain, and a recreate keeps the chain's hook`, {
+            remedy: `Drop --hook, or detach the chain and attach the new programs as a ${hookWord(o.hook)} chain.`,
+          });
+        }
+        const expected = o.hook ?? current?.hook;
+        const { hook, defaults } = await hookAndDefaults(objects, { ...o, hook: expected }, expected === undefined ? undefined : `chain ${o.name} is`);
+        const state = await chainRecreate(target, dir, objects.map((a) => parseProgramSpec(a, defaults, hook)), {
           trampoline: o.trampoline,
           mode: o.mode,
           progress: logSink,

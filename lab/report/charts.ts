@@ -43,6 +43,7 @@ const COLORS: Record<ApproachName, string> = {
   'tc-none': '#c7c7c7',
   'tc-fused': '#c5b0d5',
   'tc-manual': '#aec7e8',
+  'tc-patched': '#98df8a',
   'tc-filters': '#ffbb78',
   tcx: '#98df8a',
 };

@@ -16,6 +16,7 @@ export const APPROACH_LABEL: Record<ApproachName, string> = {
   'tc-none': 'TC: clsact, no filter',
   'tc-fused': 'TC: fused (one cls_bpf program)',
   'tc-manual': 'TC: manual tail calls',
+  'tc-patched': 'TC: BPF chain (patched)',
   'tc-filters': 'TC: three cls_bpf priorities',
   tcx: 'TC: three tcx programs (bpf_mprog)',
 };

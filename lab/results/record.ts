@@ -15,7 +15,7 @@ export function newRunId(now = new Date()): string {
 /** The approaches on the receiving veth's XDP hook. */
 export const XDP_APPROACH_NAMES = ['none', 'fused', 'manual', 'dispatcher', 'patched'] as const;
 /** The approaches on the receiving veth's TC ingress (cls_bpf on clsact, or tcx). */
-export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-filters', 'tcx'] as const;
+export const TC_APPROACH_NAMES = ['tc-none', 'tc-fused', 'tc-manual', 'tc-patched', 'tc-filters', 'tcx'] as const;
 /** Every approach, named once for the bench, the approaches and the report. */
 export const APPROACH_NAMES = [...XDP_APPROACH_NAMES, ...TC_APPROACH_NAMES] as const;
 export const ApproachName = z.enum(APPROACH_NAMES);

@@ -18,9 +18,13 @@ import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { Approach, ApproachContext } from '../../lab/approaches/approach.ts';
 import { tcNone } from '../../lab/approaches/tc-none.ts';
 import { tcFilters, tcFused, tcManual } from '../../lab/approaches/tc-chains.ts';
-import { hasClsact, ingressFilters } from '../../lab/approaches/tc-clsact.ts';
 import { tcx } from '../../lab/approaches/tcx.ts';
+import { tcPatched } from '../../lab/approaches/tc-patched.ts';
+import { hasClsact, ingressFilters } from '../../lab/tc/clsact.ts';
 import { getApproach } from '../../lab/approaches/index.ts';
+import { readState } from '../../lab/chain/state.ts';
+import { STAGES } from '../../lab/programs/trio.ts';
+import { TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_UNSPEC } from '../../lab/bpf/uapi.ts';
 import { resolveSettings } from '../../lab/bench/plan.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';
@@ -33,11 +37,11 @@ const PREFIX = `xt2tclive${RUN_TAG}`;
 export const measured: Record<string, unknown> = {};
 const tcxSupport = need.skip ? null : await tcx.supports(await hostTarget());
 const haveTcx = need.skip ? need : checkFeature('tcx', tcxSupport?.supported ? null : `tcx on the host: ${tcxSupport && !tcxSupport.supported ? tcxSupport.reason : '?'}`);
-const CHAINS = haveTcx.skip ? [tcFused, tcManual, tcFilters] : [tcFused, tcManual, tcFilters, tcx];
+const CHAINS = haveTcx.skip ? [tcFused, tcManual, tcPatched, tcFilters] : [tcFused, tcManual, tcPatched, tcFilters, tcx];
 
 describe('TC approaches: registered under their schema names, measured by the bench', () => {
   it('the registry returns each one; the matrix settings take them', () => {
-    for (const a of [tcNone, tcFused, tcManual, tcFilters, tcx]) expect(getApproach(a.name)).toBe(a);
+    for (const a of [tcNone, tcFused, tcManual, tcPatched, tcFilters, tcx]) expect(getApproach(a.name)).toBe(a);
     const s = resolveSettings({ kernels: ['host'], approaches: ['tc-fused'], runs: 1, durationS: 1, quick: true });
     expect(s.approaches).toEqual(['tc-fused']);
   });
@@ -113,6 +117,7 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
     'tc-fused': { names: ['tc_fused'], prios: [1], hop: 'inline' },
     'tc-manual': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1], hop: 'tail-call-constant' },
     'tc-filters': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1, 2, 3], hop: 'tc-next' },
+    'tc-patched': { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [1], hop: 'tail-call-constant' },
     // No clsact filter: the three are on tcx ingress, in this order.
     tcx: { names: ['tc_filter', 'tc_metrics', 'tc_logger'], prios: [], hop: 'tcx-next' },
   } as const;
@@ -179,11 +184,37 @@ describe.skipIf(need.skip)('TC approaches with live traffic (host kernel, clsact
         measured[`${approach.name}_iperf3`] = { gbps: +(ip.bitsPerSecond / 1e9).toFixed(3), retransmits: ip.retransmits, skbs: seen.ipv6_tcp.packets, bytes: seen.ipv6_tcp.bytes };
       });
 
+      if (approach.name === 'tc-patched') {
+        it('replace() of the filter, the head: a new chain generation, the head filter swapped in place at priority 1 (tc filter replace), traffic still counted', async () => {
+          const ctx = ctxOf(approach);
+          const before = await approach.describe(ctx);
+          await approach.replace(ctx, 'filter', `${objectDir}/${TC_OBJECTS.standalone.filter}.o`);
+          const after = await approach.describe(ctx);
+          expect(after.attached).toBe(true);
+          expect(after.programs.map((p) => p.name)).toEqual(shape.names);
+          expect(after.programs.every((p, i) => p.id !== before.programs[i]!.id)).toBe(true);
+          const filters = await ingressFilters(ctx);
+          expect(filters.map((f) => [f.prio, f.id, f.directAction])).toEqual([[1, after.programs[0]!.id, true]]);
+          expect(after.notes.join('\n')).toMatch(/swapped in place \(tc filter replace/);
+          const { seen, records } = await countedPing(`${ctx.pinDir}/maps`);
+          expect(records.filter((r) => r.klass === 'icmpv6' && r.len === PING_FRAME).length).toBe(PING_COUNT);
+          expect(seen).toEqual(fromRecords(records));
+        });
+
+        it('describe(): the patch mode and the TC verdict sets are the chain\'s', async () => {
+          const d = await approach.describe(ctxOf(approach));
+          expect(d.notes[0]).toMatch(/^patch mode (inline|subprog): /);
+          const state = await readState(target, `${ctxOf(approach).pinDir}/chain`);
+          expect(state?.hook).toBe('sched_cls');
+          expect(state?.programs.map((p) => [p.success, p.redirect])).toEqual(STAGES.map(() => [[TC_ACT_OK, TC_ACT_UNSPEC], [TC_ACT_REDIRECT]]));
+        });
+      }
+
       if (approach.name !== 'tc-fused') {
         it('replace(): a new metrics program in place while attached, same maps, traffic still counted', async () => {
           const ctx = ctxOf(approach);
           const before = await approach.describe(ctx);
-          const object = approach.name === 'tc-manual' ? TC_OBJECTS.manual.metrics : TC_OBJECTS.continuing.metrics;
+          const object = approach.name === 'tc-manual' ? TC_OBJECTS.manual.metrics : approach.name === 'tc-patched' ? TC_OBJECTS.standalone.metrics : TC_OBJECTS.continuing.metrics;
           await approach.replace(ctx, 'metrics', `${objectDir}/${object}.o`);
           const after = await approach.describe(ctx);
           expect(after.attached).toBe(true);

@@ -17,7 +17,7 @@ import { applyTrioConfig, MAP_NAMES, readMetrics, TC_OBJECTS, totalPackets } fro
 import { helperOnTarget } from '../../lab/programs/user.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import type { ApproachContext } from '../../lab/approaches/approach.ts';
-import { hasClsact } from '../../lab/approaches/tc-clsact.ts';
+import { hasClsact } from '../../lab/tc/clsact.ts';
 import { parseBpftoolVersion, tcx, tcxKernelSupport, tcxToolSupport } from '../../lab/approaches/tcx.ts';
 import { readU64le } from '../../lab/bytes.ts';
 import { builtObjects, hostTarget, leftovers, removeScratch } from '../programs/support.ts';

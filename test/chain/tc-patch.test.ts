@@ -150,12 +150,12 @@ describe.skipIf(needClang.skip)('TC refusals → one clear LabError each', () =>
     expect(errorOf(() => parseVerdictList('-1', 'xdp', '--success')).message).toContain('out of the XDP verdict range');
   });
 
-  it('a chain mixing XDP and TC programs is refused naming both sides; a TC chain is not built by the operations', () => {
+  it('a chain mixing XDP and TC programs is refused naming both sides; a chain of one hook is that hook\'s', () => {
     const e = errorOf(() => checkChainHook([{ where: 'a.o:x', section: 'xdp' }, { where: 'b.o:t', section: 'tc' }, { where: 'c.o:y', section: 'xdp.frags' }]));
     expect(e.code).toBe('CHAIN');
     expect(e.message).toMatch(/cannot mix hooks: XDP \(xdp\): a\.o:x \(section xdp\), c\.o:y \(section xdp\.frags\); TC \(sched_cls\): b\.o:t \(section tc\)/);
     expect(e.remedy).toBeTruthy();
-    expect(errorOf(() => checkChainHook([{ where: 'b.o:t', section: 'classifier' }])).code).toBe('UNSUPPORTED');
+    expect(checkChainHook([{ where: 'b.o:t', section: 'classifier' }, { where: 'c.o:u', section: 'tc' }])).toBe('sched_cls');
     expect(checkChainHook([{ where: 'a.o:x', section: 'xdp' }, { where: 'b.o:y', section: 'xdp/devmap' }])).toBe('xdp');
   });
 });

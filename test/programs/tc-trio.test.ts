@@ -3,7 +3,9 @@
  * (bpftool prog run): each stage alone, the continuing stages, the manual chain and the fused
  * program, over the whole packet corpus. Expected verdicts are the corpus's, read through the
  * XDP → TC mapping (lab/programs/hook.ts, programs/hook.h), never from the programs; the XDP trio
- * runs the same corpus beside them and must agree on every verdict, counter and log record.
+ * runs the same corpus beside them and must agree on every verdict, counter and log record. The
+ * patched chain (the standalone TC objects patched with TC's verdict sets and loaded through the
+ * chain operations, as the tc-patched approach does) runs the same corpus and must agree too.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requirements } from '../support/requirements.ts';
@@ -14,9 +16,12 @@ import { u32le } from '../../lab/bytes.ts';
 import { applyTrioConfig, emptyMetrics, MAP_NAMES, OBJECTS, PROGRAM_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, type MetricsSnapshot, type Stage } from '../../lab/programs/trio.ts';
 import { BPFTOOL_PROG_TYPE, hookVerdict, testRunRetval, type Hook, type TcPass } from '../../lab/programs/hook.ts';
 import { type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
-import { TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC, XDP_DROP, XDP_PASS } from '../../lab/bpf/uapi.ts';
+import { TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, XDP_DROP, XDP_PASS } from '../../lab/bpf/uapi.ts';
 import { builtObjects, corpusFiles, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
 import { RUN_TAG } from '../support/names.ts';
+import { chainDetach } from '../../lab/chain/ops/detach.ts';
+import { chainInit } from '../../lab/chain/ops/init.ts';
+import { pinProgramMaps } from '../../lab/approaches/patched.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool');
 const PREFIX = `xt2tctrio${RUN_TAG}`;
@@ -64,6 +69,7 @@ describe.skipIf(need.skip)('the trio on the TC hook under BPF_PROG_TEST_RUN', ()
 
   afterAll(async () => {
     await removeScratch();
+    await chainDetach(target, `${PIN}/tc-patched/chain`).catch(() => undefined);
     await unpin(target, PIN);
     expect(await leftovers(target, PREFIX)).toEqual([]);
   });
@@ -162,7 +168,7 @@ describe.skipIf(need.skip)('the trio on the TC hook under BPF_PROG_TEST_RUN', ()
   });
 
   describe('chains', () => {
-    type ChainName = 'tc-manual' | 'tc-fused' | 'xdp-manual' | 'xdp-fused';
+    type ChainName = 'tc-manual' | 'tc-fused' | 'tc-patched' | 'xdp-manual' | 'xdp-fused';
     const runs: Partial<Record<ChainName, CorpusRun>> = {};
     const chains: readonly [ChainName, Hook, readonly string[], boolean][] = [
       ['tc-manual', 'tc', STAGES.map((s) => TC_OBJECTS.manual[s]), true],
@@ -186,6 +192,25 @@ describe.skipIf(need.skip)('the trio on the TC hook under BPF_PROG_TEST_RUN', ()
       });
     }
 
+    it('tc-patched (the standalone TC objects patched, S={ok,unspec} R={redirect}): verdicts as the corpus says on TC; metrics and logger see exactly the frames the filter passed', async () => {
+      const dir = `${PIN}/tc-patched`;
+      const maps = `${dir}/maps`;
+      await target.run(['mkdir', '-p', maps]);
+      const state = await chainInit(target, { pinDir: `${dir}/chain`, programs: STAGES.map((s) => ({ path: `${objectDir}/${TC_OBJECTS.standalone[s]}.o` })) });
+      expect(state.hook).toBe('sched_cls');
+      expect(state.attachment).toBeNull();
+      expect(state.programs.map((p) => p.program)).toEqual(STAGES.map((s) => TC_PROGRAM_NAMES[s]));
+      expect(state.programs.map((p) => [p.success, p.redirect])).toEqual(STAGES.map(() => [[TC_ACT_OK, TC_ACT_UNSPEC], [TC_ACT_REDIRECT]]));
+      const present = await pinProgramMaps(target, maps, state.programs.map((p) => p.id));
+      await applyTrioConfig(target, maps, { denyPorts: [corpus.deniedPort], logSampleN: 1 }, present);
+      const run = await runCorpus(target, state.programs[0]!.pin, maps, corpus, files, { logger: true, metrics: true, runnableFor: 'tc' });
+      runs['tc-patched'] = run;
+      expect(run.verdicts).toEqual(expectedVerdicts(runnable, 'tc'));
+      const passed = runnable.filter((c) => c.verdict === 'pass');
+      expect(run.metrics).toEqual(expectedMetrics(passed));
+      expectRecordsMatch(run, passed, passed.map((_, i) => i + 1));
+    });
+
     it('tc-manual with an empty logger slot: the tail call falls through, metrics\' verdict (TC_ACT_OK) stands', async () => {
       const { entry, maps, progs } = await load('tc-manual-short', 'tc', STAGES.slice(0, 2).map((s) => TC_OBJECTS.manual[s]), 0);
       await mapUpdate(target, { pinned: `${maps}/${MAP_NAMES.chain}` }, u32le(OBJECTS.manualSlots.metrics), { prog: { pinned: progs[1]! } });
@@ -195,7 +220,7 @@ describe.skipIf(need.skip)('the trio on the TC hook under BPF_PROG_TEST_RUN', ()
     });
 
     it('every TC variant agrees with the others and with the XDP trio: verdicts through the mapping, counters and log records', () => {
-      for (const n of ['tc-manual', 'tc-fused', 'xdp-manual', 'xdp-fused'] as const) expect(runs[n], n).toBeDefined();
+      for (const n of ['tc-manual', 'tc-fused', 'tc-patched', 'xdp-manual', 'xdp-fused'] as const) expect(runs[n], n).toBeDefined();
       const tcM = runs['tc-manual']!;
       const tcF = runs['tc-fused']!;
       const xdpF = runs['xdp-fused']!;
@@ -203,6 +228,10 @@ describe.skipIf(need.skip)('the trio on the TC hook under BPF_PROG_TEST_RUN', ()
       expect(tcM.metrics).toEqual(tcF.metrics);
       const strip = (r: CorpusRun) => r.records.map(({ tsNs: _ts, ...rest }) => rest);
       expect(strip(tcM)).toEqual(strip(tcF));
+      const tcP = runs['tc-patched']!;
+      expect(tcP.verdicts).toEqual(tcM.verdicts);
+      expect(tcP.metrics).toEqual(tcM.metrics);
+      expect(strip(tcP)).toEqual(strip(tcM));
       // Across hooks: the XDP verdict read through the mapping; ifindex is the hook's own (the
       // test run's loopback for XDP, the skb's ingress for TC), everything else identical.
       const tcOfXdp = Object.fromEntries(Object.entries(xdpF.verdicts).map(([k, v]) => [k, testRunRetval(hookVerdict('tc', v === XDP_DROP ? 'drop' : 'pass'))]));

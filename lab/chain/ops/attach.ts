@@ -1,30 +1,29 @@
 /**
  * `chainAttach`: attaches an already built chain's head (the Approach interface separates load
- * and attach).
+ * and attach), on the attach point of the chain's hook (lab/chain/attach-point.ts).
  */
 import { LabError } from '../../errors.ts';
 import type { Target } from '../../target.ts';
-import * as bpftool from '../../bpftool/index.ts';
+import { attachHead, attachPointText, refuseOccupied, runningAt, type AttachAt } from '../attach-point.ts';
 import { withChainLock } from '../lock.ts';
 import { writeState, type ChainState } from '../state.ts';
 import { repairPending } from './repair.ts';
-import { attachedId, mustRead } from './shared.ts';
+import { mustRead } from './shared.ts';
 
-export async function chainAttach(target: Target, pinDir: string, at: { ifname: string; netns?: string }): Promise<ChainState> {
+export async function chainAttach(target: Target, pinDir: string, at: AttachAt): Promise<ChainState> {
   return withChainLock(target, pinDir, 'chain attach', () => chainAttachLocked(target, pinDir, at));
 }
 
-async function chainAttachLocked(target: Target, pinDir: string, at: { ifname: string; netns?: string }): Promise<ChainState> {
+async function chainAttachLocked(target: Target, pinDir: string, at: AttachAt): Promise<ChainState> {
   await repairPending(target, pinDir);
   const state = await mustRead(target, pinDir);
   const head = state.trampoline ?? state.programs[0]!;
-  const current = await attachedId(target, at.ifname, at.netns);
-  if (current === head.id) return state;
-  if (current !== null) {
-    throw new LabError('ATTACH', `${at.ifname} already has XDP program ${current} attached`, { remedy: 'Detach it first.' });
+  if (state.attachment) {
+    if (state.attachment.ifname === at.ifname && (state.attachment.netns ?? null) === (at.netns ?? null) && (await runningAt(target, state.hook, { ...at, prio: state.attachment.tc?.prio })) === head.id) return state;
+    throw new LabError('ATTACH', `chain ${state.name} is attached already (${attachPointText(state.hook, { ...state.attachment, prio: state.attachment.tc?.prio })})`, { remedy: 'Detach the chain first, or build another one.' });
   }
-  await bpftool.netAttachXdp(target, { pinned: head.pin }, at.ifname, { netns: at.netns });
-  state.attachment = { ifname: at.ifname, netns: at.netns ?? null, progId: head.id, method: 'netlink-attach' };
+  await refuseOccupied(target, state.hook, at);
+  state.attachment = await attachHead(target, state.hook, at, head.pin, head.id);
   state.updatedAt = new Date().toISOString();
   await writeState(target, state);
   return state;

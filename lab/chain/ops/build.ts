@@ -18,7 +18,7 @@ import type { PatchOptions, PatchResult } from '../patch/types.ts';
 import { CHAIN_MAP, HOOK_VERDICTS, VERDICT_MAP, type Hook, type PatchMode } from '../constants.ts';
 import { hookOfSection, verdictName } from '../hook.ts';
 import { choosePatchMode, type ModeBody } from '../mode.ts';
-import { TRAMPOLINE_SOURCE, loadChainProgram, pinChainMaps, setSlot } from '../loader.ts';
+import { loadChainProgram, pinChainMaps, progTypeOf, setSlot, trampolineSource } from '../loader.ts';
 import { compileBpfSource } from '../../toolchain/bpf-source.ts';
 import type { ChainProgram, ChainState } from '../state.ts';
 import { genPaths, objectDirFor } from './shared.ts';
@@ -151,6 +151,8 @@ export interface BuiltGeneration {
   maps: ChainState['maps'];
   programs: ChainProgram[];
   trampoline: ChainState['trampoline'];
+  /** The programs' hook (their sections say which): where the head attaches. */
+  hook: Hook;
   headPin: string;
   headId: number;
   notes: string[];
@@ -159,8 +161,8 @@ export interface BuiltGeneration {
 /**
  * The kernel tail-calls only between programs of one type (the PROG_ARRAY takes the first
  * program's type), and a chain's verdict sets are one hook's: a chain mixing XDP and TC programs
- * is refused, naming both sides. The operations load and attach XDP chains only (a TC program is
- * patched with `chain patch`), so a TC chain is refused here too, before anything is loaded.
+ * is refused, naming both sides. Returns the chain's hook: XDP chains attach on native XDP, TC
+ * (sched_cls) chains on clsact ingress.
  */
 export function checkChainHook(programs: readonly { where: string; section: string }[]): Hook {
   const hooks = programs.map((p) => ({ ...p, hook: hookOfSection(p.section) ?? 'xdp' }));
@@ -172,12 +174,43 @@ export function checkChainHook(programs: readonly { where: string; section: stri
       remedy: 'Chain programs of one hook: rebuild the others with the same kind of section (SEC("xdp") or SEC("tc")), or build one chain per hook.',
     });
   }
-  if (first !== 'xdp') {
-    throw new LabError('UNSUPPORTED', `${programs.map((p) => p.where).join(', ')}: ${HOOK_VERDICTS[first].label} (${first}) programs: the chain operations load and attach XDP chains only`, {
-      remedy: 'Patch TC programs one by one with `npm run chain -- patch` (it knows the TC verdicts) and load them with bpftool or tc; chains of XDP programs go through attach.',
-    });
-  }
   return first;
+}
+
+/**
+ * Refuses programs whose hook (`hook`, from their sections) is not the one expected, naming both:
+ * `why` says where the expectation comes from ("--hook asks for", "the chain being rebuilt is").
+ */
+export function refuseOtherHook(programs: readonly { where: string; section: string }[], hook: Hook, expected: Hook, why: string): void {
+  if (hook === expected) return;
+  const e = HOOK_VERDICTS[expected];
+  const h = HOOK_VERDICTS[hook];
+  throw new LabError('BAD_INPUT', `${why} ${e.article} ${e.label} (${expected}) chain, but the objects' sections make ${programs.map((p) => `${p.where} (section ${p.section})`).join(', ')} ${h.article} ${h.label} (${hook}) chain`, {
+    remedy: `Give ${e.label} programs (SEC("${expected === 'xdp' ? 'xdp' : 'tc'}")); these objects make ${h.article} ${h.label} chain of their own (attach them without --hook).`,
+  });
+}
+
+/**
+ * The hook of the programs a chain is built from, read from their sections before anything is
+ * patched or loaded: mixed hooks are refused, and so is a hook other than `expected` when given.
+ * An object that cannot be read is left to the patch, which reports it with its context.
+ */
+export async function hookOfPrograms(programs: readonly ChainProgramSpec[], patcher: Patcher, expected?: Hook, why = '--hook asks for'): Promise<Hook> {
+  const members: { where: string; section: string }[] = [];
+  for (const spec of programs) {
+    let listed: ProgramListing[];
+    try {
+      listed = patcher.listPrograms(new Uint8Array(await readFile(spec.path)), basename(spec.path));
+    } catch {
+      continue;
+    }
+    const p = spec.program === undefined ? listed[0] : listed.find((x) => x.name === spec.program);
+    if (p) members.push({ where: `${basename(spec.path)}:${p.name}`, section: p.section });
+  }
+  if (members.length === 0) return expected ?? 'xdp';
+  const hook = checkChainHook(members);
+  if (expected !== undefined) refuseOtherHook(members, hook, expected, why);
+  return hook;
 }
 
 /**
@@ -197,7 +230,7 @@ export function checkFrags(programs: readonly { where: string; section: string }
  * Alg. 3.1 minus the attach: patch every program with its index, load it sharing the two maps,
  * and fill the PROG_ARRAY. Removes everything it made when any step fails.
  */
-export async function buildGeneration(target: Target, pinDir: string, generation: number, programs: readonly ChainProgramSpec[], trampoline: boolean, mode: PatchMode, patcher: Patcher, progress: ProgressSink): Promise<BuiltGeneration> {
+export async function buildGeneration(target: Target, pinDir: string, generation: number, programs: readonly ChainProgramSpec[], trampoline: boolean, mode: PatchMode, patcher: Patcher, progress: ProgressSink, expectHook?: Hook): Promise<BuiltGeneration> {
   const paths = genPaths(pinDir, generation);
   const objectDir = objectDirFor(target, pinDir, generation);
   const localDir = await mkdtemp(join(tmpdir(), 'xcl-chain-'));
@@ -208,8 +241,10 @@ export async function buildGeneration(target: Target, pinDir: string, generation
       prepared.push(await prepare(target, spec, i, mode, patcher, localDir, objectDir));
     }
     const where = prepared.map((p) => ({ where: `${basename(p.spec.path)}:${p.result.program}`, section: p.result.section }));
-    checkChainHook(where);
+    const hook = checkChainHook(where);
+    if (expectHook !== undefined) refuseOtherHook(where, hook, expectHook, 'the chain being rebuilt is');
     checkFrags(where);
+    const type = progTypeOf(hook);
     const notes = [...new Set(prepared.flatMap((p) => p.result.notes.map((n) => `${basename(p.spec.path)}: ${n}`)))];
     await target.run(['mkdir', '-p', `${paths.genDir}/maps`, paths.progs]);
     try {
@@ -221,12 +256,12 @@ export async function buildGeneration(target: Target, pinDir: string, generation
         let info: bpftool.ProgInfo;
         if (maps === null) {
           // The first program creates the chain's maps from the patch's own definitions.
-          info = await bpftool.load(target, p.remote, pin, { type: 'xdp', maps: extra });
+          info = await bpftool.load(target, p.remote, pin, { type, maps: extra });
           const ids = await pinChainMaps(target, info, paths.maps, p.spec.path);
           maps = { chain: { id: ids.chainId, pin: paths.maps.chain }, verdict: { id: ids.verdictId, pin: paths.maps.verdict } };
         } else {
           info = await bpftool.load(target, p.remote, pin, {
-            type: 'xdp',
+            type,
             maps: [{ name: CHAIN_MAP, pinned: paths.maps.chain }, { name: VERDICT_MAP, pinned: paths.maps.verdict }, ...extra],
           });
         }
@@ -248,13 +283,13 @@ export async function buildGeneration(target: Target, pinDir: string, generation
       if (maps === null) throw new LabError('CHAIN', 'a chain needs at least one program');
       let tramp: ChainState['trampoline'] = null;
       if (trampoline) {
-        const local = await compileBpfSource(TRAMPOLINE_SOURCE, 'xcl-head');
+        const local = await compileBpfSource(trampolineSource(hook), hook === 'xdp' ? 'xcl-head' : 'xcl-head-tc');
         const remote = await putObject(target, local, objectDir, 'xcl-head.o');
-        const info = await loadChainProgram(target, remote, paths.head, paths.maps, true);
+        const info = await loadChainProgram(target, remote, paths.head, paths.maps, true, hook);
         tramp = { id: info.id, pin: paths.head };
       }
       const head = tramp ?? { id: chained[0]!.id, pin: chained[0]!.pin };
-      return { generation, genDir: paths.genDir, objectDir, maps, programs: chained, trampoline: tramp, headPin: head.pin, headId: head.id, notes };
+      return { generation, genDir: paths.genDir, objectDir, maps, programs: chained, trampoline: tramp, hook, headPin: head.pin, headId: head.id, notes };
     } catch (e) {
       await bpftool.unpin(target, paths.genDir);
       throw e;

@@ -5,6 +5,7 @@
 import { isLabError } from '../../errors.ts';
 import type { Target } from '../../target.ts';
 import * as bpftool from '../../bpftool/index.ts';
+import { attachPointText, detachHead } from '../attach-point.ts';
 import { withChainLock } from '../lock.ts';
 import { readState, removeState, type ChainState } from '../state.ts';
 import { repairPending } from './repair.ts';
@@ -37,13 +38,13 @@ async function chainDetachLocked(target: Target, pinDir: string): Promise<{ deta
   }
   let detached = false;
   if (state?.attachment) {
-    const { ifname, netns, progId } = state.attachment;
-    const current = await attachedId(target, ifname, netns ?? undefined).catch(() => null);
+    const { progId } = state.attachment;
+    const current = await attachedId(target, state).catch(() => null);
     if (current === progId) {
-      await bpftool.netDetachXdp(target, ifname, { netns: netns ?? undefined });
+      notes.push(...(await detachHead(target, state.hook, state.attachment)));
       detached = true;
     } else if (current !== null) {
-      notes.push(`${ifname} runs program ${current}, not the chain's head ${progId}: left attached`);
+      notes.push(`${attachPointText(state.hook, { ...state.attachment, prio: state.attachment.tc?.prio })} runs program ${current}, not the chain's head ${progId}: left attached`);
     }
   }
   // Every generation's objects live under one directory per chain.

@@ -7,13 +7,16 @@ import { LabError } from '../../errors.ts';
 import { silent } from '../../progress.ts';
 import { shellQuote, type Target } from '../../target.ts';
 import * as bpftool from '../../bpftool/index.ts';
+import { hasClsact } from '../../tc/clsact.ts';
+import { DEFAULT_TC_PRIO, attachHead, detachHead, refuseOccupied, type AttachAt, type Attachment } from '../attach-point.ts';
+import type { Hook } from '../constants.ts';
 import { existsOn } from '../loader.ts';
 import { failpoint, intentPath, writeIntent } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import { readState, statePath, writeState, type ChainState } from '../state.ts';
-import { type BuiltGeneration, type ChainCommon, type ChainProgramSpec, buildGeneration, checkLength, defaultPatcher, maxChainLength, resolveMode } from './build.ts';
+import { type BuiltGeneration, type ChainCommon, type ChainProgramSpec, buildGeneration, checkLength, defaultPatcher, hookOfPrograms, maxChainLength, resolveMode } from './build.ts';
 import { repairPending } from './repair.ts';
-import { attachedId, removeHalfBuiltChain } from './shared.ts';
+import { removeHalfBuiltChain } from './shared.ts';
 
 export interface ChainInitOptions extends ChainCommon {
   /** bpffs directory owned by this chain (created; must not exist). */
@@ -23,8 +26,16 @@ export interface ChainInitOptions extends ChainCommon {
   programs: readonly ChainProgramSpec[];
   /** Put the Annexe I head in front so that program 0 can be replaced too (costs one tail call). */
   trampoline?: boolean;
-  /** Attach the head on this interface (native XDP). Absent: load only. */
-  attach?: { ifname: string; netns?: string };
+  /**
+   * Attach the head on this interface: native XDP for XDP programs, a cls_bpf filter on clsact
+   * ingress at `prio` for TC ones (the programs' sections decide). Absent: load only.
+   */
+  attach?: AttachAt;
+  /**
+   * The hook the caller expects (e.g. the CLI's --hook): programs of another hook are refused
+   * before anything is loaded, naming both.
+   */
+  hook?: Hook;
   /**
    * Build chains longer than the kernel runs. Only for measuring the limit: the programs past it
    * are loaded and never run.
@@ -58,21 +69,20 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
       remedy: `Detach it first (npm run chain -- detach --name ${name}), or choose another name.`,
     });
   }
+  const hook = await hookOfPrograms(options.programs, patcher, options.hook);
+  let createdClsact = false;
   if (options.attach) {
-    const current = await attachedId(target, options.attach.ifname, options.attach.netns);
-    if (current !== null) {
-      throw new LabError('ATTACH', `${options.attach.ifname}${options.attach.netns ? ` (netns ${options.attach.netns})` : ''} already has XDP program ${current} attached`, {
-        remedy: 'Detach it first (bpftool net detach xdp dev IFACE, or npm run chain -- detach for a chain).',
-      });
-    }
+    await refuseOccupied(target, hook, options.attach);
+    if (hook === 'sched_cls') createdClsact = !(await hasClsact({ target, ...options.attach }));
   }
   await bpftool.ensureBpffs(target);
-  await writeIntent(target, pinDir, { op: 'init', attach: options.attach ? { ifname: options.attach.ifname, netns: options.attach.netns ?? null } : null, startedAt: new Date().toISOString(), pid: process.pid });
+  const attachIntent = options.attach ? { ifname: options.attach.ifname, netns: options.attach.netns ?? null, ...(hook === 'sched_cls' ? { tc: { prio: options.attach.prio ?? DEFAULT_TC_PRIO, createdClsact } } : {}) } : null;
+  await writeIntent(target, pinDir, { op: 'init', attach: attachIntent, startedAt: new Date().toISOString(), pid: process.pid });
   await target.run(['mkdir', '-p', pinDir]);
   let built: BuiltGeneration | null = null;
-  let attached = false;
+  let attached: Attachment | null = null;
   try {
-    built = await buildGeneration(target, pinDir, 0, options.programs, trampoline, mode, patcher, progress);
+    built = await buildGeneration(target, pinDir, 0, options.programs, trampoline, mode, patcher, progress, hook);
     failpoint('init:built');
     const now = new Date().toISOString();
     const state: ChainState = {
@@ -83,6 +93,7 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
       generation: 0,
       target: target.name,
       kernelRelease: target.kernelRelease,
+      hook: built.hook,
       mode,
       modeReason: reason,
       maxPrograms,
@@ -97,18 +108,15 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
     };
     if (options.attach) {
       // Alg. 3.1 line 9, last: the chain is complete before the first packet can enter it.
-      await bpftool.netAttachXdp(target, { pinned: built.headPin }, options.attach.ifname, { netns: options.attach.netns });
-      attached = true;
-      state.attachment = { ifname: options.attach.ifname, netns: options.attach.netns ?? null, progId: built.headId, method: 'netlink-attach' };
-      progress({ kind: 'log', level: 'info', message: `chain ${name}: head ${built.headId} attached to ${options.attach.ifname}` });
+      attached = await attachHead(target, built.hook, options.attach, built.headPin, built.headId);
+      state.attachment = attached;
+      progress({ kind: 'log', level: 'info', message: `chain ${name}: head ${built.headId} attached to ${options.attach.ifname}${built.hook === 'sched_cls' ? ` (TC ingress, prio ${attached.tc?.prio})` : ''}` });
       failpoint('init:attached');
     }
     await writeState(target, state, undefined, `rm -f ${shellQuote(intentPath(pinDir))}`);
     return state;
   } catch (e) {
-    if (attached && options.attach) {
-      await bpftool.netDetachXdp(target, options.attach.ifname, { netns: options.attach.netns }).catch(() => {});
-    }
+    if (attached && built) await detachHead(target, built.hook, attached).catch(() => {});
     await removeHalfBuiltChain(target, pinDir);
     throw e;
   }

@@ -8,6 +8,7 @@ import type { ProgressSink } from '../../progress.ts';
 import { shellQuote, type Target } from '../../target.ts';
 import * as bpftool from '../../bpftool/index.ts';
 import { readSlots } from '../loader.ts';
+import { detachHead, runningAt } from '../attach-point.ts';
 import { readIntent, removeIntent } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import { readState } from '../state.ts';
@@ -49,11 +50,16 @@ async function repairIntent(target: Target, pinDir: string, intent: NonNullable<
     let detail = 'its pins and objects removed';
     if (intent.attach) {
       // The half-built head is attached only if the attached program is pinned under this chain.
-      const current = await attachedId(target, intent.attach.ifname, intent.attach.netns ?? undefined).catch(() => null);
+      // An intent with `tc` was a TC chain's: its head is the filter at the recorded priority.
+      const hook = intent.attach.tc ? 'sched_cls' : 'xdp';
+      const current = await runningAt(target, hook, { ifname: intent.attach.ifname, netns: intent.attach.netns, prio: intent.attach.tc?.prio }).catch(() => null);
       const ours = current !== null && (await pinnedIds(target, pinDir)).has(current);
       if (ours) {
-        await bpftool.netDetachXdp(target, intent.attach.ifname, { netns: intent.attach.netns ?? undefined });
+        await detachHead(target, hook, { ifname: intent.attach.ifname, netns: intent.attach.netns, progId: current, method: hook === 'xdp' ? 'netlink-attach' : 'tc-filter-add', tc: intent.attach.tc });
         detail = `its head ${current} detached from ${intent.attach.ifname}, ${detail}`;
+      } else if (intent.attach.tc?.createdClsact) {
+        // Killed between adding clsact and adding the filter: the empty qdisc was the init's.
+        await detachHead(target, hook, { ifname: intent.attach.ifname, netns: intent.attach.netns, progId: -1, method: 'tc-filter-add', tc: intent.attach.tc }).catch(() => undefined);
       }
     }
     await removeHalfBuiltChain(target, pinDir);
@@ -76,7 +82,7 @@ async function repairIntent(target: Target, pinDir: string, intent: NonNullable<
   }
   // recreate
   const next = intent.next;
-  const current = state.attachment ? await attachedId(target, state.attachment.ifname, state.attachment.netns ?? undefined).catch(() => null) : null;
+  const current = await attachedId(target, state).catch(() => null);
   if (next && state.attachment && next.attachment && current === next.attachment.progId) {
     await finishRecreate(target, state, next);
     return { op: 'recreate', action: 'completed', detail: `${state.attachment.ifname} already ran the new head ${current}: generation ${next.generation} recorded, generation ${state.generation} removed` };

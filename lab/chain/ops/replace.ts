@@ -10,7 +10,7 @@ import { LabError } from '../../errors.ts';
 import type { Target } from '../../target.ts';
 import * as bpftool from '../../bpftool/index.ts';
 import { CHAIN_MAP, VERDICT_MAP } from '../constants.ts';
-import { setSlot } from '../loader.ts';
+import { progTypeOf, setSlot } from '../loader.ts';
 import { failpoint, removeIntent, writeIntent, type IntentOf } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import type { ChainState } from '../state.ts';
@@ -61,7 +61,7 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
       ...state.programs.filter((x) => x.index !== index).map((x) => ({ where: `slot ${x.index} (${x.program})`, section: x.section })),
       { where: `${basename(spec.path)}:${p.result.program}`, section: p.result.section },
     ];
-    checkChainHook(members);
+    const hook = checkChainHook(members);
     checkFrags(members);
     const reuse: bpftool.MapReuse[] = [{ name: CHAIN_MAP, pinned: state.maps.chain.pin }, { name: VERDICT_MAP, pinned: state.maps.verdict.pin }, ...(spec.maps ?? [])];
     if (spec.keepMaps) reuse.push(...(await inheritedMaps(target, p.remote, state.programs[index]!.id, reuse)));
@@ -74,7 +74,7 @@ async function chainReplaceLocked(target: Target, pinDir: string, index: number,
       pid: process.pid,
     };
     await writeIntent(target, pinDir, intent);
-    const info = await bpftool.load(target, p.remote, newPin, { type: 'xdp', maps: reuse });
+    const info = await bpftool.load(target, p.remote, newPin, { type: progTypeOf(hook), maps: reuse });
     failpoint('replace:loaded');
     // The decisive step: from here on a repair completes this replace rather than undoing it.
     await setSlot(target, state.maps.chain.pin, index, newPin);

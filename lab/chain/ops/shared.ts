@@ -12,6 +12,7 @@ import { shellQuote, type Target } from '../../target.ts';
 import * as bpftool from '../../bpftool/index.ts';
 import { CHAIN_MAP, VERDICT_MAP } from '../constants.ts';
 import type { ChainMapPins } from '../loader.ts';
+import { runningAtAttachment } from '../attach-point.ts';
 import { intentPath, removeIntent, type IntentOf } from '../journal.ts';
 import { readState, removeState, statePath, writeState, type ChainState } from '../state.ts';
 
@@ -26,10 +27,9 @@ export function objectDirFor(target: Target, pinDir: string, generation: number)
   return `${target.workDir}/chains/${pinDir.replace(/^\/sys\/fs\/bpf\//, '').replace(/\//g, '_')}/gen-${generation}`;
 }
 
-/** The XDP program attached on an interface, or null. */
-export async function attachedId(target: Target, ifname: string, netns: string | undefined): Promise<number | null> {
-  const xs = await bpftool.xdpAttached(target, ifname, netns);
-  return xs[0]?.id ?? null;
+/** The program a chain's recorded attach point runs now (its hook's: XDP, or the TC filter), or null. */
+export async function attachedId(target: Target, state: Pick<ChainState, 'hook' | 'attachment'>): Promise<number | null> {
+  return state.attachment ? runningAtAttachment(target, state.hook, state.attachment) : null;
 }
 
 /** The chain's state, or a CHAIN error naming where it was looked for. */

@@ -39,8 +39,9 @@ export async function chainStatus(target: Target, pinDir: string): Promise<Chain
   let attached: number | null = null;
   if (state.attachment) {
     try {
-      attached = await attachedId(target, state.attachment.ifname, state.attachment.netns ?? undefined);
-      if (attached !== state.attachment.progId) problems.push(`${state.attachment.ifname} runs ${attached ?? 'no program'}, state says ${state.attachment.progId}`);
+      attached = await attachedId(target, state);
+      const at = state.hook === 'sched_cls' ? `${state.attachment.ifname} (TC ingress prio ${state.attachment.tc?.prio})` : state.attachment.ifname;
+      if (attached !== state.attachment.progId) problems.push(`${at} runs ${attached ?? 'no program'}, state says ${state.attachment.progId}`);
     } catch (e) {
       problems.push(`cannot read ${state.attachment.ifname}: ${(e as Error).message.split('\n')[0]}`);
     }
