@@ -1,0 +1,332 @@
+/**
+ * The report's TC section, from synthetic raw results made through the schema (RawRecord.parse):
+ * every XDP and every TC approach the schema names, on two kernels, with BPF statistics, micro and
+ * latency records. A mixed set gives the XDP section byte for byte as the XDP-only set does, and a
+ * TC section of its own whose numbers are worked out here from the same inputs; an XDP-only set has
+ * no TC section; an unsupported TC cell shows its reason.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reportCommand } from '../../lab/commands/report.ts';
+import { approachOrder, TC_NOTE, variantHook } from '../../lab/report/hooks.ts';
+import { renderReport, type ReportSummary } from '../../lab/report/index.ts';
+import { APPROACH_LABEL } from '../../lab/report/metrics.ts';
+import { APPROACH_NAMES, approachesOfHook, hookOfApproach, RawRecord, type ApproachName } from '../../lab/results/record.ts';
+import { cleanScratch, readCsv, scratchDir } from './helpers.ts';
+
+const KERNELS = [
+  { label: '6.6', release: '6.6.0-test' },
+  { label: '6.1', release: '6.1.0-test' },
+] as const;
+const RUNS = 5;
+/** Per-run wiggle, so medians, IQRs and CIs have something to do. */
+const JITTER = [0, 3, -2, 5, 1];
+const XDP = approachesOfHook('xdp');
+const TC = approachesOfHook('tc');
+/** The TC approach shown unsupported on the older kernel: the last the schema registers. */
+const UNSUPPORTED = TC[TC.length - 1]!;
+const UNSUPPORTED_REASON = `kernel 6.1.0-test: ${UNSUPPORTED} needs a newer kernel (synthetic)`;
+const isNoProgram = (a: ApproachName) => a === 'none' || a === 'tc-none';
+
+/** The inputs, per kernel and approach: what each run's ns per skb (packet) and throughput were. */
+interface Inputs {
+  nsPer: number[];
+  runCnt: number[];
+  runTimeNs: number[];
+  gbps: number[];
+}
+const inputs = new Map<string, Inputs>();
+const key = (k: string | undefined, a: string | undefined) => `${k}/${a}`;
+
+function runsOf(kernel: (typeof KERNELS)[number], ki: number, a: ApproachName): unknown[] {
+  const i = APPROACH_NAMES.indexOf(a);
+  const tc = hookOfApproach(a) === 'tc';
+  const inp: Inputs = { nsPer: [], runCnt: [], runTimeNs: [], gbps: [] };
+  const out = Array.from({ length: RUNS }, (_, j) => {
+    const nsPer = 150 + 23 * i + 7 * ki + JITTER[j]!;
+    const runCnt = 100_000 + 1_000 * j;
+    const gbps = 9.5 - 0.4 * i - 0.2 * ki + 0.05 * JITTER[j]!;
+    if (!isNoProgram(a)) {
+      inp.nsPer.push(nsPer);
+      inp.runCnt.push(runCnt);
+      inp.runTimeNs.push(nsPer * runCnt);
+    }
+    inp.gbps.push(gbps);
+    const calls = 1000 + 10 * j;
+    return {
+      kind: 'run',
+      schema: 1,
+      runId: 'synthetic-tc',
+      kernel: kernel.label,
+      kernelRelease: kernel.release,
+      accelerator: 'kvm',
+      clock: 'wall',
+      approach: a,
+      iteration: j,
+      startedAt: '2026-12-01T10:00:00.000Z',
+      endedAt: '2026-12-01T10:00:02.000Z',
+      iperf: { bitsPerSecond: gbps * 1e9, bytes: gbps * 2.5e8, seconds: 2, retransmits: 0 },
+      probe: tc || a === 'none' ? null : { calls, packets: 4 * calls, ns: 20_000 * calls + 100 * i, cycles: 3 * (20_000 * calls + 100 * i) },
+      ...(tc ? { probeNullReason: 'the veth_poll probe is not used on the TC hook' } : a === 'none' ? { probeNullReason: 'no XDP program' } : {}),
+      bpfStats: isNoProgram(a)
+        ? null
+        : { mode: 'fd', programId: 10 + j, programName: 'entry', runCnt, runTimeNs: nsPer * runCnt, nsPerPacket: nsPer, programs: [{ role: 'entry', id: 10 + j, name: 'entry', runCnt, runTimeNs: nsPer * runCnt }] },
+      ...(isNoProgram(a) ? { bpfStatsNullReason: 'no program attached' } : {}),
+      xdpMode: tc || a === 'none' ? 'none' : 'native',
+    };
+  });
+  inputs.set(key(kernel.label, a), inp);
+  return out;
+}
+
+function cell(kernel: string, a: ApproachName, status: 'done' | 'unsupported', runs: number, reason?: string): unknown {
+  return { kind: 'cell', schema: 1, runId: 'synthetic-tc', kernel, approach: a, status, runs, ...(reason ? { reason } : {}) };
+}
+
+function micro(kernel: (typeof KERNELS)[number], variant: string, base: number): unknown {
+  return { kind: 'micro', schema: 1, runId: 'synthetic-tc', kernel: kernel.label, kernelRelease: kernel.release, accelerator: 'kvm', clock: 'wall', variant, chainLength: 3, hop: 'tail-call-constant', repeat: 1000, nsPerPacket: [base, base + 1, base + 2] };
+}
+
+function latency(kernel: string, a: ApproachName, ms: number[]): unknown {
+  return { kind: 'latency', schema: 1, runId: 'synthetic-tc', kernel, accelerator: 'kvm', clock: 'wall', approach: a, operation: 'load-attach', ms };
+}
+
+/** The records of one hook, through the schema. */
+function records(hook: 'xdp' | 'tc'): RawRecord[] {
+  const out: unknown[] = [];
+  KERNELS.forEach((k, ki) => {
+    for (const a of hook === 'xdp' ? XDP : TC) {
+      if (hook === 'tc' && k.label === '6.1' && a === UNSUPPORTED) {
+        out.push(cell(k.label, a, 'unsupported', 0, UNSUPPORTED_REASON));
+        continue;
+      }
+      out.push(...runsOf(k, ki, a), cell(k.label, a, 'done', RUNS));
+    }
+    const [manual, fused] = hook === 'xdp' ? (['manual', 'fused'] as const) : (['tc-manual', 'tc-fused'] as const);
+    out.push(micro(k, manual, 40 + ki), micro(k, fused, 30 + ki), latency(k.label, manual, [5, 6, 7]));
+  });
+  return out.map((r) => RawRecord.parse(r));
+}
+
+function writeRun(tag: string, recs: RawRecord[]): string {
+  const dir = scratchDir(tag);
+  writeFileSync(join(dir, 'raw.jsonl'), recs.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  return dir;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+let xdpOnly: string;
+let mixed: string;
+let sx: ReportSummary;
+let sm: ReportSummary;
+const read = (dir: string, f: string) => readFileSync(join(dir, 'report', f), 'utf8');
+
+beforeAll(async () => {
+  const xdp = records('xdp');
+  xdpOnly = writeRun('tc-xdponly', xdp);
+  // TC records interleaved before the XDP ones: order in the file must not matter either.
+  mixed = writeRun('tc-mixed', [...records('tc'), ...xdp]);
+  sx = await renderReport(xdpOnly, { resamples: 200 });
+  sm = await renderReport(mixed, { resamples: 200 });
+}, 180_000);
+afterAll(cleanScratch);
+
+/** Every file of the XDP section (and the thesis comparison, which is XDP-only). */
+const XDP_FILES = [
+  'headline.csv',
+  'headline.md',
+  'table-5.1.csv',
+  'table-5.1.md',
+  'table-5.2.csv',
+  'table-5.2.md',
+  'stats.csv',
+  'significance.csv',
+  'significance.md',
+  'thesis-comparison.csv',
+  'thesis-comparison.md',
+  'micro.csv',
+  'micro.md',
+  'latency.csv',
+  'latency.md',
+];
+
+describe('the XDP section of a mixed XDP + TC run', () => {
+  it('is byte for byte the XDP-only run\'s: tables, CSV, Markdown', () => {
+    for (const f of XDP_FILES) expect(read(mixed, f), f).toBe(read(xdpOnly, f));
+  });
+
+  it('names no TC approach in any XDP table', () => {
+    for (const f of XDP_FILES) {
+      for (const a of TC) {
+        expect(read(mixed, f), `${f}: ${a}`).not.toContain(APPROACH_LABEL[a]);
+        if (f.endsWith('.csv')) expect(readCsv(join(mixed, 'report', f)).some((r) => Object.values(r).includes(a)), `${f}: ${a}`).toBe(false);
+      }
+    }
+  });
+
+  it('draws the same XDP figures, with the same bytes, and the TC ones apart', () => {
+    const xdpIds = sx.charts.map((c) => c.id);
+    expect(xdpIds.length).toBeGreaterThan(0);
+    expect(xdpIds.some((id) => id.startsWith('tc-'))).toBe(false);
+    expect(sm.charts.filter((c) => !c.id.startsWith('tc-')).map((c) => c.id)).toEqual(xdpIds);
+    for (const c of sx.charts) {
+      const m = sm.charts.find((x) => x.id === c.id)!;
+      expect(readFileSync(m.file).equals(readFileSync(c.file)), c.id).toBe(true);
+    }
+    expect(sm.charts.filter((c) => c.id.startsWith('tc-')).map((c) => c.id)).toEqual(
+      expect.arrayContaining(['tc-fig-throughput', 'tc-fig-ns-per-skb', 'tc-fig-throughput-relative', 'tc-micro-approaches', 'tc-latency-load-attach']),
+    );
+  });
+
+  it('the HTML page keeps every TC approach out of the XDP part and shows it in the TC section', () => {
+    const html = readFileSync(sm.html, 'utf8');
+    const at = html.indexOf('<h2 id="tc">');
+    expect(at).toBeGreaterThan(0);
+    // The XDP headline, then every XDP table and figure; the warnings list between them is the run's, both hooks'.
+    const headline = html.slice(html.indexOf('<section id="headline">'), html.indexOf('<h2 id="warnings">'));
+    const xdpPart = headline + html.slice(html.indexOf('<section id="table-5.1">'), at);
+    const tcPart = html.slice(at, html.indexOf('<h2 id="provenance">'));
+    expect(headline.length).toBeGreaterThan(0);
+    for (const a of TC) {
+      expect(xdpPart.includes(APPROACH_LABEL[a]), a).toBe(false);
+      expect(tcPart.includes(APPROACH_LABEL[a]), a).toBe(true);
+    }
+    for (const a of XDP) expect(tcPart.includes(`<td class="">${APPROACH_LABEL[a]}</td>`), a).toBe(false);
+    expect(tcPart).toContain('<section id="tc-table-5.1">');
+    expect(tcPart).toContain('<section id="tc-table-5.2">');
+    expect(tcPart).toContain('<section id="tc-headline">');
+    expect(tcPart).toMatch(/alt="TC — Throughput by kernel and approach"/);
+  });
+});
+
+describe('the TC section', () => {
+  const tcRows = (f: string) => readCsv(join(mixed, 'report', f));
+  const measured = (k: string) => TC.filter((a) => !(k === '6.1' && a === UNSUPPORTED));
+
+  it('has every TC approach of the schema, on every kernel, in the thesis\'s order', () => {
+    const rows = tcRows('tc-table-5.1.csv');
+    expect(rows.map((r) => [r.kernel, r.approach])).toEqual(KERNELS.flatMap((k) => approachOrder('tc').map((a) => [k.label, a])));
+    expect(new Set(approachOrder('tc'))).toEqual(new Set(TC));
+    expect(sm.tc).not.toBeNull();
+    expect(sm.tc!.approaches).toEqual(approachOrder('tc'));
+    expect(sx.tc).toBeNull();
+  });
+
+  it('Table 5.1: skbs, time and throughput are the medians of the inputs, throughput also over tc-none', () => {
+    for (const r of tcRows('tc-table-5.1.csv')) {
+      if (r.status !== 'done') continue;
+      const inp = inputs.get(key(r.kernel, r.approach as ApproachName))!;
+      expect(Number(r.throughput_gbps)).toBeCloseTo(median(inp.gbps), 9);
+      expect(Number(r.throughput_ci95_low)).toBeLessThanOrEqual(Number(r.throughput_gbps));
+      expect(Number(r.throughput_ci95_high)).toBeGreaterThanOrEqual(Number(r.throughput_gbps));
+      expect(r.baseline).toBe('tc-none');
+      expect(Number(r.throughput_rel_baseline)).toBeCloseTo(median(inp.gbps) / median(inputs.get(key(r.kernel, 'tc-none'))!.gbps), 9);
+      if (isNoProgram(r.approach as ApproachName)) {
+        expect(r.skbs_total).toBe('');
+        continue;
+      }
+      expect(Number(r.skbs_total)).toBe(median(inp.runCnt));
+      expect(Number(r.time_total_ns)).toBe(median(inp.runTimeNs));
+    }
+  });
+
+  it('Table 5.2: ns per skb (thesis convention and per run) and the ratios to tc-manual and tc-fused, from the inputs', () => {
+    const rows = tcRows('tc-table-5.2.csv');
+    for (const k of KERNELS) {
+      const nsOf = (a: ApproachName) => median(inputs.get(key(k.label, a))!.nsPer);
+      for (const a of measured(k.label).filter((x) => !isNoProgram(x))) {
+        const r = rows.find((x) => x.kernel === k.label && x.approach === a)!;
+        const inp = inputs.get(key(k.label, a))!;
+        expect(Number(r.time_per_skb_ns)).toBeCloseTo(median(inp.runTimeNs) / median(inp.runCnt), 9);
+        expect(Number(r.ns_per_skb_median)).toBeCloseTo(nsOf(a), 9);
+        expect(Number(r.ci95_low)).toBeLessThanOrEqual(nsOf(a));
+        expect(Number(r.ci95_high)).toBeGreaterThanOrEqual(nsOf(a));
+        for (const ref of ['tc-manual', 'tc-fused'] as const) {
+          const col = `ratio_${ref.replace('-', '_')}`;
+          if (a === ref) expect(r[col]).toBe('1');
+          else expect(Number(r[col])).toBeCloseTo(nsOf(a) / nsOf(ref), 12);
+        }
+      }
+      const none = rows.find((x) => x.kernel === k.label && x.approach === 'tc-none')!;
+      expect([none.time_per_skb_ns, none.ratio_tc_manual]).toEqual(['', '']);
+    }
+  });
+
+  it('the TC headline is relative to tc-manual and tc-fused, with the same ratios', () => {
+    const rows = tcRows('tc-headline.csv');
+    expect(new Set(rows.map((r) => r.reference))).toEqual(new Set(['tc-manual', 'tc-fused']));
+    expect(rows.every((r) => r.metric === 'statsNsPerPacket')).toBe(true);
+    for (const r of rows) {
+      const ns = (a: string | undefined) => median(inputs.get(key(r.kernel, a as ApproachName))!.nsPer);
+      expect(Number(r.ratio)).toBeCloseTo(ns(r.approach) / ns(r.reference), 12);
+      expect(TC).toContain(r.approach);
+    }
+    // every measured TC approach but the baseline, against each reference but itself
+    const expected = KERNELS.reduce((n, k) => n + 2 * (measured(k.label).filter((a) => !isNoProgram(a)).length - 1), 0);
+    expect(rows).toHaveLength(expected);
+  });
+
+  it('an unsupported TC cell shows its status and reason, in the CSV, the Markdown and the HTML', () => {
+    const r = tcRows('tc-table-5.1.csv').find((x) => x.kernel === '6.1' && x.approach === UNSUPPORTED)!;
+    expect(r.status).toBe('unsupported');
+    expect(r.n_runs).toBe('0');
+    expect(r.notes).toContain(UNSUPPORTED_REASON);
+    expect(read(mixed, 'tc.md')).toContain(`| ${APPROACH_LABEL[UNSUPPORTED]} | 6.1 |`);
+    expect(read(mixed, 'tc.md')).toContain(UNSUPPORTED_REASON);
+    expect(readFileSync(sm.html, 'utf8')).toContain(UNSUPPORTED_REASON);
+  });
+
+  it('says that TC counts skbs and that the thesis has no TC numbers, in report.md, tc.md and the page', () => {
+    for (const text of [read(mixed, 'report.md'), read(mixed, 'tc.md'), readFileSync(sm.html, 'utf8').replace(/&quot;/g, '"').replace(/&#39;|&apos;/g, "'")]) {
+      expect(text).toContain('TC ingress (cls_bpf, tcx)');
+      expect(text).toContain(TC_NOTE);
+    }
+    expect(TC_NOTE).toMatch(/skb/);
+    expect(TC_NOTE).toMatch(/thesis has no TC numbers/);
+    expect(read(xdpOnly, 'report.md')).not.toContain('TC ingress');
+    expect(readFileSync(sx.html, 'utf8')).not.toContain('id="tc"');
+  });
+
+  it('microbenchmarks and latencies split by hook: TC variants only in tc-micro.csv, XDP only in micro.csv', () => {
+    expect(new Set(tcRows('tc-micro.csv').map((r) => r.variant))).toEqual(new Set(['tc-manual', 'tc-fused']));
+    expect(new Set(readCsv(join(mixed, 'report', 'micro.csv')).map((r) => r.variant))).toEqual(new Set(['manual', 'fused']));
+    expect(Number(tcRows('tc-micro.csv').find((r) => r.kernel === '6.6' && r.variant === 'tc-manual')!.median_ns)).toBe(41);
+    expect(new Set(tcRows('tc-latency.csv').map((r) => r.approach))).toEqual(new Set(['tc-manual']));
+  });
+
+  it('no TC file in an XDP-only report', () => {
+    for (const f of ['tc-headline.csv', 'tc-table-5.1.csv', 'tc-table-5.2.csv', 'tc-stats.csv', 'tc.md']) {
+      expect(existsSync(join(xdpOnly, 'report', f)), f).toBe(false);
+      expect(existsSync(join(mixed, 'report', f)), f).toBe(true);
+    }
+  });
+
+  it('the terminal summary names the TC section and its files', async () => {
+    const lines: string[] = [];
+    const cmd = reportCommand({ print: (l) => lines.push(l), progress: () => {} }).exitOverride();
+    await cmd.parseAsync([mixed], { from: 'user' });
+    const xdpRuns = KERNELS.length * XDP.length * RUNS;
+    const tcRuns = KERNELS.reduce((n, k) => n + measured(k.label).length * RUNS, 0);
+    expect(lines[0]).toBe(`report of ${mixed}: ${xdpRuns + tcRuns} runs in ${KERNELS.length * (XDP.length + TC.length)} cells, kernels 6.6, 6.1`);
+    expect(lines).toContain(`  TC ingress (cls_bpf, tcx): ${tcRuns} runs in ${KERNELS.length * TC.length} cells, approaches ${approachOrder('tc').join(', ')} (per skb; no thesis numbers)`);
+    expect(lines.find((l) => l.startsWith('    tables: '))).toContain('tc-table-5.1.csv');
+  });
+});
+
+describe('hooks of names', () => {
+  it('every approach and its microbenchmark variants fall in the approach\'s hook', () => {
+    for (const a of APPROACH_NAMES) {
+      for (const v of [a, `${a}-inline`, `chain/${a}-constant`]) expect(variantHook(v), v).toBe(hookOfApproach(a));
+    }
+    expect(variantHook('chain/freplace')).toBe('xdp');
+    expect(approachOrder('xdp')).toEqual(['manual', 'dispatcher', 'patched', 'fused', 'none']);
+    const tc = approachOrder('tc');
+    expect([tc[0], tc.at(-2), tc.at(-1)]).toEqual(['tc-manual', 'tc-fused', 'tc-none']);
+    expect([...tc].sort()).toEqual([...TC].sort());
+  });
+});
