@@ -118,7 +118,7 @@ export function renderHtml(x: HtmlInput): string {
   else body.push(`<ul class="sentences">${model.sentences.map((s) => `<li>${esc(s.text)}</li>`).join('')}</ul>`);
   for (const t of x.significance) body.push(tableHtml(t, 3));
   body.push('<h2 id="our-columns">Our columns: distributions per cell</h2>');
-  body.push(figs('fig-packets-true') + figs('fig-ns-per-packet-true') + figs('fig-cycles-per-packet-true'));
+  body.push(figs('fig-packets-true') + figs('fig-ns-per-packet-true') + figs('fig-cycles-per-packet-true') + figs('fig-bpf-stats-ns-per-packet'));
   for (const t of [...x.stats51, ...x.stats52, ...x.statsExtra]) body.push(tableHtml(t, 3));
   if (x.micro.length > 0 || x.charts.some((c) => c.id.startsWith('micro-'))) {
     body.push('<h2 id="micro">Microbenchmarks</h2>');
