@@ -1,124 +1,19 @@
 /**
- * The report's TC section, from synthetic raw results made through the schema (RawRecord.parse):
- * every XDP and every TC approach the schema names, on two kernels, with BPF statistics, micro and
- * latency records. A mixed set gives the XDP section byte for byte as the XDP-only set does, and a
+ * The report's TC section, from the synthetic raw results of tc-records.ts (every XDP and every TC
+ * approach the schema names, on two kernels, with BPF statistics, micro and latency records). A mixed set gives the XDP section byte for byte as the XDP-only set does, and a
  * TC section of its own whose numbers are worked out here from the same inputs; an XDP-only set has
  * no TC section; an unsupported TC cell shows its reason.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportCommand } from '../../lab/commands/report.ts';
 import { approachOrder, TC_NOTE, variantHook } from '../../lab/report/hooks.ts';
 import { renderReport, type ReportSummary } from '../../lab/report/index.ts';
 import { APPROACH_LABEL } from '../../lab/report/metrics.ts';
-import { APPROACH_NAMES, approachesOfHook, hookOfApproach, RawRecord, type ApproachName } from '../../lab/results/record.ts';
-import { cleanScratch, readCsv, scratchDir } from './helpers.ts';
-
-const KERNELS = [
-  { label: '6.6', release: '6.6.0-test' },
-  { label: '6.1', release: '6.1.0-test' },
-] as const;
-const RUNS = 5;
-/** Per-run wiggle, so medians, IQRs and CIs have something to do. */
-const JITTER = [0, 3, -2, 5, 1];
-const XDP = approachesOfHook('xdp');
-const TC = approachesOfHook('tc');
-/** The TC approach shown unsupported on the older kernel: the last the schema registers. */
-const UNSUPPORTED = TC[TC.length - 1]!;
-const UNSUPPORTED_REASON = `kernel 6.1.0-test: ${UNSUPPORTED} needs a newer kernel (synthetic)`;
-const isNoProgram = (a: ApproachName) => a === 'none' || a === 'tc-none';
-
-/** The inputs, per kernel and approach: what each run's ns per skb (packet) and throughput were. */
-interface Inputs {
-  nsPer: number[];
-  runCnt: number[];
-  runTimeNs: number[];
-  gbps: number[];
-}
-const inputs = new Map<string, Inputs>();
-const key = (k: string | undefined, a: string | undefined) => `${k}/${a}`;
-
-function runsOf(kernel: (typeof KERNELS)[number], ki: number, a: ApproachName): unknown[] {
-  const i = APPROACH_NAMES.indexOf(a);
-  const tc = hookOfApproach(a) === 'tc';
-  const inp: Inputs = { nsPer: [], runCnt: [], runTimeNs: [], gbps: [] };
-  const out = Array.from({ length: RUNS }, (_, j) => {
-    const nsPer = 150 + 23 * i + 7 * ki + JITTER[j]!;
-    const runCnt = 100_000 + 1_000 * j;
-    const gbps = 9.5 - 0.4 * i - 0.2 * ki + 0.05 * JITTER[j]!;
-    if (!isNoProgram(a)) {
-      inp.nsPer.push(nsPer);
-      inp.runCnt.push(runCnt);
-      inp.runTimeNs.push(nsPer * runCnt);
-    }
-    inp.gbps.push(gbps);
-    const calls = 1000 + 10 * j;
-    return {
-      kind: 'run',
-      schema: 1,
-      runId: 'synthetic-tc',
-      kernel: kernel.label,
-      kernelRelease: kernel.release,
-      accelerator: 'kvm',
-      clock: 'wall',
-      approach: a,
-      iteration: j,
-      startedAt: '2026-12-01T10:00:00.000Z',
-      endedAt: '2026-12-01T10:00:02.000Z',
-      iperf: { bitsPerSecond: gbps * 1e9, bytes: gbps * 2.5e8, seconds: 2, retransmits: 0 },
-      probe: tc || a === 'none' ? null : { calls, packets: 4 * calls, ns: 20_000 * calls + 100 * i, cycles: 3 * (20_000 * calls + 100 * i) },
-      ...(tc ? { probeNullReason: 'the veth_poll probe is not used on the TC hook' } : a === 'none' ? { probeNullReason: 'no XDP program' } : {}),
-      bpfStats: isNoProgram(a)
-        ? null
-        : { mode: 'fd', programId: 10 + j, programName: 'entry', runCnt, runTimeNs: nsPer * runCnt, nsPerPacket: nsPer, programs: [{ role: 'entry', id: 10 + j, name: 'entry', runCnt, runTimeNs: nsPer * runCnt }] },
-      ...(isNoProgram(a) ? { bpfStatsNullReason: 'no program attached' } : {}),
-      xdpMode: tc || a === 'none' ? 'none' : 'native',
-    };
-  });
-  inputs.set(key(kernel.label, a), inp);
-  return out;
-}
-
-function cell(kernel: string, a: ApproachName, status: 'done' | 'unsupported', runs: number, reason?: string): unknown {
-  return { kind: 'cell', schema: 1, runId: 'synthetic-tc', kernel, approach: a, status, runs, ...(reason ? { reason } : {}) };
-}
-
-function micro(kernel: (typeof KERNELS)[number], variant: string, base: number): unknown {
-  return { kind: 'micro', schema: 1, runId: 'synthetic-tc', kernel: kernel.label, kernelRelease: kernel.release, accelerator: 'kvm', clock: 'wall', variant, chainLength: 3, hop: 'tail-call-constant', repeat: 1000, nsPerPacket: [base, base + 1, base + 2] };
-}
-
-function latency(kernel: string, a: ApproachName, ms: number[]): unknown {
-  return { kind: 'latency', schema: 1, runId: 'synthetic-tc', kernel, accelerator: 'kvm', clock: 'wall', approach: a, operation: 'load-attach', ms };
-}
-
-/** The records of one hook, through the schema. */
-function records(hook: 'xdp' | 'tc'): RawRecord[] {
-  const out: unknown[] = [];
-  KERNELS.forEach((k, ki) => {
-    for (const a of hook === 'xdp' ? XDP : TC) {
-      if (hook === 'tc' && k.label === '6.1' && a === UNSUPPORTED) {
-        out.push(cell(k.label, a, 'unsupported', 0, UNSUPPORTED_REASON));
-        continue;
-      }
-      out.push(...runsOf(k, ki, a), cell(k.label, a, 'done', RUNS));
-    }
-    const [manual, fused] = hook === 'xdp' ? (['manual', 'fused'] as const) : (['tc-manual', 'tc-fused'] as const);
-    out.push(micro(k, manual, 40 + ki), micro(k, fused, 30 + ki), latency(k.label, manual, [5, 6, 7]));
-  });
-  return out.map((r) => RawRecord.parse(r));
-}
-
-function writeRun(tag: string, recs: RawRecord[]): string {
-  const dir = scratchDir(tag);
-  writeFileSync(join(dir, 'raw.jsonl'), recs.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  return dir;
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
+import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../../lab/results/record.ts';
+import { cleanScratch, readCsv } from './helpers.ts';
+import { inputs, isNoProgram, KERNELS, key, median, records, RUNS, TC, UNSUPPORTED, UNSUPPORTED_REASON, writeRun, XDP } from './tc-records.ts';
 
 let xdpOnly: string;
 let mixed: string;
