@@ -213,6 +213,20 @@ describe('the TC section', () => {
   });
 });
 
+describe('a run of TC records only', () => {
+  it('has the TC section, an XDP section without rows, and says why no XDP figure was drawn', async () => {
+    const dir = writeRun('tc-only', records('tc'));
+    const s = await renderReport(dir, { resamples: 200 });
+    expect(s.tc!.approaches).toEqual(approachOrder('tc'));
+    expect(s.kernels).toEqual(KERNELS.map((k) => k.label));
+    expect(readCsv(join(dir, 'report', 'table-5.1.csv'))).toEqual([]);
+    expect(readCsv(join(dir, 'report', 'headline.csv'))).toEqual([]);
+    expect(readCsv(join(dir, 'report', 'tc-table-5.1.csv'))).toHaveLength(KERNELS.length * TC.length);
+    expect(s.charts.every((c) => c.id.startsWith('tc-'))).toBe(true);
+    expect(s.skippedCharts.map((c) => c.id)).toContain('fig-5.1a-throughput');
+  });
+});
+
 describe('hooks of names', () => {
   it('every approach and its microbenchmark variants fall in the approach\'s hook', () => {
     for (const a of APPROACH_NAMES) {
