@@ -4,7 +4,7 @@
  * summary.json). Reads only; writes only under runDir/report/.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { errorMessage, LabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
@@ -121,7 +121,8 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
             kernels: tc.kernels.map((k) => k.label),
             runs: runsOf(tc),
             cells: tc.cells.length,
-            files: files.filter((f) => /\/tc[-.][^/]*$/.test(f)),
+            // Its tables and Markdown; its figures are with the others in figures/.
+            files: files.filter((f) => dirname(f) === reportDir && /^tc[-.]/.test(basename(f))),
             significance: tc.sentences.map((s) => s.text),
           }
         : null,

@@ -209,7 +209,10 @@ describe('the TC section', () => {
     const tcRuns = KERNELS.reduce((n, k) => n + measured(k.label).length * RUNS, 0);
     expect(lines[0]).toBe(`report of ${mixed}: ${xdpRuns + tcRuns} runs in ${KERNELS.length * (XDP.length + TC.length)} cells, kernels 6.6, 6.1`);
     expect(lines).toContain(`  TC ingress (cls_bpf, tcx): ${tcRuns} runs in ${KERNELS.length * TC.length} cells, approaches ${approachOrder('tc').join(', ')} (per skb; no thesis numbers)`);
-    expect(lines.find((l) => l.startsWith('    tables: '))).toContain('tc-table-5.1.csv');
+    const tables = lines.find((l) => l.startsWith('    tables: '))!;
+    expect(tables).toContain('tc-table-5.1.csv');
+    expect(tables).toContain('tc.md');
+    expect(tables).not.toContain('.png');
   });
 });
 
