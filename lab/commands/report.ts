@@ -2,7 +2,7 @@
  * `npm run report -- results/<run-id>` and `npm run report -- --thesis [outDir]`.
  * The command prints where the files went; library code below it never prints.
  */
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { LabError } from '../errors.ts';
@@ -25,6 +25,10 @@ function printSummary(s: ReportSummary, out: (line: string) => void): void {
   out(`  headline: ${s.reportDir}/headline.md, headline.csv`);
   out(`  tables:   ${s.reportDir}/table-5.1.csv, table-5.2.csv, stats.csv, thesis-comparison.csv, significance.csv`);
   out(`  figures:  ${s.charts.length} PNG in ${s.reportDir}/figures`);
+  if (s.tc) {
+    out(`  ${s.tc.title}: ${s.tc.runs} runs in ${s.tc.cells} cells, approaches ${s.tc.approaches.join(', ') || 'none'} (per skb; no thesis numbers)`);
+    out(`    tables: ${s.tc.files.map((f) => basename(f)).join(', ')}`);
+  }
   for (const k of s.skippedCharts) out(`  not drawn: ${k.id}: ${k.reason}`);
   if (s.badLines.length > 0) out(`  skipped ${s.badLines.length} corrupt raw line(s): ${s.badLines.map((b) => `${b.file}:${b.line}`).join(', ')}`);
   const warns = s.flags.filter((f) => f.level === 'warn').length;

@@ -4,6 +4,7 @@
  * bootstrap CI; and the cell's row in the thesis's layout (Tables 5.1 and 5.2).
  */
 import type { ApproachName, CellRecord, RunRecord } from '../results/record.ts';
+import { isBaseline } from './hooks.ts';
 import type { KernelInfo } from './kernels.ts';
 import { kernelWarning } from './kernels.ts';
 import type { LoadedRun } from './load.ts';
@@ -153,7 +154,7 @@ export function thesisRow(cell: Cell, k: KernelInfo | null): ThesisRow {
   else if (status !== 'done') notes.push(`${status}${rec?.reason ? `: ${noteReason(status, rec.reason)}` : ''}`);
   if (cell.approach === 'none') notes.push('no probe data: no XDP program, veth_poll not probed');
   else if (cell.values.cycles.length === 0 && cell.values.calls.length > 0) notes.push(`cycles null: ${(cell.nullReasons.cycles ?? []).join('; ')}`);
-  if (cell.approach !== 'none' && cell.runs.some((r) => r.bpfStats === null) && cell.values.statsNsPerPacket.length === 0) {
+  if (!isBaseline(cell.approach) && cell.runs.some((r) => r.bpfStats === null) && cell.values.statsNsPerPacket.length === 0) {
     notes.push(`BPF statistics null: ${(cell.nullReasons.statsNsPerPacket ?? []).join('; ')}`);
   }
   const calls = median(cell.stats.calls);

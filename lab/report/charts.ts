@@ -1,20 +1,16 @@
 /**
  * Figures as PNG through chartjs-node-canvas: Figure 5.1 a–d (grouped by kernel, one bar per
- * approach), our per-true-packet variants, microbenchmark and latency charts. Error bars are drawn by
- * a small plugin: Chart.js has none, and the thesis's figures showing none is what this lab fixes.
+ * approach), our per-true-packet variants, microbenchmark and latency charts; for the TC section its
+ * own set (throughput, ns per skb, relative throughput, microbenchmarks, latency) under ids of its own.
  */
-import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
-import type { ChartConfiguration, Plugin } from 'chart.js';
-import type { ApproachName } from '../results/record.ts';
+import type { ChartConfiguration } from 'chart.js';
+import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import { CHART_HEIGHT, CHART_WIDTH, canvas, errorBarPlugin, interval, renderBar, type ErrorBarKind } from './chart-draw.ts';
 import { kernelWarnings, type Measurement } from './kernels.ts';
-import { APPROACH_LABEL, METRICS, shownMetric, type MetricKey } from './metrics.ts';
+import { APPROACH_LABEL, metricLabel, shownMetric, type MetricKey } from './metrics.ts';
 import type { ReportModel } from './model.ts';
-import type { Summary } from './stats.ts';
 
-export const CHART_WIDTH = 1000;
-export const CHART_HEIGHT = 560;
-
-export type ErrorBarKind = 'iqr' | 'ci';
+export { CHART_HEIGHT, CHART_WIDTH, type ErrorBarKind } from './chart-draw.ts';
 
 export interface ChartFile {
   id: string;
@@ -34,7 +30,7 @@ export interface SkippedChart {
   reason: string;
 }
 
-const COLORS: Record<ApproachName, string> = {
+const KNOWN_COLORS: Partial<Record<ApproachName, string>> = {
   manual: '#1f77b4',
   dispatcher: '#ff7f0e',
   patched: '#2ca02c',
@@ -48,57 +44,10 @@ const COLORS: Record<ApproachName, string> = {
   tcx: '#98df8a',
 };
 const EXTRA_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-
-type Interval = [number, number] | null;
-
-/** Draws a whisker with caps over every bar or point that has an interval. */
-function errorBarPlugin(errors: Interval[][]): Plugin {
-  return {
-    id: 'errorBars',
-    afterDatasetsDraw(chart) {
-      const { ctx } = chart;
-      const y = chart.scales.y;
-      if (!y) return;
-      chart.data.datasets.forEach((_, di) => {
-        const meta = chart.getDatasetMeta(di);
-        if (meta.hidden) return;
-        meta.data.forEach((el, i) => {
-          const e = errors[di]?.[i];
-          if (!e) return;
-          const barWidth = (el as unknown as { width?: number }).width;
-          const cap = Math.max(3, Math.min(8, (barWidth ?? 16) / 4));
-          const top = y.getPixelForValue(e[1]);
-          const bottom = y.getPixelForValue(e[0]);
-          ctx.save();
-          ctx.strokeStyle = '#111';
-          ctx.lineWidth = 1.5;
-          ctx.beginPath();
-          ctx.moveTo(el.x, top);
-          ctx.lineTo(el.x, bottom);
-          ctx.moveTo(el.x - cap, top);
-          ctx.lineTo(el.x + cap, top);
-          ctx.moveTo(el.x - cap, bottom);
-          ctx.lineTo(el.x + cap, bottom);
-          ctx.stroke();
-          ctx.restore();
-        });
-      });
-    },
-  };
-}
-
-function interval(s: Summary | undefined, kind: ErrorBarKind): Interval {
-  if (!s || s.n < 2) return null;
-  if (kind === 'ci') return s.ci;
-  return [s.q1, s.q3];
-}
-
-let renderer: ChartJSNodeCanvas | null = null;
-function canvas(): ChartJSNodeCanvas {
-  // One instance: each one loads its own copy of Chart.js.
-  renderer ??= new ChartJSNodeCanvas({ width: CHART_WIDTH, height: CHART_HEIGHT, backgroundColour: 'white' });
-  return renderer;
-}
+/** An approach registered after these colours were chosen still gets one of its own. */
+const COLORS = Object.fromEntries(
+  APPROACH_NAMES.map((a, i) => [a, KNOWN_COLORS[a] ?? EXTRA_COLORS[i % EXTRA_COLORS.length]!]),
+) as Record<ApproachName, string>;
 
 function subtitleLines(model: ReportModel, kernels: string[], errorText: string): { text: string[]; tcg: boolean; warning: string } {
   const warnings = kernelWarnings(model.kernels, kernels);
@@ -108,57 +57,6 @@ function subtitleLines(model: ReportModel, kernels: string[], errorText: string)
   // For captions: " TCG emulation: not a performance measurement." (or the icount wording), or nothing.
   const warning = warnings.map((w) => ` ${w.text}.`).join('');
   return { text: lines, tcg: warnings.length > 0, warning };
-}
-
-interface BarSpec {
-  id: string;
-  title: string;
-  yLabel: string;
-  xLabel: string;
-  /** An array is a label on several lines. */
-  labels: (string | string[])[];
-  datasets: { label: string; color: string; data: (number | null)[]; errors: Interval[] }[];
-  subtitle: string[];
-  warn: boolean;
-}
-
-async function renderBar(spec: BarSpec): Promise<Buffer> {
-  const top = Math.max(0, ...spec.datasets.flatMap((d) => d.data.map((v, i) => Math.max(v ?? 0, d.errors[i]?.[1] ?? 0))));
-  const config: ChartConfiguration = {
-    type: 'bar',
-    data: {
-      labels: spec.labels,
-      datasets: spec.datasets.map((d) => ({ label: d.label, data: d.data, backgroundColor: d.color, borderColor: d.color, borderWidth: 1 })),
-    },
-    options: {
-      responsive: false,
-      animation: false,
-      devicePixelRatio: 1,
-      layout: { padding: { right: 20, left: 4 } },
-      plugins: {
-        title: { display: true, text: spec.title, font: { size: 18, weight: 'bold' }, color: '#111' },
-        subtitle: {
-          display: true,
-          text: spec.subtitle,
-          font: { size: 13, weight: spec.warn ? 'bold' : 'normal' },
-          color: spec.warn ? '#b00020' : '#333',
-          padding: { bottom: 8 },
-        },
-        legend: { position: 'top', labels: { font: { size: 13 }, color: '#111' } },
-      },
-      scales: {
-        x: { title: { display: true, text: spec.xLabel, font: { size: 14 }, color: '#111' }, ticks: { font: { size: 13 }, color: '#111' } },
-        y: {
-          beginAtZero: true,
-          suggestedMax: top * 1.05,
-          title: { display: true, text: spec.yLabel, font: { size: 14 }, color: '#111' },
-          ticks: { font: { size: 12 }, color: '#111' },
-        },
-      },
-    },
-    plugins: [errorBarPlugin(spec.datasets.map((d) => d.errors))],
-  };
-  return canvas().renderToBuffer(config);
 }
 
 const FIGURES: { id: string; metric: MetricKey; title: string; yLabel: string }[] = [
@@ -171,6 +69,11 @@ const FIGURES: { id: string; metric: MetricKey; title: string; yLabel: string }[
   { id: 'fig-cycles-per-packet-true', metric: 'cyclesPerPacket', title: 'Cycles per packet (per packet actually processed)', yLabel: 'cycles per packet' },
   { id: 'fig-bpf-stats-ns-per-packet', metric: 'statsNsPerPacket', title: 'Time per packet in the XDP program (BPF run-time statistics)', yLabel: 'ns per packet (Δrun_time_ns / Δrun_cnt)' },
 ];
+/** The TC section's figures: no veth_poll probe there, so throughput and the programs' own time per skb. */
+const TC_FIGURES: typeof FIGURES = [
+  { id: 'tc-fig-throughput', metric: 'throughputGbps', title: 'TC — Throughput by kernel and approach', yLabel: 'iperf3 throughput (Gb/s)' },
+  { id: 'tc-fig-ns-per-skb', metric: 'statsNsPerPacket', title: 'TC — Time per skb in the TC programs (BPF run-time statistics)', yLabel: 'ns per skb (Δrun_time_ns / Δrun_cnt)' },
+];
 
 export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind = 'iqr'): Promise<{ charts: ChartFile[]; skipped: SkippedChart[] }> {
   const charts: ChartFile[] = [];
@@ -182,7 +85,7 @@ export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind =
     return `${k}${release}${info?.tcg ? ' (TCG)' : ''}`;
   };
 
-  for (const f of FIGURES) {
+  for (const f of model.profile.hook === 'tc' ? TC_FIGURES : FIGURES) {
     // Results from before the statistics existed: no figure, and nothing to say about it.
     if (!shownMetric(model, f.metric)) continue;
     const kernels = model.kernels.map((k) => k.label).filter((k) => model.cells.some((c) => c.kernel === k && c.values[f.metric].length > 0));
@@ -208,7 +111,7 @@ export async function renderCharts(model: ReportModel, errorBars: ErrorBarKind =
       id: f.id,
       file: `figures/${f.id}.png`,
       title: f.title,
-      caption: `${METRICS[f.metric].label}. ${sub.text[0]}.${sub.warning}`,
+      caption: `${metricLabel(f.metric, model.profile.hook)}. ${sub.text[0]}.${sub.warning}`,
       png,
       width: CHART_WIDTH,
       height: CHART_HEIGHT,
@@ -231,11 +134,16 @@ const MEASUREMENT_SHORT: Record<Measurement, string> = { host: 'real', kvm: 'KVM
  * bits, so on one absolute axis its bars vanish; as ratios every kernel shows its chain's cost.
  */
 async function relativeThroughputChart(model: ReportModel, charts: ChartFile[], skipped: SkippedChart[], kernelLabel: (k: string) => string): Promise<void> {
-  const title = 'Throughput relative to no XDP (to manual where none was not measured), per kernel';
+  const { baseline, manual, idPrefix, hook } = model.profile;
+  const title =
+    hook === 'tc'
+      ? `TC — Throughput relative to ${baseline} (to ${manual} where ${baseline} was not measured), per kernel`
+      : 'Throughput relative to no XDP (to manual where none was not measured), per kernel';
+  const id = `${idPrefix}${RELATIVE_THROUGHPUT_ID}`;
   const rel = model.relativeThroughput;
   if (rel.length === 0) {
-    const why = model.cells.some((c) => c.values.throughputGbps.length > 0) ? 'no kernel has a none or manual cell with throughput' : 'no throughput measured';
-    skipped.push({ id: RELATIVE_THROUGHPUT_ID, title, reason: why });
+    const why = model.cells.some((c) => c.values.throughputGbps.length > 0) ? `no kernel has a ${baseline} or ${manual} cell with throughput` : 'no throughput measured';
+    skipped.push({ id, title, reason: why });
     return;
   }
   const kernels = rel.map((r) => r.kernel);
@@ -255,7 +163,7 @@ async function relativeThroughputChart(model: ReportModel, charts: ChartFile[], 
     return [kernelLabel(r.kernel), `÷ ${r.baseline}${info?.measurement ? ` · ${MEASUREMENT_SHORT[info.measurement]}` : ''}`];
   });
   const png = await renderBar({
-    id: RELATIVE_THROUGHPUT_ID,
+    id,
     title,
     yLabel: 'throughput ÷ baseline throughput (same kernel)',
     xLabel: 'Linux kernel · baseline · how measured',
@@ -265,10 +173,10 @@ async function relativeThroughputChart(model: ReportModel, charts: ChartFile[], 
     warn: sub.tcg,
   });
   charts.push({
-    id: RELATIVE_THROUGHPUT_ID,
-    file: `figures/${RELATIVE_THROUGHPUT_ID}.png`,
+    id,
+    file: `figures/${id}.png`,
     title,
-    caption: `iperf3 throughput of each approach divided by the median throughput of the same kernel's baseline (none, else manual: named under each kernel). ${errorText}.${without.length > 0 ? ` Not drawn (no baseline): ${without.join(', ')}.` : ''}${sub.warning}`,
+    caption: `iperf3 throughput of each approach divided by the median throughput of the same kernel's baseline (${baseline}, else ${manual}: named under each kernel). ${errorText}.${without.length > 0 ? ` Not drawn (no baseline): ${without.join(', ')}.` : ''}${sub.warning}`,
     png,
     width: CHART_WIDTH,
     height: CHART_HEIGHT,
@@ -309,7 +217,7 @@ async function microCharts(
         devicePixelRatio: 1,
         layout: { padding: { right: 20, left: 4 } },
         plugins: {
-          title: { display: true, text: `ns per packet vs chain length — ${kernelLabel(k)}`, font: { size: 18, weight: 'bold' }, color: '#111' },
+          title: { display: true, text: `${sectionTitle(model)}ns per packet vs chain length — ${kernelLabel(k)}`, font: { size: 18, weight: 'bold' }, color: '#111' },
           subtitle: { display: true, text: sub.text, font: { size: 13, weight: sub.tcg ? 'bold' : 'normal' }, color: sub.tcg ? '#b00020' : '#333', padding: { bottom: 8 } },
           legend: { position: 'top', labels: { font: { size: 13 }, color: '#111', boxHeight: 3 } },
         },
@@ -320,11 +228,11 @@ async function microCharts(
       },
       plugins: [errorBarPlugin(series.map((g) => g.points.map((p) => interval(p.stats, errorBars))))],
     };
-    const id = `micro-scaling-${safe(k)}`;
+    const id = `${model.profile.idPrefix}micro-scaling-${safe(k)}`;
     charts.push({
       id,
       file: `figures/${id}.png`,
-      title: `ns per packet vs chain length — ${k}`,
+      title: `${sectionTitle(model)}ns per packet vs chain length — ${k}`,
       caption: `Microbenchmark (BPF_PROG_TEST_RUN). ${errorText}.${sub.warning}`,
       png: await canvas().renderToBuffer(config),
       width: CHART_WIDTH,
@@ -333,8 +241,10 @@ async function microCharts(
     });
   }
   const single = model.micro.filter((g) => g.kind === 'approach');
+  const singleId = `${model.profile.idPrefix}micro-approaches`;
+  const singleTitle = `${sectionTitle(model)}ns per packet per approach (BPF_PROG_TEST_RUN)`;
   if (single.length === 0) {
-    skipped.push({ id: 'micro-approaches', title: 'ns per packet per approach', reason: 'no per-approach microbenchmark record (only chain-length scaling)' });
+    skipped.push({ id: singleId, title: singleTitle, reason: 'no per-approach microbenchmark record (only chain-length scaling)' });
     return;
   }
   const mk = kernels.filter((k) => single.some((g) => g.kernel === k));
@@ -344,17 +254,17 @@ async function microCharts(
     const gs = mk.map((k) => single.find((g) => g.kernel === k && g.variant === v));
     return {
       label: v,
-      color: COLORS[v as ApproachName] ?? EXTRA_COLORS[i % EXTRA_COLORS.length]!,
+      color: (COLORS as Record<string, string | undefined>)[v] ?? EXTRA_COLORS[i % EXTRA_COLORS.length]!,
       data: gs.map((g) => g?.points[0]?.stats.median ?? null),
       errors: gs.map((g) => interval(g?.points[0]?.stats, errorBars)),
     };
   });
   charts.push({
-    id: 'micro-approaches',
-    file: 'figures/micro-approaches.png',
-    title: 'ns per packet per approach (BPF_PROG_TEST_RUN)',
+    id: singleId,
+    file: `figures/${singleId}.png`,
+    title: singleTitle,
     caption: `Microbenchmark on one packet. ${errorText.replace('Points', 'Bars')}.${sub.warning}`,
-    png: await renderBar({ id: 'micro-approaches', title: 'ns per packet per approach (BPF_PROG_TEST_RUN)', yLabel: 'ns per packet', xLabel: 'Linux kernel', labels: mk.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
+    png: await renderBar({ id: singleId, title: singleTitle, yLabel: 'ns per packet', xLabel: 'Linux kernel', labels: mk.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
     width: CHART_WIDTH,
     height: CHART_HEIGHT,
     tcg: sub.tcg,
@@ -374,18 +284,23 @@ async function latencyCharts(model: ReportModel, charts: ChartFile[], errorBars:
       const row = kernels.map((k) => gs.find((g) => g.kernel === k && g.approach === a));
       return { label: APPROACH_LABEL[a], color: COLORS[a], data: row.map((g) => g?.stats.median ?? null), errors: row.map((g) => interval(g?.stats, errorBars)) };
     });
-    const id = `latency-${op}`;
+    const id = `${model.profile.idPrefix}latency-${op}`;
     charts.push({
       id,
       file: `figures/${id}.png`,
-      title: `${op} latency`,
+      title: `${sectionTitle(model)}${op} latency`,
       caption: `Milliseconds per ${op}. ${errorText}.${sub.warning}`,
-      png: await renderBar({ id, title: `${op} latency by kernel and approach`, yLabel: 'ms', xLabel: 'Linux kernel', labels: kernels.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
+      png: await renderBar({ id, title: `${sectionTitle(model)}${op} latency by kernel and approach`, yLabel: 'ms', xLabel: 'Linux kernel', labels: kernels.map(kernelLabel), datasets, subtitle: sub.text, warn: sub.tcg }),
       width: CHART_WIDTH,
       height: CHART_HEIGHT,
       tcg: sub.tcg,
     });
   }
+}
+
+/** "TC — " before a TC figure's title, so it never reads as one of the thesis's (XDP) figures. */
+function sectionTitle(model: ReportModel): string {
+  return model.profile.hook === 'tc' ? 'TC — ' : '';
 }
 
 function safe(s: string): string {

@@ -4,10 +4,11 @@
  * one, unmeasured microbenchmarks, bad raw lines; and flags of one cause grouped on one line.
  */
 import type { Cell } from './cells.ts';
+import { isBaseline } from './hooks.ts';
 import { ICOUNT_WARNING, TCG_WARNING, type KernelInfo } from './kernels.ts';
 import type { LoadedRun } from './load.ts';
 import { APPROACH_LABEL, MIN_RUNS } from './metrics.ts';
-import type { ApproachName } from '../results/record.ts';
+import { hookOfApproach, type ApproachName } from '../results/record.ts';
 
 export interface Flag {
   level: 'warn' | 'info';
@@ -141,15 +142,17 @@ function cellFlags(cell: Cell, k: KernelInfo | null, flags: Flag[], pseudoRun: b
       `n=${cell.runs.length}`,
     );
   }
-  if (cell.approach === 'none' && cell.runs.length > 0 && cell.values.ns.length === 0) {
+  // On TC the veth_poll probe is not used at all: its absence is the hook's, said once in the TC section.
+  const probed = hookOfApproach(cell.approach) === 'xdp';
+  if (probed && cell.approach === 'none' && cell.runs.length > 0 && cell.values.ns.length === 0) {
     const t = `no probe data — ${(cell.nullReasons.ns ?? []).join('; ')}. Only throughput is shown.`;
     add('info', t, t);
-  } else if (cell.runs.length > 0 && cell.values.ns.length === 0) {
+  } else if (probed && cell.runs.length > 0 && cell.values.ns.length === 0) {
     const t = `no probe data — ${(cell.nullReasons.ns ?? ['no reason recorded']).join('; ')}.`;
     add('warn', t, t);
   }
   const statsNull = cell.runs.filter((r) => r.bpfStats === null);
-  if (cell.approach !== 'none' && statsNull.length > 0) {
+  if (!isBaseline(cell.approach) && statsNull.length > 0) {
     const why = `${(cell.nullReasons.statsNsPerPacket ?? ['no reason recorded']).join('; ')} (shown as empty, never 0).`;
     add('info', `BPF run-time statistics missing in ${statsNull.length} of ${cell.runs.length} run(s) — ${why}`, `BPF run-time statistics missing — ${why}`, `${statsNull.length} of ${cell.runs.length} run(s)`);
   }

@@ -5,6 +5,7 @@
  */
 import type { ApproachName } from '../results/record.ts';
 import type { Cell } from './cells.ts';
+import { XDP_PROFILE, type HookProfile } from './hooks.ts';
 import type { KernelInfo, Measurement } from './kernels.ts';
 import type { MetricKey } from './metrics.ts';
 import type { PairTest } from './significance.ts';
@@ -22,12 +23,14 @@ export const HEADLINE_METRIC_LABEL: Record<HeadlineMetric, string> = {
   nsPerPacket: 'veth_poll probe: ns per packet',
   nsPerCall: 'veth_poll probe: ns per call (the thesis\'s "per packet")',
 };
-export const HEADLINE_REFERENCES = ['manual', 'fused'] as const satisfies readonly ApproachName[];
-export type HeadlineReference = (typeof HEADLINE_REFERENCES)[number];
+/** A hook's references, manual first: its chain of tail calls and its one fused program. */
+export function headlineReferences(profile: HookProfile): ApproachName[] {
+  return [profile.manual, profile.fused];
+}
 
 export interface HeadlineRatio {
   approach: ApproachName;
-  reference: HeadlineReference;
+  reference: ApproachName;
   n: number;
   nRef: number;
   median: number;
@@ -55,19 +58,21 @@ export interface HeadlineRow {
 /** Throughput of each approach over the kernel's baseline (none, else manual), so kernels of any speed compare. */
 export interface RelativeThroughput {
   kernel: string;
-  baseline: 'none' | 'manual';
+  /** The hook's baseline (none, tc-none), else its manual chain. */
+  baseline: ApproachName;
   bars: { approach: ApproachName; ratio: number; ci: [number, number] | null }[];
 }
 
 /**
  * The answer first: per kernel, each approach's cost over manual and over fused, as a ratio of
  * medians of the best per-packet metric the kernel has, with a bootstrap CI of that ratio and the
- * verdict of the pair's significance test (same metric, so the same Holm family).
+ * verdict of the pair's significance test (same metric, so the same Holm family). The cells are one
+ * hook's, whose profile names its references and baseline.
  */
-export function headlineRows(cells: Cell[], kernels: KernelInfo[], pairs: PairTest[], resamples?: number): HeadlineRow[] {
+export function headlineRows(cells: Cell[], kernels: KernelInfo[], pairs: PairTest[], resamples?: number, profile: HookProfile = XDP_PROFILE): HeadlineRow[] {
   const rows: HeadlineRow[] = [];
   for (const k of kernels) {
-    const kc = cells.filter((c) => c.kernel === k.label && c.approach !== 'none' && c.runs.length > 0);
+    const kc = cells.filter((c) => c.kernel === k.label && c.approach !== profile.baseline && c.runs.length > 0);
     if (kc.length === 0) continue;
     const withData = (m: HeadlineMetric) => kc.filter((c) => c.values[m].length > 0);
     const metric = HEADLINE_METRICS.find((m) => withData(m).length >= 2) ?? HEADLINE_METRICS.find((m) => withData(m).length >= 1) ?? null;
@@ -84,7 +89,7 @@ export function headlineRows(cells: Cell[], kernels: KernelInfo[], pairs: PairTe
     if (metric === null) continue;
     const data = withData(metric);
     row.medians = data.map((c) => ({ approach: c.approach, n: c.values[metric].length, median: c.stats[metric]!.median }));
-    for (const reference of HEADLINE_REFERENCES) {
+    for (const reference of headlineReferences(profile)) {
       const ref = data.find((c) => c.approach === reference);
       if (!ref) continue;
       const medianRef = ref.stats[metric]!.median;
@@ -113,13 +118,13 @@ export function headlineRows(cells: Cell[], kernels: KernelInfo[], pairs: PairTe
   return rows;
 }
 
-/** Throughput over the kernel's own baseline: none (no XDP) where measured, else manual. */
-export function relativeThroughputOf(cells: Cell[], kernels: KernelInfo[], resamples?: number): RelativeThroughput[] {
+/** Throughput over the kernel's own baseline: none (no program) where measured, else manual. */
+export function relativeThroughputOf(cells: Cell[], kernels: KernelInfo[], resamples?: number, profile: HookProfile = XDP_PROFILE): RelativeThroughput[] {
   const out: RelativeThroughput[] = [];
   for (const k of kernels) {
     const kc = cells.filter((c) => c.kernel === k.label && c.values.throughputGbps.length > 0);
-    const base = kc.find((c) => c.approach === 'none') ?? kc.find((c) => c.approach === 'manual');
-    if (!base || (base.approach !== 'none' && base.approach !== 'manual')) continue;
+    const base = kc.find((c) => c.approach === profile.baseline) ?? kc.find((c) => c.approach === profile.manual);
+    if (!base) continue;
     const baseMedian = base.stats.throughputGbps!.median;
     if (baseMedian === 0) continue;
     out.push({

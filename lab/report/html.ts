@@ -6,6 +6,7 @@ import { RELATIVE_THROUGHPUT_ID, type ChartFile, type SkippedChart } from './cha
 import { flagCellsText, type FlagGroup } from './flags.ts';
 import type { ReportModel } from './model.ts';
 import type { Table } from './table.ts';
+import type { TcSection } from './tc-tables.ts';
 
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -65,8 +66,23 @@ export interface HtmlInput {
   significance: Table[];
   micro: Table[];
   latency: Table[];
+  /** The XDP section's figures. */
   charts: ChartFile[];
   skipped: SkippedChart[];
+  /** The TC section, apart from every XDP table and figure; null without TC records. */
+  tc: TcSection | null;
+}
+
+/** The TC section: its note first (per-skb numbers, no thesis beside them), then its own tables and figures. */
+function tcHtml(tc: TcSection): string {
+  const out = [`<h2 id="tc">${esc(tc.title)}</h2>`, `<p class="info">${esc(tc.note)}</p>`];
+  out.push(tableHtml(tc.headline, 3), tableHtml(tc.t51, 3), tableHtml(tc.t52, 3));
+  out.push('<h3 id="tc-figures">TC figures</h3>', ...tc.charts.map(figureHtml));
+  out.push('<h3 id="tc-significance">TC significance</h3>');
+  const sentences = tc.model.sentences;
+  out.push(sentences.length === 0 ? '<p>No pair of TC approaches could be compared on any kernel.</p>' : `<ul class="sentences">${sentences.map((s) => `<li>${esc(s.text)}</li>`).join('')}</ul>`);
+  for (const t of [...tc.significance, ...tc.stats, ...tc.micro, ...tc.latency]) out.push(tableHtml(t, 4));
+  return out.join('\n');
 }
 
 export function renderHtml(x: HtmlInput): string {
@@ -77,8 +93,8 @@ export function renderHtml(x: HtmlInput): string {
   body.push(`<h1>xdp-chain-lab report — ${esc(model.runId)}</h1>`);
   // The answer before anything else: what each chain costs, per kernel, and how it was measured.
   body.push(tableHtml(x.headline));
-  body.push(`<p class="caption">Raw results: ${esc(x.runDir)} · kernels: ${esc(model.kernels.map((k) => k.label).join(', ') || 'none')} · approaches: ${esc(model.approaches.join(', ') || 'none')} · ${model.cells.reduce((s, c) => s + c.runs.length, 0)} runs in ${model.cells.length} cells</p>`);
-  if (model.anyTcg) body.push(`<p class="banner">Kernels ${esc(model.kernels.filter((k) => k.tcg).map((k) => k.label).join(', '))} ran under QEMU TCG (emulation): their numbers are not a performance measurement.</p>`);
+  body.push(`<p class="caption">Raw results: ${esc(x.runDir)} · kernels: ${esc(model.kernels.map((k) => k.label).join(', ') || 'none')} · approaches: ${esc(model.approaches.join(', ') || 'none')} · ${model.cells.reduce((s, c) => s + c.runs.length, 0)} runs in ${model.cells.length} cells${x.tc ? ` · TC ingress: ${esc(x.tc.model.approaches.join(', ') || 'none')} (<a href="#tc">its own section</a>)` : ''}</p>`);
+  if (model.anyTcg) body.push(`<p class="banner">Kernels ${esc(model.allKernels.filter((k) => k.tcg).map((k) => k.label).join(', '))} ran under QEMU TCG (emulation): their numbers are not a performance measurement.</p>`);
   if (model.pseudoRun) body.push(`<p class="info">Thesis pseudo-run (${esc(model.pseudoRun.source)}): ${esc(model.pseudoRun.note)}</p>`);
 
   body.push('<h2 id="warnings">Warnings and flags</h2>');
@@ -102,7 +118,7 @@ export function renderHtml(x: HtmlInput): string {
   else body.push(`<ul class="sentences">${model.sentences.map((s) => `<li>${esc(s.text)}</li>`).join('')}</ul>`);
   for (const t of x.significance) body.push(tableHtml(t, 3));
   body.push('<h2 id="our-columns">Our columns: distributions per cell</h2>');
-  body.push(figs('fig-packets-true') + figs('fig-ns-per-packet-true') + figs('fig-cycles-per-packet-true'));
+  body.push(figs('fig-packets-true') + figs('fig-ns-per-packet-true') + figs('fig-cycles-per-packet-true') + figs('fig-bpf-stats-ns-per-packet'));
   for (const t of [...x.stats51, ...x.stats52, ...x.statsExtra]) body.push(tableHtml(t, 3));
   if (x.micro.length > 0 || x.charts.some((c) => c.id.startsWith('micro-'))) {
     body.push('<h2 id="micro">Microbenchmarks</h2>');
@@ -114,8 +130,9 @@ export function renderHtml(x: HtmlInput): string {
     body.push(figs('latency-'));
     for (const t of x.latency) body.push(tableHtml(t, 3));
   }
+  if (x.tc) body.push(tcHtml(x.tc));
   body.push('<h2 id="provenance">Provenance</h2>');
-  for (const k of model.kernels) {
+  for (const k of model.allKernels) {
     const p = k.provenance;
     body.push(`<h3>${esc(k.label)}${k.tcg ? ' (TCG)' : ''}</h3>`);
     if (!p) {

@@ -4,7 +4,7 @@
  * summary.json). Reads only; writes only under runDir/report/.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { errorMessage, LabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
@@ -16,6 +16,7 @@ import { latencyCsv, latencyTable, microCsv, microTables } from './micro-tables.
 import { buildModel, type ReportModel } from './model.ts';
 import { significanceCsv, significanceTables, statsCsv, statsTable } from './stats-tables.ts';
 import { toMarkdown } from './table.ts';
+import { tcSection } from './tc-tables.ts';
 import { comparisonCsv, comparisonTable, headlineCsv, headlineTable, table51, table51Csv, table52, table52Csv } from './thesis-tables.ts';
 import { DEFAULT_REFERENCE_DIR, readReference, type Reference } from './thesis.ts';
 
@@ -58,6 +59,8 @@ export interface ReportSummary {
   warnings: FlagGroup[];
   /** One sentence per kernel on which differences are real and which are noise. */
   significance: string[];
+  /** The TC section (approaches on TC ingress), null when the run has no TC record. */
+  tc: { title: string; approaches: string[]; kernels: string[]; runs: number; cells: number; files: string[]; significance: string[] } | null;
 }
 
 export async function renderReport(runDir: string, opts: ReportOptions = {}): Promise<ReportSummary> {
@@ -78,24 +81,29 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
     const model = buildModel(run, { reference, resamples: opts.resamples });
     sink({ kind: 'phase-progress', id: 'report', done: 2, total: 4, note: 'statistics' });
 
-    const { charts, skipped } = await renderCharts(model, opts.errorBars ?? 'iqr');
+    const xdpFigures = await renderCharts(model, opts.errorBars ?? 'iqr');
+    const tcFigures = model.tc ? await renderCharts(model.tc, opts.errorBars ?? 'iqr') : { charts: [], skipped: [] };
+    const charts = [...xdpFigures.charts, ...tcFigures.charts];
+    const skipped = [...xdpFigures.skipped, ...tcFigures.skipped];
     sink({ kind: 'phase-progress', id: 'report', done: 3, total: 4, note: `${charts.length} figures` });
 
     const warnings = warningGroups(model, skipped);
-    const files = writeAll(dir, model, charts, skipped, warnings);
+    const files = writeAll(dir, model, xdpFigures.charts, tcFigures.charts, skipped, warnings);
     sink({ kind: 'phase-progress', id: 'report', done: 4, total: 4 });
     sink({ kind: 'phase-end', id: 'report', ok: true, message: join(dir, 'report', 'index.html') });
     const reportDir = join(dir, 'report');
+    const tc = model.tc;
+    const runsOf = (m: ReportModel) => m.cells.reduce((s, c) => s + c.runs.length, 0);
     return {
       runDir: dir,
       reportDir,
       runId: model.runId,
       pseudoRun: model.pseudoRun !== null,
       anyTcg: model.anyTcg,
-      kernels: model.kernels.map((k) => k.label),
-      approaches: model.approaches,
-      runs: model.cells.reduce((s, c) => s + c.runs.length, 0),
-      cells: model.cells.length,
+      kernels: model.allKernels.map((k) => k.label),
+      approaches: [...model.approaches, ...(tc?.approaches ?? [])],
+      runs: runsOf(model) + (tc ? runsOf(tc) : 0),
+      cells: model.cells.length + (tc?.cells.length ?? 0),
       files,
       path: join(reportDir, 'index.html'),
       html: join(reportDir, 'index.html'),
@@ -106,6 +114,18 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
       flags: model.flags,
       warnings,
       significance: model.sentences.map((s) => s.text),
+      tc: tc
+        ? {
+            title: tc.profile.title,
+            approaches: tc.approaches,
+            kernels: tc.kernels.map((k) => k.label),
+            runs: runsOf(tc),
+            cells: tc.cells.length,
+            // Its tables and Markdown; its figures are with the others in figures/.
+            files: files.filter((f) => dirname(f) === reportDir && /^tc[-.]/.test(basename(f))),
+            significance: tc.sentences.map((s) => s.text),
+          }
+        : null,
     };
   } catch (e) {
     sink({ kind: 'phase-end', id: 'report', ok: false, message: errorMessage(e) });
@@ -128,6 +148,7 @@ function writeAll(
   dir: string,
   model: ReportModel,
   charts: Awaited<ReturnType<typeof renderCharts>>['charts'],
+  tcCharts: Awaited<ReturnType<typeof renderCharts>>['charts'],
   skipped: Awaited<ReturnType<typeof renderCharts>>['skipped'],
   warningList: FlagGroup[],
 ): string[] {
@@ -144,6 +165,7 @@ function writeAll(
   const latency = latencyTable(model);
   const headline = headlineTable(model);
   const headlineMd = toMarkdown(headline);
+  const tc = model.tc ? tcSection(model.tc, tcCharts) : null;
 
   const warnings = warningList.map(warningLineMd);
   const md51 = [toMarkdown(t51), '### Our columns', '', ...stats51.map((t) => toMarkdown(t, 4))].join('\n');
@@ -160,7 +182,7 @@ function writeAll(
     `# xdp-chain-lab report — ${model.runId}`,
     '',
     headlineMd,
-    ...(model.anyTcg ? [`**⚠ Kernels ${model.kernels.filter((k) => k.tcg).map((k) => k.label).join(', ')} ran under QEMU TCG: not a performance measurement.**`, ''] : []),
+    ...(model.anyTcg ? [`**⚠ Kernels ${model.allKernels.filter((k) => k.tcg).map((k) => k.label).join(', ')} ran under QEMU TCG: not a performance measurement.**`, ''] : []),
     '## Warnings and flags',
     '',
     ...(warnings.length > 0 ? warnings : ['None.']),
@@ -177,9 +199,10 @@ function writeAll(
     ...statsExtra.map((t) => toMarkdown(t, 3)),
     ...micro.map((t) => toMarkdown(t)),
     ...latency.map((t) => toMarkdown(t)),
+    ...(tc ? [tc.markdown] : []),
   ].join('\n');
 
-  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, charts, skipped });
+  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, charts, skipped, tc });
   const out: [string, string | Buffer][] = [
     ['headline.csv', headlineCsv(model)],
     ['headline.md', headlineMd],
@@ -197,7 +220,8 @@ function writeAll(
   ];
   if (model.micro.length > 0) out.push(['micro.csv', microCsv(model)], ['micro.md', micro.map((t) => toMarkdown(t)).join('\n')]);
   if (model.latency.length > 0) out.push(['latency.csv', latencyCsv(model)], ['latency.md', latency.map((t) => toMarkdown(t)).join('\n')]);
-  for (const c of charts) out.push([c.file, c.png]);
+  if (tc) out.push(...tc.files);
+  for (const c of [...charts, ...tcCharts]) out.push([c.file, c.png]);
   try {
     // Figures of an earlier render may name kernels no longer present: start the folder afresh.
     rmSync(join(reportDir, 'figures'), { recursive: true, force: true });
@@ -216,8 +240,9 @@ function writeAll(
           runId: model.runId,
           pseudoRun: model.pseudoRun !== null,
           anyTcg: model.anyTcg,
-          kernels: model.kernels.map((k) => ({ label: k.label, release: k.release, accelerators: k.accelerators })),
+          kernels: model.allKernels.map((k) => ({ label: k.label, release: k.release, accelerators: k.accelerators })),
           headline: model.headline,
+          tc: model.tc ? { title: model.tc.profile.title, note: tc?.note, approaches: model.tc.approaches, headline: model.tc.headline, significance: model.tc.sentences } : null,
           warnings: warningList,
           flags: model.flags,
           skippedCharts: skipped,

@@ -2,12 +2,17 @@
  * The report's vocabulary: the approaches in the thesis's order with their labels, every metric a
  * cell can show (label, unit, count or ratio, which table), and the thresholds every part shares.
  */
-import type { ApproachName } from '../results/record.ts';
+import { APPROACH_NAMES, type ApproachHook, type ApproachName } from '../results/record.ts';
+import { approachOrder } from './hooks.ts';
 import { BOOTSTRAP_RESAMPLES } from './stats.ts';
 
-/** The thesis's order first (Manuelle, XDP Dispatcher, Chaîne BPF), then what we add. */
-export const APPROACH_ORDER: readonly ApproachName[] = ['manual', 'dispatcher', 'patched', 'fused', 'none'];
-export const APPROACH_LABEL: Record<ApproachName, string> = {
+/**
+ * The thesis's order first (Manuelle, XDP Dispatcher, Chaîne BPF), then what we add (fused, none);
+ * then the TC approaches in the same pattern.
+ */
+export const APPROACH_ORDER: readonly ApproachName[] = [...approachOrder('xdp'), ...approachOrder('tc')];
+/** Labels of the approaches known when this was written; one registered later reads as its name. */
+const KNOWN_LABEL: Partial<Record<ApproachName, string>> = {
   manual: 'Manual',
   dispatcher: 'XDP Dispatcher',
   patched: 'BPF chain (patched)',
@@ -20,6 +25,8 @@ export const APPROACH_LABEL: Record<ApproachName, string> = {
   'tc-filters': 'TC: three cls_bpf priorities',
   tcx: 'TC: three tcx programs (bpf_mprog)',
 };
+
+export const APPROACH_LABEL: Record<ApproachName, string> = Object.fromEntries(APPROACH_NAMES.map((a) => [a, KNOWN_LABEL[a] ?? a])) as Record<ApproachName, string>;
 
 export type MetricKey =
   | 'throughputGbps'
@@ -63,6 +70,15 @@ export const METRICS: Record<MetricKey, MetricInfo> = {
   statsRunTimeNs: { label: 'ns in the XDP program per run (BPF statistics run_time_ns)', unit: 'ns', count: true, table: '5.1' },
   statsNsPerPacket: { label: 'ns per packet in the XDP program (BPF statistics)', unit: 'ns', count: false, table: '5.2' },
 };
+/** The statistics' metrics in the TC section's words: one run of a TC program is one skb. */
+const TC_LABEL: Partial<Record<MetricKey, string>> = {
+  statsRunCnt: 'TC program runs per run, i.e. skbs (BPF statistics run_cnt)',
+  statsRunTimeNs: 'ns in the TC programs per run (BPF statistics run_time_ns)',
+  statsNsPerPacket: 'ns per skb in the TC programs (BPF statistics)',
+};
+export function metricLabel(m: MetricKey, hook: ApproachHook): string {
+  return (hook === 'tc' ? TC_LABEL[m] : undefined) ?? METRICS[m].label;
+}
 /** The metrics taken from BPF run-time statistics (absent from results written before them). */
 export const STATS_METRICS: readonly MetricKey[] = ['statsRunCnt', 'statsRunTimeNs', 'statsNsPerPacket'];
 export const METRIC_KEYS = Object.keys(METRICS) as MetricKey[];

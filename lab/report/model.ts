@@ -24,19 +24,29 @@ import { buildCells, thesisRow, type Cell, type ThesisRow } from './cells.ts';
 import { compareWithThesis, type ComparisonRow } from './compare-thesis.ts';
 import { modelFlags, type Flag } from './flags.ts';
 import { headlineRows, relativeThroughputOf, type HeadlineRow, type RelativeThroughput } from './headline.ts';
+import { hasHook, kernelsWithRecords, profileOf, runOfHook, type HookProfile } from './hooks.ts';
 import { collectKernels, type KernelInfo } from './kernels.ts';
 import type { LoadedRun } from './load.ts';
 import { APPROACH_ORDER } from './metrics.ts';
 import { latencyGroups, microGroups, type LatencyGroup, type MicroGroup } from './micro.ts';
 import { significance, type PairTest } from './significance.ts';
 import type { Reference } from './thesis.ts';
-import type { ApproachName } from '../results/record.ts';
+import type { ApproachHook, ApproachName } from '../results/record.ts';
 
-/** What the tables, charts and HTML page read: the whole report as data. */
+/**
+ * What the tables, charts and HTML page read: the whole report as data. The model itself is the XDP
+ * section (the thesis's); `tc` is the same shape built from the TC records alone, or null when the
+ * run has none. Nothing of one hook is in the other: tables, pairs, headline and figures are per hook.
+ */
 export interface ReportModel {
   runId: string;
   pseudoRun: LoadedRun['pseudoRun'];
+  /** The section's hook, references and baseline. */
+  profile: HookProfile;
+  /** The kernels of this section: every kernel, less those only the other hook's records name. */
   kernels: KernelInfo[];
+  /** Every kernel of the run, whatever hook its records are of (provenance, summary, flags). */
+  allKernels: KernelInfo[];
   approaches: ApproachName[];
   cells: Cell[];
   table: ThesisRow[];
@@ -45,6 +55,7 @@ export interface ReportModel {
   sentences: { kernel: string; text: string }[];
   micro: MicroGroup[];
   latency: LatencyGroup[];
+  /** The run's flags, both hooks' (one warnings list); empty in the TC section's model. */
   flags: Flag[];
   headline: HeadlineRow[];
   relativeThroughput: RelativeThroughput[];
@@ -52,6 +63,8 @@ export interface ReportModel {
   anyTcg: boolean;
   /** Whether any run carries the bpfStats field (results from before it have no such tables or figure). */
   bpfStatsRecorded: boolean;
+  /** The TC section (approaches on TC ingress), null without a TC record. */
+  tc: ReportModel | null;
 }
 
 export interface BuildOptions {
@@ -61,28 +74,49 @@ export interface BuildOptions {
 
 export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
   const runId = run.runs[0]?.runId ?? run.cells[0]?.runId ?? run.micro[0]?.runId ?? run.latency[0]?.runId ?? 'unknown';
-  const kernels = collectKernels(run);
+  const allKernels = collectKernels(run);
+  const xdp = hookModel(run, 'xdp', allKernels, runId, opts);
+  const tc = hasHook(run, 'tc') ? hookModel(run, 'tc', allKernels, runId, opts) : null;
+  xdp.flags = modelFlags(run, allKernels, [...xdp.cells, ...(tc?.cells ?? [])], Boolean(opts.reference));
+  xdp.tc = tc;
+  // A kernel only TC records name still counts as TCG for the run as a whole.
+  xdp.anyTcg = allKernels.some((k) => k.tcg);
+    return xdp;
+}
+
+/** One hook's section from that hook's records alone. */
+function hookModel(whole: LoadedRun, hook: ApproachHook, allKernels: KernelInfo[], runId: string, opts: BuildOptions): ReportModel {
+  const run = runOfHook(whole, hook);
+  const other = kernelsWithRecords(runOfHook(whole, hook === 'xdp' ? 'tc' : 'xdp'));
+  const mine = kernelsWithRecords(run);
+  // Provenance-only kernels stay in the XDP section, as before there were two.
+  const kernels = allKernels.filter((k) => mine.has(k.label) || (hook === 'xdp' && !other.has(k.label)));
+  const profile = profileOf(hook);
   const kernelInfo = new Map(kernels.map((k) => [k.label, k]));
   const cells = buildCells(run, kernels, opts.resamples);
   const table = cells.map((c) => thesisRow(c, kernelInfo.get(c.kernel) ?? null));
-  const { pairs, sentences } = significance(cells, kernels, opts.resamples);
+  const { pairs, sentences } = significance(cells, kernels, opts.resamples, hook);
   return {
     runId,
     pseudoRun: run.pseudoRun,
+    profile,
     kernels,
+    allKernels,
     approaches: APPROACH_ORDER.filter((a) => cells.some((c) => c.approach === a)),
     cells,
     table,
-    comparison: opts.reference ? compareWithThesis(table, kernels, opts.reference) : [],
+    // The thesis measured XDP only.
+    comparison: opts.reference && hook === 'xdp' ? compareWithThesis(table, kernels, opts.reference) : [],
     pairs,
     sentences,
     micro: microGroups(run.micro, kernelInfo, opts.resamples),
     latency: latencyGroups(run.latency, kernelInfo, opts.resamples),
-    flags: modelFlags(run, kernels, cells, Boolean(opts.reference)),
-    headline: headlineRows(cells, kernels, pairs, opts.resamples),
-    relativeThroughput: relativeThroughputOf(cells, kernels, opts.resamples),
+    flags: [],
+    headline: headlineRows(cells, kernels, pairs, opts.resamples, profile),
+    relativeThroughput: relativeThroughputOf(cells, kernels, opts.resamples, profile),
     badLines: run.badLines,
     anyTcg: kernels.some((k) => k.tcg),
     bpfStatsRecorded: run.runs.some((r) => r.bpfStats !== undefined),
+    tc: null,
   };
 }

@@ -3,11 +3,11 @@
  * two-sided Mann-Whitney U test, Holm's correction over the pairs of one kernel and one metric, a
  * verdict ("real" or "noise") and one sentence per kernel saying it in words.
  */
-import type { ApproachName } from '../results/record.ts';
+import type { ApproachHook, ApproachName } from '../results/record.ts';
 import type { Cell } from './cells.ts';
 import { fmtP, fmtSigned } from './format.ts';
 import { kernelWarning, type KernelInfo } from './kernels.ts';
-import { APPROACH_LABEL, METRICS, MIN_RUNS, type MetricKey } from './metrics.ts';
+import { APPROACH_LABEL, metricLabel, MIN_RUNS, type MetricKey } from './metrics.ts';
 import { bootstrapMedianDiffCi, holm, mannWhitneyU } from './stats.ts';
 
 /** Metrics compared pairwise; Holm's correction runs over the pairs of one kernel and one metric. */
@@ -35,7 +35,7 @@ export interface PairTest {
   verdict: 'real' | 'noise' | 'untestable';
 }
 
-export function significance(cells: Cell[], kernels: KernelInfo[], resamples?: number): { pairs: PairTest[]; sentences: { kernel: string; text: string }[] } {
+export function significance(cells: Cell[], kernels: KernelInfo[], resamples?: number, hook: ApproachHook = 'xdp'): { pairs: PairTest[]; sentences: { kernel: string; text: string }[] } {
   const pairs: PairTest[] = [];
   const sentences: { kernel: string; text: string }[] = [];
   for (const k of kernels) {
@@ -101,7 +101,7 @@ export function significance(cells: Cell[], kernels: KernelInfo[], resamples?: n
         bits.push(`noise${few}: ${noise.map(name).join('; ')}`);
       }
       if (untestable.length > 0) bits.push(`untestable (n < 2): ${untestable.map(name).join('; ')}`);
-      parts.push(`${METRICS[metric].label}: ${bits.join('; ')}`);
+      parts.push(`${metricLabel(metric, hook)}: ${bits.join('; ')}`);
     }
     if (parts.length === 0) continue;
     const kw = kernelWarning(k);

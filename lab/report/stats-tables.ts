@@ -6,7 +6,7 @@
 import { stringify } from 'csv-stringify/sync';
 import { noteReason, type Cell } from './cells.ts';
 import { csvNum, fmtCi, fmtCount, fmtNum, fmtP, fmtPct } from './format.ts';
-import { APPROACH_LABEL, METRICS, METRIC_KEYS, MIN_RUNS, type MetricKey } from './metrics.ts';
+import { APPROACH_LABEL, METRICS, METRIC_KEYS, metricLabel, MIN_RUNS, type MetricKey } from './metrics.ts';
 import type { ReportModel } from './model.ts';
 import { banners, warningOf, type Table } from './table.ts';
 
@@ -25,7 +25,7 @@ export function statsTable(model: ReportModel, metric: MetricKey): Table {
   const info = METRICS[metric];
   return {
     id: `stats-${metric}`,
-    title: `${info.label} (${info.unit})`,
+    title: `${metricLabel(metric, model.profile.hook)} (${info.unit})`,
     banners: banners(model),
     caption:
       'Per-run values: n runs, median, first and third quartiles (R type 7), IQR = Q3 − Q1, and a 95% percentile-bootstrap ' +
@@ -57,7 +57,7 @@ export function significanceTables(model: ReportModel): Table[] {
         header: ['Metric', 'A', 'B', 'n A', 'n B', 'Median A', 'Median B', 'B − A', 'Δ%', '95% CI of B − A', 'U', 'p', 'p (Holm)', 'Verdict'],
         align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'] as ('l' | 'r')[],
         rows: pairs.map((p) => [
-          METRICS[p.metric].label,
+          metricLabel(p.metric, model.profile.hook),
           APPROACH_LABEL[p.a],
           APPROACH_LABEL[p.b],
           String(p.nA),

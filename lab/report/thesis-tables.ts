@@ -5,9 +5,9 @@
  */
 import { stringify } from 'csv-stringify/sync';
 import { csvNum, fmtNum, fmtPct, fmtPerPacket, fmtRatio, fmtThroughput, fmtTotal } from './format.ts';
-import { HEADLINE_METRIC_LABEL, HEADLINE_REFERENCES } from './headline.ts';
+import { HEADLINE_METRIC_LABEL, headlineReferences } from './headline.ts';
 import { measurementLabel } from './kernels.ts';
-import { APPROACH_LABEL, APPROACH_ORDER, BOOTSTRAP_NOTE } from './metrics.ts';
+import { APPROACH_LABEL, APPROACH_ORDER, BOOTSTRAP_NOTE, metricLabel } from './metrics.ts';
 import type { ReportModel } from './model.ts';
 import type { ThesisRow } from './cells.ts';
 import { banners, isTcg, type Table } from './table.ts';
@@ -27,15 +27,30 @@ function rowNotes(r: ThesisRow): string {
   return r.notes.join('; ');
 }
 
-/** The first thing the report says: per kernel, what each approach costs per packet relative to manual and fused. */
+const HEADLINE_CAPTION =
+  'Per kernel, the best per-packet metric it has (BPF statistics ns per packet, the whole chain; else the veth_poll ' +
+  'probe per packet; else per veth_poll call), named in the third column. "÷ manual" = median(approach) / median(manual), ' +
+  `with its 95% bootstrap CI (${BOOTSTRAP_NOTE}); then the verdict of the pair's test on the same metric: "real" = ` +
+  'the bootstrap CI of the difference of medians excludes 0 and the Mann-Whitney p, Holm-adjusted over the kernel\'s ' +
+  'pairs, is below 0.05; "noise" otherwise; "untestable" below 2 runs. Only the host is real hardware; KVM is a guest; ' +
+  'TCG is emulated (the shape only); TCG icount is instruction-timed (reproducible, not wall-clock).';
+const TC_HEADLINE_CAPTION =
+  'Per kernel, ns per skb of the TC programs from the kernel\'s BPF run-time statistics (Δrun_time_ns of every program ' +
+  'the kernel runs on the skb, over Δrun_cnt of the first). "÷ tc-manual" = median(approach) / median(tc-manual), ' +
+  `with its 95% bootstrap CI (${BOOTSTRAP_NOTE}); then the verdict of the pair's test on the same metric ("real": the ` +
+  'CI of the difference excludes 0 and the Holm-adjusted Mann-Whitney p is below 0.05; "noise" otherwise; "untestable" ' +
+  'below 2 runs). tc-none attaches no program: its throughput is the baseline of the relative throughput.';
+
+/** The first thing a section says: per kernel, what each approach costs per packet (skb) relative to manual and fused. */
 export function headlineTable(model: ReportModel): Table {
-  const refs = HEADLINE_REFERENCES.filter((ref) => model.headline.some((h) => h.medians.some((m) => m.approach === ref)));
+  const tc = model.profile.hook === 'tc';
+  const refs = headlineReferences(model.profile).filter((ref) => model.headline.some((h) => h.medians.some((m) => m.approach === ref)));
   const rows: string[][] = [];
   const tcgRows: boolean[] = [];
   for (const h of model.headline) {
     const k = model.kernels.find((x) => x.label === h.kernel)!;
     // The kernel, how it was measured and the metric head its group of rows, once.
-    const head = [h.kernel, measurementLabel(k), h.metric ? HEADLINE_METRIC_LABEL[h.metric] : 'none (see below)'];
+    const head = [h.kernel, measurementLabel(k), h.metric ? (tc ? metricLabel(h.metric, 'tc') : HEADLINE_METRIC_LABEL[h.metric]) : 'none (see below)'];
     const blank = head.map(() => '');
     const approaches = APPROACH_ORDER.filter((a) => h.medians.some((m) => m.approach === a));
     if (approaches.length === 0) {
@@ -56,17 +71,11 @@ export function headlineTable(model: ReportModel): Table {
     });
   }
   return {
-    id: 'headline',
-    title: 'The answer: cost per packet relative to manual and to fused',
+    id: `${model.profile.idPrefix}headline`,
+    title: tc ? 'TC ingress: cost per skb relative to tc-manual and to tc-fused' : 'The answer: cost per packet relative to manual and to fused',
     banners: model.pseudoRun ? [`Thesis pseudo-run: ${model.pseudoRun.note}`] : [],
-    caption:
-      'Per kernel, the best per-packet metric it has (BPF statistics ns per packet, the whole chain; else the veth_poll ' +
-      'probe per packet; else per veth_poll call), named in the third column. "÷ manual" = median(approach) / median(manual), ' +
-      `with its 95% bootstrap CI (${BOOTSTRAP_NOTE}); then the verdict of the pair's test on the same metric: "real" = ` +
-      'the bootstrap CI of the difference of medians excludes 0 and the Mann-Whitney p, Holm-adjusted over the kernel\'s ' +
-      'pairs, is below 0.05; "noise" otherwise; "untestable" below 2 runs. Only the host is real hardware; KVM is a guest; ' +
-      'TCG is emulated (the shape only); TCG icount is instruction-timed (reproducible, not wall-clock).',
-    header: ['Linux', 'Measured as', 'Per-packet metric', 'Approach', 'n', 'Median (ns)', ...refs.flatMap((r) => [`÷ ${r} [95% CI]`, `vs ${r}`])],
+    caption: tc ? TC_HEADLINE_CAPTION : HEADLINE_CAPTION,
+    header: ['Linux', 'Measured as', tc ? 'Per-skb metric' : 'Per-packet metric', 'Approach', 'n', 'Median (ns)', ...refs.flatMap((r) => [`÷ ${r} [95% CI]`, `vs ${r}`])],
     align: ['l', 'l', 'l', 'l', 'r', 'r', ...refs.flatMap((): ('l' | 'r')[] => ['r', 'l'])],
     rows,
     tcgRows,
@@ -80,9 +89,9 @@ function headlineNotes(model: ReportModel): string[] {
   for (const h of model.headline) if (h.note !== '') byNote.set(h.note, [...(byNote.get(h.note) ?? []), h.kernel]);
   // The patched chain's mode, and why, as its runs recorded it.
   for (const c of model.cells) {
-    const r = c.approach === 'patched' ? c.runs.find((x) => x.patchMode) : undefined;
+    const r = c.runs.find((x) => x.patchMode);
     if (!r?.patchMode) continue;
-    const note = `BPF chain (patched) in ${r.patchMode} mode${r.patchModeReason ? ` (${r.patchModeReason.replace(/^\w+: /, '')})` : ''}`;
+    const note = `${APPROACH_LABEL[c.approach]} in ${r.patchMode} mode${r.patchModeReason ? ` (${r.patchModeReason.replace(/^\w+: /, '')})` : ''}`;
     byNote.set(note, [...(byNote.get(note) ?? []), c.kernel]);
   }
   return [...byNote.entries()].map(([note, ks]) => `${ks.join(', ')}: ${note}.`);

@@ -11,6 +11,7 @@ import { writeThesisPseudoRun } from '../../lab/report/thesis.ts';
 import { checkPage } from './chromium.ts';
 import { requirements } from '../support/requirements.ts';
 import { cleanScratch, fixtureCopy, scratchDir } from './helpers.ts';
+import { records, writeRun } from './tc-records.ts';
 
 const need = requirements('chromium');
 
@@ -39,6 +40,15 @@ describe.skipIf(need.skip)('HTML report in headless Chromium', () => {
     expect(r.images).toEqual({ total: s.charts.length, loaded: s.charts.length });
     expect(r.tables).toBeGreaterThan(2);
     expect(r.title).toBe(`xdp-chain-lab report — ${s.runId}`);
+  });
+
+  it('a run of both hooks: the XDP and the TC section, every figure of both decoded', async () => {
+    const s = await renderReport(writeRun('html-tc', [...records('xdp'), ...records('tc')]), { resamples: 200 });
+    expect(s.charts.some((c) => c.id.startsWith('tc-'))).toBe(true);
+    const r = await checkPage(pathToFileURL(s.html).href);
+    expect(r.errors).toEqual([]);
+    expect(r.images).toEqual({ total: s.charts.length, loaded: s.charts.length });
+    expect(readFileSync(s.html, 'utf8')).not.toMatch(/(src|href)="(?!data:)[^"#]/);
   });
 
   it('thesis pseudo-run page', async () => {
