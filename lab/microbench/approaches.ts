@@ -17,7 +17,7 @@ import { LabError, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
 import { kernelWalksChain, type Approach, type ApproachContext, type Description } from '../approaches/approach.ts';
 import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
-import { TC_OBJECTS, type Stage } from '../programs/trio.ts';
+import { OBJECTS, TC_OBJECTS, type Stage } from '../programs/trio.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
@@ -127,7 +127,8 @@ async function putTrioObjects(sb: Sandbox): Promise<string> {
  * the same file; on a guest each gets the path it reads.
  */
 function replacementObject(objectDir: string, approach: ApproachName, stage: Stage): string {
-  if (approach === 'patched') return join(DEFAULT_OUT_DIR, `${stage}.o`);
+  if (approach === 'patched') return join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[stage]}.o`);
+  if (approach === 'tc-patched') return join(DEFAULT_OUT_DIR, `${TC_OBJECTS.standalone[stage]}.o`);
   if (hookOfApproach(approach) === 'tc') {
     // Loaded on the target: the manual chain's stages tail-call, a kernel-walked chain's continue
     // with TC_ACT_UNSPEC (its last stage is the plain logger in both).

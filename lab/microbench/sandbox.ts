@@ -17,7 +17,7 @@ export interface Sandbox extends AsyncDisposable {
   readonly tag: string;
   /** A namespace holding a veth pair with both ends up; created on first use. */
   netns(): Promise<{ netns: string; ifname: string; peer: string }>;
-  /** Veth pair number `i` (0..9) in the same namespace, so several approaches can be attached at once. */
+  /** Veth pair number `i` (0..35) in the same namespace, so several approaches can be attached at once. */
   pair(i: number): Promise<{ netns: string; ifname: string; peer: string }>;
   dispose(): Promise<void>;
 }
@@ -57,9 +57,10 @@ export async function openSandbox(target: Target, prefix: string): Promise<Sandb
     async pair(i: number) {
       const base = await sandbox.netns();
       if (i === 0) return base;
-      if (!Number.isInteger(i) || i < 0 || i > 9) throw new LabError('BAD_INPUT', `microbench: veth pair ${i} is outside 0..9`);
-      const ifname = `${base.ifname.slice(0, 14)}${i}`;
-      const peer = `${base.peer.slice(0, 14)}${i}`;
+      // One base-36 character names the pair: up to 36 approaches attached at once.
+      if (!Number.isInteger(i) || i < 0 || i > 35) throw new LabError('BAD_INPUT', `microbench: veth pair ${i} is outside 0..35`);
+      const ifname = `${base.ifname.slice(0, 14)}${i.toString(36)}`;
+      const peer = `${base.peer.slice(0, 14)}${i.toString(36)}`;
       const enter = ['nsenter', `--net=/run/netns/${base.netns}`];
       const exists = await target.run([...enter, 'ip', 'link', 'show', 'dev', ifname], { allowFailure: true });
       if (exists.exitCode !== 0) {
