@@ -10,7 +10,7 @@
 import type { Target } from '../target.ts';
 import type { ApproachContext, LoadedProgram } from './approach.ts';
 import { LabError } from '../errors.ts';
-import { checkPinPath, ensureBpffs, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
+import { checkPinPath, ensureBpffs, loadAllShared, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
 import { nsenterArgv } from '../testenv/testenv.ts';
 
 export function mapsDir(ctx: ApproachContext): string {
@@ -135,4 +135,32 @@ export async function pinnedMaps(ctx: ApproachContext): Promise<{ name: string; 
     if (m) out.push({ name: n, id: m.id });
   }
   return out;
+}
+
+/** A stage's replacement loaded beside it, sharing the maps, before it is swapped in. */
+export interface StagedReplacement {
+  staging: string;
+  pinned: string;
+}
+
+/** Loads `object` under progs/<stage>_next: exactly one program, or nothing is left and it is refused. */
+export async function stageReplacement(ctx: ApproachContext, stage: string, object: string, opts: { type?: string } = {}): Promise<StagedReplacement> {
+  const staging = progDir(ctx, `${stage}_next`);
+  const progs = await loadAllShared(ctx.target, object, staging, mapsDir(ctx), opts);
+  const names = Object.keys(progs);
+  if (names.length !== 1) {
+    await unpin(ctx.target, staging);
+    throw new LabError('BAD_INPUT', `${object}: expected one program to replace stage ${stage}, found ${names.length} (${names.join(', ')})`, {
+      remedy: 'Pass an object with exactly one program for that stage.',
+    });
+  }
+  return { staging, pinned: `${staging}/${names[0]}` };
+}
+
+/** After the swap: the replacement's pin becomes the stage's at `stagePin`, the staging directory goes. */
+export async function promoteReplacement(ctx: ApproachContext, stage: string, r: StagedReplacement, stagePin: string): Promise<void> {
+  await unpin(ctx.target, progDir(ctx, stage));
+  await ctx.target.run(['mkdir', '-p', progDir(ctx, stage)]);
+  await ctx.target.run(['mv', r.pinned, stagePin]);
+  await unpin(ctx.target, r.staging);
 }

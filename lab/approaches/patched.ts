@@ -60,6 +60,28 @@ async function sharedMaps(ctx: ApproachContext, objectPath: string): Promise<{ n
 }
 
 /** Pins, by name, every map of the chain's programs that is not the chain's own and not pinned yet. */
+/**
+ * A patched chain's stage swapped (either hook): a slot by one atomic PROG_ARRAY update (Alg. 3.2),
+ * or, for the first program when no trampoline holds the attach point, the chain recreated and
+ * the attach point swapped (Alg. 3.3). The new program reuses the trio maps pinned in maps/.
+ */
+export async function replaceStage(approach: string, ctx: ApproachContext, stage: Stage, objectPath: string): Promise<void> {
+  const index = STAGES.indexOf(stage);
+  const state = await readState(ctx.target, chainDir(ctx));
+  if (!state) {
+    throw new LabError('CHAIN', `${approach}: no chain loaded under ${chainDir(ctx)}`, { remedy: 'Call load() (and attach()) before replace().' });
+  }
+  let ids: number[];
+  if (index === 0 && !state.trampoline) {
+    const programs = [await spec(ctx, objectPath)];
+    for (const p of state.programs.slice(1)) programs.push(await spec(ctx, p.source));
+    ids = (await chainRecreate(ctx.target, chainDir(ctx), programs)).programs.map((p) => p.id);
+  } else {
+    ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
+  }
+  await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
+}
+
 export async function pinProgramMaps(target: Target, dir: string, progIds: readonly number[]): Promise<string[]> {
   const ls = await target.run(['ls', '-1', dir], { allowFailure: true });
   const have = new Set(ls.stdout.split('\n').map((s) => s.trim()).filter(Boolean));
@@ -184,20 +206,7 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
      * running the lab. The new program reuses the trio maps pinned in maps/.
      */
     async replace(ctx: ApproachContext, stage: Stage, objectPath: string) {
-      const index = STAGES.indexOf(stage);
-      const state = await readState(ctx.target, chainDir(ctx));
-      if (!state) {
-        throw new LabError('CHAIN', `patched: no chain loaded under ${chainDir(ctx)}`, { remedy: 'Call load() (and attach()) before replace().' });
-      }
-      let ids: number[];
-      if (index === 0 && !state.trampoline) {
-        const programs = [await spec(ctx, objectPath)];
-        for (const p of state.programs.slice(1)) programs.push(await spec(ctx, p.source));
-        ids = (await chainRecreate(ctx.target, chainDir(ctx), programs)).programs.map((p) => p.id);
-      } else {
-        ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
-      }
-      await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
+      await replaceStage('patched', ctx, stage, objectPath);
     },
 
     async detach(ctx: ApproachContext) {

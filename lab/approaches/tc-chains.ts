@@ -17,7 +17,7 @@ import { loadAllShared, mapUpdate, unpin } from '../bpftool/index.ts';
 import { u32le } from '../bytes.ts';
 import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, applyTrioConfig, type Stage } from '../programs/trio.ts';
-import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, requireInterface, teardown } from './lifecycle.ts';
+import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, promoteReplacement, requireInterface, stageReplacement, teardown } from './lifecycle.ts';
 import { freshClsact, ingressFilters, removeClsact, setIngressFilter } from '../tc/clsact.ts';
 
 interface TcStage {
@@ -103,26 +103,17 @@ function tcChainApproach(chain: TcChain): Approach {
           remedy: 'Rebuild programs/fused.c (npm run build:bpf) and load the approach again.',
         });
       }
-      const staging = progDir(ctx, `${stage}_next`);
-      const progs = await loadAllShared(ctx.target, newObject, staging, mapsDir(ctx), tcProg);
-      const names = Object.keys(progs);
-      if (names.length !== 1) {
-        await unpin(ctx.target, staging);
-        throw new LabError('BAD_INPUT', `${newObject}: expected one TC program to replace stage ${stage}, found ${names.length} (${names.join(', ')})`);
-      }
-      const pinned = `${staging}/${names[0]}`;
+      const staged = await stageReplacement(ctx, stage, newObject, tcProg);
+      const { pinned } = staged;
       try {
         if (chain.tailCalls) await mapUpdate(ctx.target, { pinned: `${mapsDir(ctx)}/${MAP_NAMES.chain}` }, u32le(TC_OBJECTS.manualSlots[stage]), { prog: { pinned } });
         const prio = prioOf(chain, stage);
         if (prio !== undefined) await setIngressFilter(ctx, prio, pinned, 'replace');
       } catch (e) {
-        await unpin(ctx.target, staging);
+        await unpin(ctx.target, staged.staging);
         throw e;
       }
-      await unpin(ctx.target, progDir(ctx, stage));
-      await ctx.target.run(['mkdir', '-p', progDir(ctx, stage)]);
-      await ctx.target.run(['mv', pinned, progPin(ctx, s)]);
-      await unpin(ctx.target, staging);
+      await promoteReplacement(ctx, stage, staged, progPin(ctx, s));
     },
 
     async detach(ctx: ApproachContext) {

@@ -24,7 +24,7 @@ import { chainReplace } from '../chain/ops/replace.ts';
 import { chainStatus } from '../chain/ops/status.ts';
 import { readState } from '../chain/state.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { chainDir, localObject, patchSupport, pinProgramMaps, spec } from './patched.ts';
+import { chainDir, localObject, patchSupport, pinProgramMaps, replaceStage, spec } from './patched.ts';
 
 /** The head filter's ingress priority: the chain is the only filter on its fresh clsact. */
 const HEAD_PRIO = 1;
@@ -88,20 +88,7 @@ export const tcPatched: Approach = {
    * lab; the new program reuses the trio maps pinned in maps/.
    */
   async replace(ctx: ApproachContext, stage: Stage, objectPath: string) {
-    const index = STAGES.indexOf(stage);
-    const state = await readState(ctx.target, chainDir(ctx));
-    if (!state) {
-      throw new LabError('CHAIN', `tc-patched: no chain loaded under ${chainDir(ctx)}`, { remedy: 'Call load() (and attach()) before replace().' });
-    }
-    let ids: number[];
-    if (index === 0 && !state.trampoline) {
-      const programs = [await spec(ctx, objectPath)];
-      for (const p of state.programs.slice(1)) programs.push(await spec(ctx, p.source));
-      ids = (await chainRecreate(ctx.target, chainDir(ctx), programs)).programs.map((p) => p.id);
-    } else {
-      ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
-    }
-    await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
+    await replaceStage('tc-patched', ctx, stage, objectPath);
   },
 
   async detach(ctx: ApproachContext) {

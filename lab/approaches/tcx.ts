@@ -18,7 +18,7 @@ import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { DEFAULT_TRIO_CONFIG, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { nsenterArgv } from '../testenv/testenv.ts';
 import { helperOnTarget, parseHelperLines, type HelperLine } from '../programs/user.ts';
-import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, requireInterface, teardown } from './lifecycle.ts';
+import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, promoteReplacement, requireInterface, stageReplacement, teardown } from './lifecycle.ts';
 
 /** bpf_mprog and the tcx hook arrived together in Linux 6.6. */
 export const TCX_MIN_KERNEL = Version.of(6, 6);
@@ -153,27 +153,17 @@ export const tcx: Approach = {
         remedy: 'Call load() and attach() before replace().',
       });
     }
-    const staging = progDir(ctx, `${stage}_next`);
-    const progs = await loadAllShared(ctx.target, newObject, staging, mapsDir(ctx), tcProg);
-    const names = Object.keys(progs);
-    if (names.length !== 1) {
-      await unpin(ctx.target, staging);
-      throw new LabError('BAD_INPUT', `${newObject}: expected one TC program to replace stage ${stage}, found ${names.length} (${names.join(', ')})`);
-    }
-    const pinned = `${staging}/${names[0]}`;
-    const h = await tcxHelper(ctx.target, ['--op', 'replace', '--ifname', ctx.ifname, '--netns', ctx.netns, '--new', pinned, '--old-id', String(old.id)]);
+    const staged = await stageReplacement(ctx, stage, newObject, tcProg);
+    const h = await tcxHelper(ctx.target, ['--op', 'replace', '--ifname', ctx.ifname, '--netns', ctx.netns, '--new', staged.pinned, '--old-id', String(old.id)]);
     if (h.exitCode !== 0 || h.line?.event !== 'replaced') {
-      await unpin(ctx.target, staging);
+      await unpin(ctx.target, staged.staging);
       const notAttached = h.exitCode === 3;
       throw new LabError(notAttached ? 'ATTACH' : 'UNSUPPORTED', `${ctx.target.name}: replacing ${stage} (program ${old.id}) on tcx ingress of ${ctx.ifname} failed: ${helperWords(h)}`, {
         remedy: notAttached ? 'Attach the approach (attach()) before replacing a stage.' : 'tcx replace needs Linux 6.6+ and libbpf 1.3+ (bash lab/setup.sh).',
         details: { stage: h.line?.stage, errno: h.line?.errno },
       });
     }
-    await unpin(ctx.target, progDir(ctx, stage));
-    await ctx.target.run(['mkdir', '-p', progDir(ctx, stage)]);
-    await ctx.target.run(['mv', pinned, progPin(ctx, stage)]);
-    await unpin(ctx.target, staging);
+    await promoteReplacement(ctx, stage, staged, progPin(ctx, stage));
   },
 
   async detach(ctx: ApproachContext) {

@@ -10,7 +10,7 @@
 import { LabError } from '../errors.ts';
 import { phase, silent, type ProgressSink } from '../progress.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, hookOfApproach, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { hookOfApproach, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
 import { TC_ACT_OK } from '../bpf/uapi.ts';
 import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { APPROACHES } from '../approaches/index.ts';
@@ -34,8 +34,11 @@ import {
 } from './scaling.ts';
 import { fitPerHop, medianOf, type HopFit } from './stats.ts';
 import { MEASURED_APPROACHES, measureApproaches, putRepresentativePacket, type ApproachRow } from './approaches.ts';
-import { measureInterpreted } from './interpreter.ts';
-import { measureLoadTimes } from './load-time.ts';
+import { interpreterRecords, measureInterpreted } from './interpreter.ts';
+import { loadTimeRecords, measureLoadTimes } from './load-time.ts';
+import { latencyRecord, microRecord, unsupportedRecord, type UnsupportedMicroRecord } from './records.ts';
+
+export { unsupportedRecord };
 
 export type { Hop, Unsupported, HopFit, ApproachRow };
 
@@ -60,7 +63,8 @@ export interface MicrobenchOptions {
   latencyCycles?: number;
   /**
    * What to run (default all; `interpreter`: the trio per approach with the JIT off, where the
-   * kernel allows; `loadTime`: object load and verification time per approach).
+   * kernel allows, default as `approaches`; `loadTime`: object load and verification time per
+   * approach, default as `latency`).
    */
   parts?: { approaches?: boolean; scaling?: boolean; latency?: boolean; interpreter?: boolean; loadTime?: boolean };
   /** The approaches measured per approach and for latency (default every one with a program); the matrix passes its --hook's. */
@@ -75,12 +79,7 @@ export interface MicrobenchOptions {
   signal?: AbortSignal;
 }
 
-/**
- * A MicroRecord of a variant not measured on this kernel: no measurements (nsPerPacket []) and the
- * reason, "unsupported: ..." (the kernel cannot) or "failed: ...". `reason` is not (yet) a field of
- * the MicroRecord schema: such a line still validates (zod ignores unknown keys) and keeps it.
- */
-export type UnsupportedMicroRecord = MicroRecord & { reason: string };
+export type { UnsupportedMicroRecord };
 export type MicrobenchRecord = MicroRecord | LatencyRecord;
 
 export interface ScalingRow {
@@ -154,27 +153,6 @@ export function dispatcherSupport(features: KernelFeatures): { ok: true } | { ok
   return f.ok ? { ok: true } : { ok: false, reason: `kernel ${features.kernelRelease}: no freplace for libxdp's dispatcher: ${f.detail}` };
 }
 
-function microRecord(target: Target, opts: MicrobenchOptions, variant: string, hop: string, chainLength: number, repeat: number, ns: number[]): MicroRecord {
-  return {
-    kind: 'micro',
-    schema: SCHEMA_VERSION,
-    runId: opts.runId,
-    kernel: opts.kernel,
-    kernelRelease: target.kernelRelease,
-    accelerator: target.accelerator,
-    clock: target.clock ?? 'wall',
-    variant,
-    chainLength,
-    hop,
-    repeat,
-    nsPerPacket: ns,
-  };
-}
-
-export function unsupportedRecord(target: Target, opts: MicrobenchOptions, u: Unsupported, repeat: number, chainLength = 1): UnsupportedMicroRecord {
-  return { ...microRecord(target, opts, u.variant, u.hop, chainLength, repeat, []), reason: `${u.status}: ${u.reason}` };
-}
-
 /** Fit through every repetition of every length (not through medians): the CI then reflects the noise. */
 export function scalingRow(m: ScalingMeasurement): ScalingRow {
   const medians = new Map<number, number>();
@@ -199,7 +177,9 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
   for (const l of [...(opts.lengths ?? []), ...(opts.dispatcherLengths ?? [])]) checkPositiveInt('chain length', l);
   const repeat = opts.repeat ?? (opts.quick ? 100_000 : 1_000_000);
   const repetitions = opts.repetitions ?? (opts.quick ? 3 : 5);
-  const parts = { approaches: true, scaling: true, latency: true, interpreter: true, loadTime: true, ...opts.parts };
+  const base = { approaches: true, scaling: true, latency: true, ...opts.parts };
+  // The interpreter rows are per-approach rows, the load-time split a latency: each follows its kin.
+  const parts = { ...base, interpreter: opts.parts?.interpreter ?? base.approaches, loadTime: opts.parts?.loadTime ?? base.latency };
   const prefix = opts.prefix ?? 'xt8';
 
   const features = opts.features ?? (await phase(progress, 'micro-features', `${target.name}: probing kernel features`, () => cachedFeatures(target, { prefix })));
@@ -266,7 +246,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       }
       for (const u of out.unsupported) if (parts.approaches) result.records.push(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' || u.variant === 'tc-fused' ? 1 : 3));
       for (const l of out.latency) {
-        result.records.push({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach: l.approach, operation: l.operation, ms: l.ms });
+        result.records.push(latencyRecord(target, opts, l.approach, l.operation, l.ms));
       }
       result.notes.push(...out.notes);
     }
@@ -274,30 +254,19 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
     if (parts.loadTime) {
       checkpoint();
       const cycles = opts.latencyCycles ?? (opts.quick ? 2 : 5);
-      const lt = await phase(progress, 'micro-load-time', `${target.name}: object load and verification time × ${cycles} per approach`, () => measureLoadTimes(sb, cycles, checkpoint));
-      const rec = (approach: ApproachName, operation: LatencyRecord['operation'], ms: number[]): LatencyRecord => ({ kind: 'latency', schema: SCHEMA_VERSION, runId: opts.runId, kernel: opts.kernel, accelerator: target.accelerator, clock: target.clock ?? 'wall', approach, operation, ms });
-      for (const row of lt.rows) {
-        result.records.push(rec(row.approach, 'object-load', row.loadMs));
-        if (row.verifyMs.length > 0) result.records.push(rec(row.approach, 'verify', row.verifyMs));
-        if (row.bpfCheckMs.length > 0) result.records.push(rec(row.approach, 'bpf_check', row.bpfCheckMs));
-        if (row.jitMs.length > 0) result.records.push(rec(row.approach, 'jit', row.jitMs));
-        if (row.insnsProcessed !== null) result.notes.push(`${row.approach}: the verifier processed ${row.insnsProcessed} instructions over its programs`);
-      }
-      result.notes.push(...lt.notes);
+      const lt = await phase(progress, 'micro-load-time', `${target.name}: object load and verification time × ${cycles} per approach`, () => measureLoadTimes(sb, measured.map((a) => a.name), cycles, checkpoint));
+      const out = loadTimeRecords(target, opts, lt);
+      result.records.push(...out.records);
+      result.notes.push(...out.notes);
     }
 
     if (parts.interpreter) {
       checkpoint();
       const out = await measureInterpreted(sb, features, { packet: packet.path, repeat, repetitions, progress, checkpoint, approaches: measured });
-      const interpreted = (r: MicroRecord): MicroRecord => ({ ...r, execution: 'interpreter' });
-      if ('notMeasured' in out) {
-        result.notes.push(`interpreter: not measured: ${out.notMeasured}`);
-        result.records.push(interpreted(unsupportedRecord(target, opts, { variant: 'interpreter', hop: 'none', status: 'unsupported', reason: out.notMeasured }, repeat)));
-      } else {
-        result.interpreted.push(...out.measured.rows);
-        for (const row of out.measured.rows) result.records.push(interpreted(microRecord(target, opts, row.variant, row.hop, row.chainLength, repeat, row.nsPerPacket)));
-        for (const u of out.measured.unsupported) result.records.push(interpreted(unsupportedRecord(target, opts, u, repeat, u.variant === 'fused' ? 1 : 3)));
-      }
+      const recs = interpreterRecords(target, opts, out, repeat, measured.map((a) => a.name));
+      result.records.push(...recs.records);
+      result.notes.push(...recs.notes);
+      if ('measured' in out) result.interpreted.push(...out.measured.rows);
     }
 
     if (parts.scaling) {

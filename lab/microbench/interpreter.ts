@@ -15,6 +15,8 @@ import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
 import type { KernelFeatures } from '../features.ts';
 import { measureApproaches, type ApproachMeasureOptions, type ApproachMeasurement } from './approaches.ts';
 import type { Sandbox } from './sandbox.ts';
+import type { ApproachName, MicroRecord } from '../results/record.ts';
+import { microRecord, unsupportedRecord, type RecordStamp } from './records.ts';
 
 const JIT_SYSCTL = '/proc/sys/net/core/bpf_jit_enable';
 
@@ -80,4 +82,26 @@ export async function measureInterpreted(sb: Sandbox, features: KernelFeatures, 
     await restoreJit(sb.target, sw.previous);
   }
   return { measured };
+}
+
+/**
+ * The outcome as raw records, each marked interpreted: the rows measured, what the interpreter
+ * could not run with its reason, or, where the JIT cannot be switched off, every approach asked
+ * for as not measured with the kernel's refusal.
+ */
+export function interpreterRecords(target: Target, stamp: RecordStamp, out: InterpreterOutcome, repeat: number, approaches: readonly ApproachName[]): { records: MicroRecord[]; notes: string[] } {
+  const interpreted = (r: MicroRecord): MicroRecord => ({ ...r, execution: 'interpreter' });
+  if ('notMeasured' in out) {
+    return {
+      records: approaches.map((a) => interpreted(unsupportedRecord(target, stamp, { variant: a, hop: 'none', status: 'unsupported', reason: out.notMeasured }, repeat))),
+      notes: [`interpreter: not measured: ${out.notMeasured}`],
+    };
+  }
+  return {
+    records: [
+      ...out.measured.rows.map((row) => interpreted(microRecord(target, stamp, row.variant, row.hop, row.chainLength, repeat, row.nsPerPacket))),
+      ...out.measured.unsupported.map((u) => interpreted(unsupportedRecord(target, stamp, u, repeat, u.variant === 'fused' ? 1 : 3))),
+    ],
+    notes: [],
+  };
 }

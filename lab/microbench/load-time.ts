@@ -2,9 +2,11 @@
  * Where an approach's load time goes: its objects loaded by libbpf (programs/user/load_stats_user.c)
  * with the verifier printing its own statistics (log level 4: "verification time N usec",
  * "processed N insns"), and the whole object load timed around it (maps, BTF, verification, JIT).
- * The objects are each approach's own: fused.o; the manual chain's three; the patched chain's three
- * as the patch writes them (inline, the default mode, at their chain positions). The dispatcher is
- * left out: xdp-loader builds and loads its dispatcher itself, which this helper cannot time.
+ * The objects are each approach's own, on either hook: the fused program; the manual chain's three;
+ * the patched chain's three as the patch writes them (inline, the default mode, at their chain
+ * positions, with the hook's verdict sets); the continuing three that cls_bpf priorities and tcx
+ * run. The dispatcher is left out: xdp-loader builds and loads its dispatcher itself, which this
+ * helper cannot time.
  * Where ftrace's function_graph tracer exists, bpf_check and bpf_int_jit_compile are timed too (the
  * verifier's entry point and the JIT, as the kernel-module comparison this follows measured them).
  * A kernel whose verifier does not print statistics, or without the tracer, gives what it has and
@@ -14,11 +16,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
-import type { ApproachName } from '../results/record.ts';
+import type { ApproachName, LatencyRecord } from '../results/record.ts';
+import type { Target } from '../target.ts';
+import { latencyRecord, type RecordStamp } from './records.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
 import { helperOnTarget, parseHelperLines } from '../programs/user.ts';
-import { OBJECTS, STAGES } from '../programs/trio.ts';
-import { DEFAULT_REDIRECT, DEFAULT_SUCCESS } from '../chain/constants.ts';
+import { OBJECTS, STAGES, TC_OBJECTS } from '../programs/trio.ts';
+import { HOOK_VERDICTS, type Hook } from '../chain/constants.ts';
 import { patchObject } from '../chain/patch.ts';
 import type { Sandbox } from './sandbox.ts';
 import { ftraceAvailable, traceDurations } from './ftrace.ts';
@@ -84,41 +88,56 @@ export function parseLoadStats(stdout: string): ObjectLoad[] {
   return out;
 }
 
-/** Each approach's objects on the target: the build output, and the patched chain written here. */
-async function approachObjects(sb: Sandbox): Promise<{ approach: ApproachName; files: string[] }[]> {
+/** Each approach's objects, as build-output names; patched ones are patched here first. */
+const OBJECT_SETS: Partial<Record<ApproachName, { objects: readonly string[]; patch?: Hook }>> = {
+  fused: { objects: [OBJECTS.fused] },
+  manual: { objects: STAGES.map((s) => OBJECTS.manual[s]) },
+  patched: { objects: STAGES.map((s) => OBJECTS.standalone[s]), patch: 'xdp' },
+  'tc-fused': { objects: [TC_OBJECTS.fused] },
+  'tc-manual': { objects: STAGES.map((s) => TC_OBJECTS.manual[s]) },
+  'tc-patched': { objects: STAGES.map((s) => TC_OBJECTS.standalone[s]), patch: 'sched_cls' },
+  'tc-filters': { objects: STAGES.map((s) => TC_OBJECTS.continuing[s]) },
+  tcx: { objects: STAGES.map((s) => TC_OBJECTS.continuing[s]) },
+};
+
+/** The approaches whose load this part times (the dispatcher's is xdp-loader's own). */
+export function loadTimed(approaches: readonly ApproachName[]): ApproachName[] {
+  return approaches.filter((a) => OBJECT_SETS[a] !== undefined);
+}
+
+/** Each approach's objects on the target: the build output, and the patched chains written here. */
+async function approachObjects(sb: Sandbox, approaches: readonly ApproachName[]): Promise<{ approach: ApproachName; files: string[] }[]> {
   await buildPrograms();
   const local = await mkdtemp(join(tmpdir(), 'xcl-loadtime-'));
   try {
-    const put = async (name: string, from: string): Promise<string> => {
-      const remote = `${sb.workDir}/loadtime/${name}.o`;
-      await sb.target.putFile(from, remote);
-      return remote;
-    };
-    const fused = [await put('fused', join(DEFAULT_OUT_DIR, `${OBJECTS.fused}.o`))];
-    const manual: string[] = [];
-    for (const s of STAGES) manual.push(await put(`manual_${s}`, join(DEFAULT_OUT_DIR, `${OBJECTS.manual[s]}.o`)));
-    const patched: string[] = [];
-    for (const [index, s] of STAGES.entries()) {
-      const src = join(DEFAULT_OUT_DIR, `${OBJECTS.standalone[s]}.o`);
-      const r = patchObject(await readFile(src), { index, success: [...DEFAULT_SUCCESS], redirect: [...DEFAULT_REDIRECT], mode: 'inline', fileName: src });
-      const file = join(local, `patched_${s}.o`);
-      await writeFile(file, r.object);
-      patched.push(await put(`patched_${s}`, file));
+    const out: { approach: ApproachName; files: string[] }[] = [];
+    for (const approach of loadTimed(approaches)) {
+      const set = OBJECT_SETS[approach]!;
+      const files: string[] = [];
+      for (const [index, name] of set.objects.entries()) {
+        let from = join(DEFAULT_OUT_DIR, `${name}.o`);
+        if (set.patch) {
+          const v = HOOK_VERDICTS[set.patch];
+          const r = patchObject(await readFile(from), { index, success: [...v.success], redirect: [...v.redirect], hook: set.patch, mode: 'inline', fileName: from });
+          from = join(local, `${approach}_${name}.o`);
+          await writeFile(from, r.object);
+        }
+        const remote = `${sb.workDir}/loadtime/${approach}_${name}.o`;
+        await sb.target.putFile(from, remote);
+        files.push(remote);
+      }
+      out.push({ approach, files });
     }
-    return [
-      { approach: 'fused', files: fused },
-      { approach: 'manual', files: manual },
-      { approach: 'patched', files: patched },
-    ];
+    return out;
   } finally {
     await rm(local, { recursive: true, force: true });
   }
 }
 
 /** `cycles` loads of every approach's objects, interleaved by cycle. */
-export async function measureLoadTimes(sb: Sandbox, cycles: number, checkpoint?: () => void): Promise<LoadTimeResult> {
+export async function measureLoadTimes(sb: Sandbox, approaches: readonly ApproachName[], cycles: number, checkpoint?: () => void): Promise<LoadTimeResult> {
   const helper = await helperOnTarget(sb.target, 'load_stats');
-  const sets = await approachObjects(sb);
+  const sets = await approachObjects(sb, approaches);
   const rows: LoadTimeRow[] = sets.map((s) => ({ approach: s.approach, loadMs: [], verifyMs: [], insnsProcessed: null, bpfCheckMs: [], jitMs: [] }));
   const notes: string[] = [];
   const ftrace = await ftraceAvailable(sb.target, TRACED);
@@ -150,4 +169,18 @@ export async function measureLoadTimes(sb: Sandbox, cycles: number, checkpoint?:
     }
   }
   return { rows, notes };
+}
+
+/** The rows as latency records (object-load, verify, bpf_check, jit) and what the notes say. */
+export function loadTimeRecords(target: Target, stamp: RecordStamp, lt: LoadTimeResult): { records: LatencyRecord[]; notes: string[] } {
+  const records: LatencyRecord[] = [];
+  const notes = [...lt.notes];
+  for (const row of lt.rows) {
+    records.push(latencyRecord(target, stamp, row.approach, 'object-load', row.loadMs));
+    if (row.verifyMs.length > 0) records.push(latencyRecord(target, stamp, row.approach, 'verify', row.verifyMs));
+    if (row.bpfCheckMs.length > 0) records.push(latencyRecord(target, stamp, row.approach, 'bpf_check', row.bpfCheckMs));
+    if (row.jitMs.length > 0) records.push(latencyRecord(target, stamp, row.approach, 'jit', row.jitMs));
+    if (row.insnsProcessed !== null) notes.push(`${row.approach}: the verifier processed ${row.insnsProcessed} instructions over its programs`);
+  }
+  return { records, notes };
 }

@@ -11,7 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { HostTarget } from '../../lab/target.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { join } from 'node:path';
-import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { RawRecord, approachesOfHook, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { MEASURED_APPROACHES } from '../../lab/microbench/approaches.ts';
 import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
 import { restoreJit, switchJitOff } from '../../lab/microbench/interpreter.ts';
 import { bootVm } from '../../lab/vm/boot.ts';
@@ -40,9 +41,12 @@ describe.skipIf(host.skip)('interpreter variant on the host kernel', () => {
     expect(readFileSync(JIT, 'utf8').trim()).toBe(before);
     if (!sw.ok) {
       expect(sw.reason).toMatch(/cannot be switched off \(writing 0 to net\.core\.bpf_jit_enable: .+\).*CONFIG_BPF_JIT_ALWAYS_ON/);
-      expect(recs).toHaveLength(1);
-      expect(recs[0]!.nsPerPacket).toEqual([]);
-      expect(recs[0]!.reason).toBe(`unsupported: ${sw.reason}`);
+      // Every approach asked for is marked not measured, with the kernel's refusal.
+      expect(recs.map((x) => x.variant).sort()).toEqual([...MEASURED_APPROACHES].sort());
+      for (const x of recs) {
+        expect(x.nsPerPacket).toEqual([]);
+        expect(x.reason).toBe(`unsupported: ${sw.reason}`);
+      }
       expect(r.interpreted).toEqual([]);
     } else {
       expect(recs.filter((x) => x.nsPerPacket.length > 0).map((x) => x.variant)).toEqual(expect.arrayContaining(['fused', 'manual']));
@@ -54,7 +58,7 @@ describe.skipIf(guest.skip)('interpreter variant in a Debian 6.1 guest', () => {
   it('switches the JIT off, measures every approach interpreted, and switches it back on', { timeout: 1_200_000 }, async () => {
     await using vm = await bootVm({ kernel: await testKernel('6.1'), accel: 'tcg', cpus: 2, name: `xcl-test-${process.pid}-interp` });
     expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
-    const r = await runMicrobenchDetailed(vm, { ...OPTS, kernel: '6.1', prefix: 'xt9i', latencyCycles: 1, parts: { ...OPTS.parts, loadTime: true } });
+    const r = await runMicrobenchDetailed(vm, { ...OPTS, kernel: '6.1', prefix: 'xt9i', latencyCycles: 1, approaches: approachesOfHook('xdp'), parts: { ...OPTS.parts, loadTime: true } });
     expect((await vm.run(['cat', JIT])).stdout.trim()).toBe('1');
     const recs = interpreted(r.records);
     const measured = recs.filter((x) => x.nsPerPacket.length > 0);

@@ -12,7 +12,8 @@ import { REPO_ROOT } from '../../lab/paths.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { RawRecord, type LatencyRecord } from '../../lab/results/record.ts';
 import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
-import { parseLoadStats } from '../../lab/microbench/load-time.ts';
+import { loadTimed, parseLoadStats } from '../../lab/microbench/load-time.ts';
+import { MEASURED_APPROACHES } from '../../lab/microbench/approaches.ts';
 import { ftraceAvailable, parseFunctionGraph } from '../../lab/microbench/ftrace.ts';
 import { buildUserHelper } from '../../lab/programs/user.ts';
 import { requirements } from '../support/requirements.ts';
@@ -84,7 +85,9 @@ describe.skipIf(need.skip)('load time on the host kernel', () => {
     const target = await HostTarget.create(join(REPO_ROOT, 'build', 'target-xt9l'));
     const r = await runMicrobenchDetailed(target, { runId: 'lt', kernel: 'host', quick: true, latencyCycles: 2, prefix: 'xt9l', parts: { approaches: false, scaling: false, latency: false, interpreter: false, loadTime: true } });
     const lat = r.records.map((x) => RawRecord.parse(x)).filter((x): x is LatencyRecord => x.kind === 'latency');
-    for (const a of ['fused', 'manual', 'patched'] as const) {
+    const timed = loadTimed(MEASURED_APPROACHES);
+    expect(timed).toEqual(expect.arrayContaining(['fused', 'manual', 'patched', 'tc-fused', 'tc-manual', 'tc-patched', 'tc-filters', 'tcx']));
+    for (const a of timed) {
       const load = lat.find((x) => x.approach === a && x.operation === 'object-load');
       const verify = lat.find((x) => x.approach === a && x.operation === 'verify');
       expect(load?.ms, a).toHaveLength(2);
@@ -99,7 +102,7 @@ describe.skipIf(need.skip)('load time on the host kernel', () => {
     // ftrace timing follows what this kernel has: records where function_graph exists, else the reason.
     const ft = await ftraceAvailable(target, ['bpf_check', 'bpf_int_jit_compile']);
     const traced = lat.filter((x) => x.operation === 'bpf_check' || x.operation === 'jit');
-    if (ft.ok) expect(traced.map((x) => `${x.approach} ${x.operation}`).sort()).toHaveLength(6);
+    if (ft.ok) expect(traced).toHaveLength(2 * timed.length);
     else {
       expect(traced).toEqual([]);
       expect(r.notes).toContain(`bpf_check and JIT time not measured: ${ft.reason}`);

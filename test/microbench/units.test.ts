@@ -197,7 +197,7 @@ describe('records and table', () => {
   const t = new ScriptedTarget(() => ({ stdout: '', stderr: '', exitCode: 0 }));
 
   it('an unsupported variant is a schema-valid record with no measurement and its reason', () => {
-    const rec = unsupportedRecord(t, { runId: 'r', kernel: 'k', quick: true }, { variant: 'chain/dispatcher', hop: 'freplace', status: 'unsupported', reason: 'no freplace' }, 1000);
+    const rec = unsupportedRecord(t, { runId: 'r', kernel: 'k' }, { variant: 'chain/dispatcher', hop: 'freplace', status: 'unsupported', reason: 'no freplace' }, 1000);
     expect(RawRecord.safeParse(rec).success).toBe(true);
     expect(rec.nsPerPacket).toEqual([]);
     expect(rec.reason).toBe('unsupported: no freplace');
