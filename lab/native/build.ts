@@ -16,12 +16,13 @@ export const MODULE_NAME = 'xcl_trio';
 
 /** kbuild's command line for these headers (pure: tested alone). */
 export function kbuildArgv(headers: ModuleHeaders, buildDir: string): string[] {
-  return ['make', '-C', headers.dir, `M=${buildDir}`, `XCL_PROGRAMS=${join(REPO_ROOT, 'programs')}`, ...(headers.cc ? [`CC=${headers.cc}`] : []), 'modules'];
+  return ['make', '-C', headers.dir, `M=${buildDir}`, `XCL_PROGRAMS=${join(REPO_ROOT, 'programs')}`, ...headers.makeVars, 'modules'];
 }
 
 /** Debian's headers name their compiler in .kernelvariables (CC = ... gcc-12). */
 async function compilerOf(headers: ModuleHeaders): Promise<string | null> {
-  if (headers.cc) return headers.cc.split(/\s+/)[0] ?? null;
+  const cc = headers.makeVars.find((v) => v.startsWith('CC='));
+  if (cc) return cc.slice(3).split(/\s+/)[0] ?? null;
   const vars = await readFile(join(headers.dir, '.kernelvariables'), 'utf8').catch(() => '');
   return /(gcc-\d+)\s*$/m.exec(vars)?.[1] ?? null;
 }

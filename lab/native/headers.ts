@@ -20,7 +20,7 @@ import { withLock } from '../lock.ts';
 
 export type HeaderSource =
   | { kind: 'debian'; release: string; suite: string; version: string; packages: string[] }
-  | { kind: 'kept'; release: string; dir: string; cc: string | null }
+  | { kind: 'kept'; release: string; dir: string; makeVars: string[] }
   | { kind: 'none'; release: string; reason: string };
 
 /** What the lab knows of an image besides the image: its .config and its provider's origin record. */
@@ -49,8 +49,13 @@ export function headerSource(facts: ImageFacts): HeaderSource {
   if (image.modulesRoot === null && facts.modules === null) return { kind: 'none', release, reason: `kernel ${release} has no modules and no .config to say it supports them` };
   const headers = typeof (origin.headers as { dir?: unknown } | undefined)?.dir === 'string' ? (origin.headers as { dir: string }).dir : null;
   if (headers) {
-    const tc = origin.toolchain as { cc?: unknown } | undefined;
-    return { kind: 'kept', release, dir: join(facts.versionDir, headers), cc: typeof tc?.cc === 'string' ? tc.cc : null };
+    // The variables the kernel was built with (CC=gcc-11 -fcommon...): its modules need the same.
+    const tc = origin.toolchain as { cc?: unknown; makeVars?: unknown } | undefined;
+    const makeVars = Array.isArray(tc?.makeVars) ? tc.makeVars.filter((v): v is string => typeof v === 'string') : typeof tc?.cc === 'string' ? [`CC=${tc.cc}`] : [];
+    return { kind: 'kept', release, dir: join(facts.versionDir, headers), makeVars };
+  }
+  if (origin.toolchain !== undefined) {
+    return { kind: 'none', release, reason: `kernel ${release} was built by the lab without keeping its module build files (built before lab/kernels/headers.ts kept them): rebuild it to measure native` };
   }
   if (image.provider === 'debian') {
     const { packageVersion, flavour, suite } = origin;
@@ -75,8 +80,8 @@ export interface ModuleHeaders {
   release: string;
   /** The directory `make -C` runs in. */
   dir: string;
-  /** CC= for kbuild when the kernel was built with another compiler than the headers' own choice. */
-  cc: string | null;
+  /** Variables for kbuild (CC=...) when the kernel was built with another compiler than its Makefile's default. */
+  makeVars: string[];
 }
 
 /**
@@ -100,7 +105,7 @@ async function debianHeaders(src: Extract<HeaderSource, { kind: 'debian' }>, cac
     timeoutMs: 1_800_000,
     timeoutError: (owner) => new LabError('DOWNLOAD', `headers of ${src.release}: process ${owner} has held ${cacheDir}/.native-headers.lock for 30 min`, { remedy: 'Wait for it, or remove the lock if that process is gone.' }),
   }, async () => {
-    if (await exists(join(dir, 'Makefile'))) return { release: src.release, dir, cc: null };
+    if (await exists(join(dir, 'Makefile'))) return { release: src.release, dir, makeVars: [] };
     const entry = catalogEntry(/^(\d+\.\d+)/.exec(src.release)?.[1] ?? '');
     if (!entry.debian) throw new LabError('NO_PROVIDER', `the catalog has no Debian entry for ${src.release}`);
     const apt = await aptConfig(cacheDir, entry.debian);
@@ -125,7 +130,7 @@ async function debianHeaders(src: Extract<HeaderSource, { kind: 'debian' }>, cac
       await rm(staging, { recursive: true, force: true });
       throw e;
     }
-    return { release: src.release, dir, cc: null };
+    return { release: src.release, dir, makeVars: [] };
   });
 }
 
@@ -135,7 +140,7 @@ export async function moduleHeaders(facts: ImageFacts, cacheDir = cacheRoot()): 
   if (src.kind === 'none') throw new LabError('UNSUPPORTED', src.reason, { remedy: 'The native baseline runs only in kernels with module support and headers: a Debian kernel, or one the lab builds (CONFIG_MODULES=y).' });
   if (src.kind === 'kept') {
     if (!(await exists(join(src.dir, 'Makefile')))) throw new LabError('MISSING_FILE', `kept headers of ${src.release}: ${src.dir} has no Makefile`, { remedy: 'Rebuild the kernel (npm run kernels -- build) so its module build files are kept.' });
-    return { release: src.release, dir: src.dir, cc: src.cc };
+    return { release: src.release, dir: src.dir, makeVars: src.makeVars };
   }
   return debianHeaders(src, cacheDir);
 }

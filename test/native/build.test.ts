@@ -50,8 +50,11 @@ describe('where module headers come from', () => {
   });
 
   it('a kernel the lab built: the build files it kept, with its compiler', () => {
-    const f = facts({ image: image({ provider: 'kernel.org', release: '5.4.286' }), origin: { headers: { dir: 'root/usr/src/linux-headers-5.4.286' }, toolchain: { cc: 'gcc-10' } } });
-    expect(headerSource(f)).toEqual({ kind: 'kept', release: '5.4.286', dir: '/cache/6.1/root/usr/src/linux-headers-5.4.286', cc: 'gcc-10' });
+    const f = facts({ image: image({ provider: 'kernel.org', release: '4.19.108' }), origin: { headers: { dir: 'root/usr/src/linux-headers-4.19.108' }, toolchain: { cc: 'gcc-11', makeVars: ['CC=gcc-11 -fcommon', 'HOSTCC=gcc-11 -fcommon'] } } });
+    expect(headerSource(f)).toEqual({ kind: 'kept', release: '4.19.108', dir: '/cache/6.1/root/usr/src/linux-headers-4.19.108', makeVars: ['CC=gcc-11 -fcommon', 'HOSTCC=gcc-11 -fcommon'] });
+    // Built before the build files were kept: refused with the way out.
+    const old = facts({ image: image({ provider: 'source', release: '6.6.87' }), origin: { toolchain: { cc: 'gcc', makeVars: [] } } });
+    expect(headerSource(old)).toMatchObject({ kind: 'none', reason: expect.stringMatching(/without keeping its module build files .*rebuild it/) });
   });
 
   it('refuses, with the reason, a kernel without module support or without known headers', async () => {
@@ -66,8 +69,8 @@ describe('where module headers come from', () => {
   });
 
   it('kbuild is driven as make -C <headers> M=<dir>, with the kernel\'s compiler when it has its own', () => {
-    expect(kbuildArgv({ release: 'r', dir: '/h', cc: null }, '/b')).toEqual(['make', '-C', '/h', 'M=/b', `XCL_PROGRAMS=${join(REPO_ROOT, 'programs')}`, 'modules']);
-    expect(kbuildArgv({ release: 'r', dir: '/h', cc: 'gcc-10' }, '/b')).toContain('CC=gcc-10');
+    expect(kbuildArgv({ release: 'r', dir: '/h', makeVars: [] }, '/b')).toEqual(['make', '-C', '/h', 'M=/b', `XCL_PROGRAMS=${join(REPO_ROOT, 'programs')}`, 'modules']);
+    expect(kbuildArgv({ release: 'r', dir: '/h', makeVars: ['CC=gcc-11 -fcommon'] }, '/b')).toEqual(['make', '-C', '/h', 'M=/b', `XCL_PROGRAMS=${join(REPO_ROOT, 'programs')}`, 'CC=gcc-11 -fcommon', 'modules']);
   });
 });
 
