@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- <patch|boot|deterministic|chain|coverage|latency>`: the benchmarks. Timings are reported,
+ * `npm run bench -- <patch|boot|deterministic|chain|coverage|latency|native>`: the benchmarks. Timings are reported,
  * never asserted; ratios are taken within one run.
  */
 import { Command } from 'commander';
@@ -11,6 +11,7 @@ import { consoleSink } from '../ui/render.ts';
 import { benchBoot } from './bench-boot.ts';
 import { benchChainCommand } from './bench-chain.ts';
 import { benchLatencyCommand } from './bench-latency.ts';
+import { benchNativeCommand } from './bench-native.ts';
 import { coverageBenchCommand } from './bench-coverage.ts';
 import { benchDeterministic, formatRepro } from './bench-deterministic.ts';
 import { benchPatch } from './bench-patch.ts';
@@ -76,5 +77,6 @@ export function benchCommand(): Command {
   bench.addCommand(benchChainCommand());
   bench.addCommand(coverageBenchCommand());
   bench.addCommand(benchLatencyCommand());
+  bench.addCommand(benchNativeCommand());
   return bench;
 }

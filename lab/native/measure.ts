@@ -1,0 +1,112 @@
+/**
+ * The native baseline on one target, as records: ns per packet of the module on the representative
+ * packet (MicroRecord variant "native", like BPF_PROG_TEST_RUN's duration / repeat) and its
+ * insertion time, or "not measured" with the reason (no module support, no headers, the build or
+ * insmod failing). Ratios to native of the BPF variants measured on the same kernel in the same run.
+ */
+import { isLabError } from '../errors.ts';
+import type { Target } from '../target.ts';
+import { SCHEMA_VERSION, type MicroRecord } from '../results/record.ts';
+import type { KernelImage } from '../kernels/types.ts';
+import { buildCorpus } from '../packets/corpus.ts';
+import { DEFAULT_TRIO_CONFIG } from '../programs/trio.ts';
+import { imageFacts, moduleHeaders } from './headers.ts';
+import { buildNativeModule } from './build.ts';
+import { insertModule, moduleSupport, nativeNsPerPacket, removeModule } from './run.ts';
+
+export const NATIVE_VARIANT = 'native';
+
+export interface NativeOptions {
+  runId: string;
+  kernel: string;
+  /** The corpus case timed (the microbench's representative packet). */
+  caseName: string;
+  repeat: number;
+  repetitions: number;
+  /** insmod/rmmod cycles timed (at least 1: the one the measurement runs in). */
+  insertCycles: number;
+}
+
+export interface NativeMeasurement {
+  /** nsPerPacket empty and `reason` set when not measured. */
+  record: MicroRecord;
+  /** insmod's wall time per cycle, ms (empty when not measured). */
+  insertMs: number[];
+}
+
+function record(target: Target, o: NativeOptions, ns: number[], reason?: string): MicroRecord {
+  return {
+    kind: 'micro',
+    schema: SCHEMA_VERSION,
+    runId: o.runId,
+    kernel: o.kernel,
+    kernelRelease: target.kernelRelease,
+    accelerator: target.accelerator,
+    clock: target.clock ?? 'wall',
+    variant: NATIVE_VARIANT,
+    chainLength: 1,
+    hop: 'none',
+    repeat: o.repeat,
+    nsPerPacket: ns,
+    ...(reason ? { reason } : {}),
+  };
+}
+
+/** `image`: the kernel the target booted (null on the host, which the lab did not provide). */
+export async function measureNative(target: Target, image: KernelImage | null, o: NativeOptions): Promise<NativeMeasurement> {
+  const none = (reason: string): NativeMeasurement => ({ record: record(target, o, [], reason), insertMs: [] });
+  const support = await moduleSupport(target);
+  if (!support.ok) return none(`unsupported: ${support.reason}`);
+  if (!image) return none(`unsupported: kernel ${target.kernelRelease} on ${target.name}: no module build headers known for a kernel the lab did not provide`);
+  const frame = buildCorpus().cases.find((c) => c.name === o.caseName)?.frame;
+  if (!frame) return none(`failed: the packet corpus has no case "${o.caseName}"`);
+  let ko: string;
+  try {
+    ko = await buildNativeModule(await moduleHeaders(await imageFacts(image)));
+  } catch (e) {
+    if (isLabError(e, 'UNSUPPORTED')) return none(`unsupported: ${e.message}`);
+    throw e;
+  }
+  const insertMs: number[] = [];
+  try {
+    for (let i = 0; i < Math.max(1, o.insertCycles); i++) {
+      if (i > 0) await removeModule(target);
+      insertMs.push((await insertModule(target, ko)).insertMs);
+    }
+    const ns = await nativeNsPerPacket(target, frame, DEFAULT_TRIO_CONFIG, o.repeat, o.repetitions);
+    return { record: record(target, o, ns), insertMs };
+  } finally {
+    await removeModule(target).catch(() => undefined);
+  }
+}
+
+export interface NativeRatio {
+  variant: string;
+  /** Median ns per packet of the variant and of native, and their ratio. */
+  ns: number;
+  nativeNs: number;
+  ratio: number;
+}
+
+function median(xs: readonly number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Each measured JIT variant of one kernel's microbench records against that kernel's native row
+ * (medians; interpreter rows and chain-length rows left out). Empty when native was not measured.
+ */
+export function nativeRatios(records: readonly MicroRecord[], kernel: string, variants: readonly string[] = ['fused', 'manual', 'patched-inline', 'patched-subprog', 'dispatcher']): NativeRatio[] {
+  const of = (v: string) => records.find((r) => r.kernel === kernel && r.variant === v && (r.execution ?? 'jit') === 'jit' && r.nsPerPacket.length > 0);
+  const nativeNs = median(of(NATIVE_VARIANT)?.nsPerPacket ?? []);
+  if (nativeNs === null || nativeNs <= 0) return [];
+  const out: NativeRatio[] = [];
+  for (const v of variants) {
+    const ns = median(of(v)?.nsPerPacket ?? []);
+    if (ns !== null) out.push({ variant: v, ns, nativeNs, ratio: ns / nativeNs });
+  }
+  return out;
+}

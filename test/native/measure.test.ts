@@ -1,0 +1,63 @@
+/**
+ * The native measurement's bookkeeping: ratios to native taken from one kernel's records (JIT rows
+ * only, medians), the terminal lines, and on this host (no module support) native recorded as not
+ * measured with the kernel's reason rather than left out.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HostTarget } from '../../lab/target.ts';
+import { REPO_ROOT } from '../../lab/paths.ts';
+import { RawRecord, SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { measureNative, nativeRatios } from '../../lab/native/measure.ts';
+import { formatNative } from '../../lab/commands/bench-native.ts';
+
+const rec = (variant: string, ns: number[], over: Partial<MicroRecord> = {}): MicroRecord => ({
+  kind: 'micro', schema: SCHEMA_VERSION, runId: 'r', kernel: '6.1', kernelRelease: '6.1.0-57-cloud-amd64', accelerator: 'tcg', clock: 'icount',
+  variant, chainLength: 1, hop: 'none', repeat: 10, nsPerPacket: ns, ...over,
+});
+
+describe('ratios to native', () => {
+  const records = [
+    rec('native', [50, 40, 60]),
+    rec('fused', [100, 120, 80]),
+    rec('manual', [150]),
+    rec('fused', [999], { kernel: 'host' }),
+    rec('fused', [5000], { execution: 'interpreter' }),
+    rec('patched-inline', []),
+  ];
+
+  it('divides each variant\'s median by native\'s, on the same kernel, JIT rows only, measured rows only', () => {
+    expect(nativeRatios(records, '6.1')).toEqual([
+      { variant: 'fused', ns: 100, nativeNs: 50, ratio: 2 },
+      { variant: 'manual', ns: 150, nativeNs: 50, ratio: 3 },
+    ]);
+    expect(nativeRatios(records, 'host')).toEqual([]);
+  });
+
+  it('prints the ratios, or native not measured with its reason, and insmod next to the object loads', () => {
+    const native = { record: rec('native', [50]), insertMs: [3, 5] };
+    const lat: LatencyRecord[] = [{ kind: 'latency', schema: SCHEMA_VERSION, runId: 'r', kernel: '6.1', accelerator: 'tcg', approach: 'fused', operation: 'object-load', ms: [40, 44] }];
+    const lines = formatNative('6.1', records, lat, native);
+    expect(lines).toContain('  fused                100.0      2.00');
+    expect(lines.some((l) => /native insmod\s+5\.00/.test(l))).toBe(true);
+    expect(lines.some((l) => /fused object load\s+44\.00/.test(l))).toBe(true);
+    const refused = formatNative('host', [], [], { record: rec('native', [], { reason: 'unsupported: no modules' }), insertMs: [] });
+    expect(refused).toContain('  native: not measured: unsupported: no modules');
+  });
+});
+
+describe('native on this host', () => {
+  it('is recorded as not measured with the reason when the kernel has no module support', async () => {
+    const host = await HostTarget.create(join(REPO_ROOT, 'build', 'target-xtnm'));
+    const m = await measureNative(host, null, { runId: 'r', kernel: 'host', caseName: 'ipv6_tcp_allowed', repeat: 10, repetitions: 1, insertCycles: 1 });
+    const parsed = RawRecord.parse(m.record);
+    expect(parsed).toMatchObject({ kind: 'micro', variant: 'native', nsPerPacket: [] });
+    if (existsSync('/proc/modules')) {
+      expect(m.record.reason).toBe(`unsupported: kernel ${host.kernelRelease} on host: no module build headers known for a kernel the lab did not provide`);
+    } else {
+      expect(m.record.reason).toBe(`unsupported: kernel ${host.kernelRelease} on host has no module support (no /proc/modules: CONFIG_MODULES is not set)`);
+    }
+    expect(m.insertMs).toEqual([]);
+  });
+});
