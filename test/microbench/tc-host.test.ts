@@ -72,7 +72,8 @@ describe.skipIf(need.skip)('TC approaches under BPF_PROG_TEST_RUN on the host ke
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const micro = (): MicroRecord[] => result.records.filter((r): r is MicroRecord => r.kind === 'micro');
+  // The JIT's records; the interpreter's (execution 'interpreter') have their own test.
+  const micro = (): MicroRecord[] => result.records.filter((r): r is MicroRecord => r.kind === 'micro' && r.execution !== 'interpreter');
 
   it('every record is valid against the schema, and no TC approach failed', () => {
     for (const r of result.records) RawRecord.parse(r);
