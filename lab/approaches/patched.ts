@@ -19,7 +19,7 @@ import { cachedFeatures } from '../features.ts';
 import { DEFAULT_TRIO_CONFIG, OBJECTS, STAGES, applyTrioConfig, type Stage } from '../programs/trio.ts';
 import { DEFAULT_OUT_DIR } from '../programs/build.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { CHAIN_MAP, VERDICT_MAP, type PatchMode } from '../chain/constants.ts';
+import { CHAIN_MAP, VERDICT_MAP, type Hook, type PatchMode } from '../chain/constants.ts';
 import { chainAttach } from '../chain/ops/attach.ts';
 import { defaultPatcher, maxChainLength, type ChainProgramSpec } from '../chain/ops/build.ts';
 import { chainDetach } from '../chain/ops/detach.ts';
@@ -80,6 +80,30 @@ export async function replaceStage(approach: string, ctx: ApproachContext, stage
     ids = [(await chainReplace(ctx.target, chainDir(ctx), index, await spec(ctx, objectPath))).programs[index]!.id];
   }
   await pinProgramMaps(ctx.target, mapsDir(ctx), ids);
+}
+
+/**
+ * Alg. 3.1 for either hook: the stage objects (build-output names) patched and chained by the chain
+ * operations under chain/, the trio maps pinned by name in maps/ and configured. A crashed run may
+ * have left the chain's state file (it lives outside bpffs): it goes first.
+ */
+export async function loadPatchedChain(ctx: ApproachContext, objects: readonly string[], how: { mode?: PatchMode; hook?: Hook }): Promise<void> {
+  await prepareLoad(ctx, objects);
+  await chainDetach(ctx.target, chainDir(ctx));
+  await orTeardown(
+    ctx,
+    async () => {
+      const features = await cachedFeatures(ctx.target, { chainOnly: true });
+      const programs = [];
+      for (const name of objects) programs.push(await spec(ctx, localObject(ctx, name)));
+      const state = await chainInit(ctx.target, { pinDir: chainDir(ctx), name: `${ctx.netns}-${ctx.ifname}`, programs, features, ...how });
+      const present = await pinProgramMaps(ctx.target, mapsDir(ctx), state.programs.map((p) => p.id));
+      await applyTrioConfig(ctx.target, mapsDir(ctx), DEFAULT_TRIO_CONFIG, present);
+    },
+    async () => {
+      await chainDetach(ctx.target, chainDir(ctx));
+    },
+  );
 }
 
 export async function pinProgramMaps(target: Target, dir: string, progIds: readonly number[]): Promise<string[]> {
@@ -166,24 +190,7 @@ function patchedApproach(fixedMode: PatchMode | undefined): PatchedApproach {
     },
 
     async load(ctx: ApproachContext) {
-      const objects = STAGES.map((s) => OBJECTS.standalone[s]);
-      await prepareLoad(ctx, objects);
-      // A crashed run may have left the chain's state file (it lives outside bpffs).
-      await chainDetach(ctx.target, chainDir(ctx));
-      await orTeardown(
-        ctx,
-        async () => {
-          const features = await cachedFeatures(ctx.target, { chainOnly: true });
-          const programs = [];
-          for (const s of STAGES) programs.push(await spec(ctx, localObject(ctx, OBJECTS.standalone[s])));
-          const state = await chainInit(ctx.target, { pinDir: chainDir(ctx), name: `${ctx.netns}-${ctx.ifname}`, programs, features, mode: fixedMode });
-          const present = await pinProgramMaps(ctx.target, mapsDir(ctx), state.programs.map((p) => p.id));
-          await applyTrioConfig(ctx.target, mapsDir(ctx), DEFAULT_TRIO_CONFIG, present);
-        },
-        async () => {
-          await chainDetach(ctx.target, chainDir(ctx));
-        },
-      );
+      await loadPatchedChain(ctx, STAGES.map((s) => OBJECTS.standalone[s]), { mode: fixedMode });
     },
 
     async attach(ctx: ApproachContext) {

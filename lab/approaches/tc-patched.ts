@@ -24,7 +24,7 @@ import { chainReplace } from '../chain/ops/replace.ts';
 import { chainStatus } from '../chain/ops/status.ts';
 import { readState } from '../chain/state.ts';
 import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { chainDir, localObject, patchSupport, pinProgramMaps, replaceStage, spec } from './patched.ts';
+import { chainDir, loadPatchedChain, patchSupport, pinProgramMaps, replaceStage } from './patched.ts';
 
 /** The head filter's ingress priority: the chain is the only filter on its fresh clsact. */
 const HEAD_PRIO = 1;
@@ -49,21 +49,7 @@ export const tcPatched: Approach = {
   },
 
   async load(ctx: ApproachContext) {
-    await prepareLoad(ctx, OBJECTS);
-    // A crashed run may have left the chain's state file (it lives outside bpffs).
-    await chainDetach(ctx.target, chainDir(ctx));
-    await orTeardown(
-      ctx,
-      async () => {
-        const features = await cachedFeatures(ctx.target, { chainOnly: true });
-        const programs = [];
-        for (const name of OBJECTS) programs.push(await spec(ctx, localObject(ctx, name)));
-        const state = await chainInit(ctx.target, { pinDir: chainDir(ctx), name: `${ctx.netns}-${ctx.ifname}`, programs, features, hook: 'sched_cls' });
-        const present = await pinProgramMaps(ctx.target, mapsDir(ctx), state.programs.map((p) => p.id));
-        await applyTrioConfig(ctx.target, mapsDir(ctx), DEFAULT_TRIO_CONFIG, present);
-      },
-      () => chainDetach(ctx.target, chainDir(ctx)).then(() => undefined),
-    );
+    await loadPatchedChain(ctx, OBJECTS, { hook: 'sched_cls' });
   },
 
   async attach(ctx: ApproachContext) {

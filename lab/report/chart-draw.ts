@@ -7,6 +7,10 @@ import { ChartJSNodeCanvas } from 'chartjs-node-canvas';
 import type { ChartConfiguration, Plugin } from 'chart.js';
 import type { Summary } from './stats.ts';
 
+
+/** Every figure is drawn once at its canvas size, without animation: the bytes depend on the data only. */
+export const CANVAS_OPTIONS = { responsive: false, animation: false, devicePixelRatio: 1, layout: { padding: { right: 20, left: 4 } } } as const;
+
 export const CHART_WIDTH = 1000;
 export const CHART_HEIGHT = 560;
 
@@ -84,10 +88,7 @@ export async function renderBar(spec: BarSpec): Promise<Buffer> {
       datasets: spec.datasets.map((d) => ({ label: d.label, data: d.data, backgroundColor: d.color, borderColor: d.color, borderWidth: 1 })),
     },
     options: {
-      responsive: false,
-      animation: false,
-      devicePixelRatio: 1,
-      layout: { padding: { right: 20, left: 4 } },
+      ...CANVAS_OPTIONS,
       plugins: {
         title: { display: true, text: spec.title, font: { size: 18, weight: 'bold' }, color: '#111' },
         subtitle: {

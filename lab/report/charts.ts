@@ -5,7 +5,7 @@
  */
 import type { ChartConfiguration } from 'chart.js';
 import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
-import { CHART_HEIGHT, CHART_WIDTH, canvas, errorBarPlugin, interval, renderBar, type ErrorBarKind } from './chart-draw.ts';
+import { CANVAS_OPTIONS, CHART_HEIGHT, CHART_WIDTH, canvas, errorBarPlugin, interval, renderBar, type ErrorBarKind } from './chart-draw.ts';
 import { kernelWarnings, type Measurement } from './kernels.ts';
 import { APPROACH_LABEL, metricLabel, shownMetric, type MetricKey } from './metrics.ts';
 import type { ReportModel } from './model.ts';
@@ -212,10 +212,7 @@ async function microCharts(
         })),
       },
       options: {
-        responsive: false,
-        animation: false,
-        devicePixelRatio: 1,
-        layout: { padding: { right: 20, left: 4 } },
+        ...CANVAS_OPTIONS,
         plugins: {
           title: { display: true, text: `${sectionTitle(model)}ns per packet vs chain length — ${kernelLabel(k)}`, font: { size: 18, weight: 'bold' }, color: '#111' },
           subtitle: { display: true, text: sub.text, font: { size: 13, weight: sub.tcg ? 'bold' : 'normal' }, color: sub.tcg ? '#b00020' : '#333', padding: { bottom: 8 } },
