@@ -33,7 +33,7 @@ interface ChainOptions {
 export function benchChainCommand(): Command {
   return new Command('chain')
     .description(
-      'microbenchmarks with BPF_PROG_TEST_RUN on the host kernel: ns per packet of each approach, ns per packet vs chain length for constant- and indirect-index tail calls, the patched chain and the dispatcher, fitted cost per hop, load/replace latency',
+      'microbenchmarks with BPF_PROG_TEST_RUN on the host kernel: ns per packet of each approach, ns per packet vs chain length for constant- and indirect-index tail calls, the patched chain and the dispatcher, fitted cost per hop, load/replace latency, where load time goes (verifier, JIT), and each approach in the BPF interpreter where the kernel lets the JIT be switched off; XDP and TC approaches',
     )
     .option('--quick', 'repeat 1e5, 3 repetitions, lengths 1,2,4,8,16,33 (seconds instead of minutes)')
     .option('--repeat <n>', 'packets per BPF_PROG_TEST_RUN (default 1000000; quick 100000)', positiveInt)
@@ -42,9 +42,9 @@ export function benchChainCommand(): Command {
     .option('--out <dir>', 'results directory; its name is the run id (default results/<UTC time>)')
     .option('--kernel <label>', 'kernel label in the results', 'host')
     .option('--prefix <p>', 'name prefix of the pins, namespace and veth the bench creates', 'xt8')
-    .option('--no-approaches', 'skip the per-approach trio measurement')
+    .option('--no-approaches', 'skip the per-approach trio measurement (with the JIT, and in the interpreter where the JIT can be switched off)')
     .option('--no-scaling', 'skip the chain-length scaling')
-    .option('--no-latency', 'skip load/replace/detach latency')
+    .option('--no-latency', 'skip load/replace/detach latency and the load-time split (object load, verifier, bpf_check and JIT by ftrace)')
     .option('--plain', 'plain progress lines even on a terminal')
     .action(async (o: ChainOptions) => {
       const sink = consoleSink({ plain: o.plain ?? false });
