@@ -1,7 +1,8 @@
 /**
  * A real quick matrix in QEMU TCG guests (Debian 6.1 and 5.10, one run of 2 s per cell; several runs
- * per cell and resuming are the host matrix test's): there the veth_poll kprobes work (probe data present: calls and packets counted), there is no PMU (cycles null with
- * the reason), and the libxdp dispatcher is supported. Slow (boots two kernels under emulation).
+ * per cell and resuming are the host matrix test's): there the veth_poll kprobes work (probe data
+ * present: calls and packets counted), there is no PMU (cycles null with the reason), and the libxdp
+ * dispatcher is supported. Slow (boots two kernels under emulation).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
