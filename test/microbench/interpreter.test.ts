@@ -3,12 +3,14 @@
  * off is refused, the variant is recorded as not measured with the kernel's refusal, and the
  * setting is untouched. In a Debian 6.1 guest (built without CONFIG_BPF_JIT_ALWAYS_ON) the JIT
  * goes off, every approach is measured in the interpreter and recorded so, and the JIT is back on
- * afterwards; the load-time split (object load, verifier) is recorded there too. No timing is
+ * afterwards. A target lost while the JIT is being switched off (Debian 6.12.117 oopsed under the
+ * interpreter) gives failed records with the reason and keeps what was measured before. The load-time split (object load, verifier) is recorded there too. No timing is
  * asserted; the numbers are printed.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HostTarget } from '../../lab/target.ts';
+import { LabError } from '../../lab/errors.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { join } from 'node:path';
 import { RawRecord, approachesOfHook, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
@@ -51,6 +53,36 @@ describe.skipIf(host.skip)('interpreter variant on the host kernel', () => {
     } else {
       expect(recs.filter((x) => x.nsPerPacket.length > 0).map((x) => x.variant)).toEqual(expect.arrayContaining(['fused', 'manual']));
     }
+  });
+});
+
+describe.skipIf(host.skip)('interpreter variant: a target lost in it', () => {
+  it('records every approach failed with the reason and keeps what was measured before it', { timeout: 300_000 }, async () => {
+    const before = readFileSync(JIT, 'utf8').trim();
+    const real = await HostTarget.create(join(REPO_ROOT, 'build', 'target-xt9k'));
+    // The target "dies" when the JIT is switched off (as Debian 6.12.117 did, oopsing under the interpreter).
+    const dying = new Proxy(real, {
+      get(t, key, receiver) {
+        if (key === 'sh') {
+          return (script: string, o?: Parameters<HostTarget['sh']>[1]) => {
+            if (script.includes('echo 0 >') && script.includes('bpf_jit_enable')) return Promise.reject(new LabError('VM_PANIC', 'lost the guest while switching the JIT off'));
+            return t.sh(script, o);
+          };
+        }
+        const v = Reflect.get(t, key, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
+    });
+    const r = await runMicrobenchDetailed(dying, { ...OPTS, kernel: 'host', prefix: 'xt9k', latencyCycles: 1, approaches: ['fused', 'manual'], parts: { ...OPTS.parts, loadTime: true } });
+    // Every kernel reaches the write that "kills" the target (the refusal comes from the write).
+    expect(interpreted(r.records).map((x) => [x.variant, x.reason])).toEqual([
+      ['fused', 'failed: lost the guest while switching the JIT off'],
+      ['manual', 'failed: lost the guest while switching the JIT off'],
+    ]);
+    expect(readFileSync(JIT, 'utf8').trim()).toBe(before);
+    // The load-time part ran before it, and its records are all there.
+    const lat = r.records.map((x) => RawRecord.parse(x)).filter((x): x is LatencyRecord => x.kind === 'latency');
+    expect(lat.filter((x) => x.operation === 'object-load').map((x) => x.approach).sort()).toEqual(['fused', 'manual']);
   });
 });
 
