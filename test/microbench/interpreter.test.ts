@@ -4,8 +4,9 @@
  * setting is untouched. In a Debian 6.1 guest (built without CONFIG_BPF_JIT_ALWAYS_ON) the JIT
  * goes off, every approach is measured in the interpreter and recorded so, and the JIT is back on
  * afterwards. A target lost while the JIT is being switched off (Debian 6.12.117 oopsed under the
- * interpreter) gives failed records with the reason and keeps what was measured before. The load-time split (object load, verifier) is recorded there too. No timing is
- * asserted; the numbers are printed.
+ * interpreter) gives failed records with the reason and keeps what was measured before. The
+ * load-time split (object load, verifier) is recorded in the guest too. No timing is asserted; the
+ * numbers are printed.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
