@@ -86,16 +86,18 @@ export interface ModuleHeaders {
 
 /**
  * Debian's headers Makefile includes the common package's by its installed path
- * (/usr/src/linux-headers-<abi>-common); here the packages are extracted elsewhere.
+ * (/usr/src/linux-headers-<abi>-common); here the packages are extracted elsewhere. The include
+ * becomes relative (`make -C` runs in the headers directory, beside the common one), so the cache
+ * stays valid wherever it is reached from; an absolute path an older extraction wrote is fixed too.
  */
 async function pointAtCommon(root: string, release: string): Promise<void> {
   const makefile = join(root, 'usr', 'src', `linux-headers-${release}`, 'Makefile');
   const text = await readFile(makefile, 'utf8');
-  const fixed = text.replace(/^include \/usr\/src\//m, `include ${join(root, 'usr', 'src')}/`);
-  if (fixed === text && !text.includes(join(root, 'usr', 'src'))) {
+  const fixed = text.replace(/^include \S*\/usr\/src\/(linux-headers-\S+-common\/)/m, 'include ../$1');
+  if (fixed === text && !/^include \.\.\/linux-headers-\S+-common\//m.test(text)) {
     throw new LabError('IMAGE', `${makefile}: expected "include /usr/src/linux-headers-…-common/Makefile"`, { remedy: 'Debian changed its headers packaging: update lab/native/headers.ts.' });
   }
-  await writeFile(makefile, fixed);
+  if (fixed !== text) await writeFile(makefile, fixed);
 }
 
 async function debianHeaders(src: Extract<HeaderSource, { kind: 'debian' }>, cacheDir: string): Promise<ModuleHeaders> {
@@ -105,7 +107,10 @@ async function debianHeaders(src: Extract<HeaderSource, { kind: 'debian' }>, cac
     timeoutMs: 1_800_000,
     timeoutError: (owner) => new LabError('DOWNLOAD', `headers of ${src.release}: process ${owner} has held ${cacheDir}/.native-headers.lock for 30 min`, { remedy: 'Wait for it, or remove the lock if that process is gone.' }),
   }, async () => {
-    if (await exists(join(dir, 'Makefile'))) return { release: src.release, dir, makeVars: [] };
+    if (await exists(join(dir, 'Makefile'))) {
+      await pointAtCommon(join(final, 'root'), src.release);
+      return { release: src.release, dir, makeVars: [] };
+    }
     const entry = catalogEntry(/^(\d+\.\d+)/.exec(src.release)?.[1] ?? '');
     if (!entry.debian) throw new LabError('NO_PROVIDER', `the catalog has no Debian entry for ${src.release}`);
     const apt = await aptConfig(cacheDir, entry.debian);
