@@ -89,20 +89,11 @@ static int report_object(const char *path, char **logs, int max)
 	struct bpf_object *obj;
 	struct bpf_program *prog;
 	double t0, t1;
-	int stats = 1, err, i = 0;
+	int stats, err = 0, i = 0;
 
-	obj = open_object(path, stats, logs, max);
-	if (!obj) {
-		emit_error("open", errno, "%s: cannot open: %s", path, err_text(errno));
-		return -1;
-	}
-	t0 = now_s();
-	err = bpf_object__load(obj);
-	t1 = now_s();
-	if (err == -EINVAL) {
-		/* A kernel before BPF_LOG_STATS refuses level 4: load as libbpf normally does. */
-		bpf_object__close(obj);
-		stats = 0;
+	/* With the statistics first; a kernel before BPF_LOG_STATS refuses level 4 (EINVAL): then
+	 * load as libbpf normally does. */
+	for (stats = 1; stats >= 0; stats--) {
 		obj = open_object(path, stats, logs, max);
 		if (!obj) {
 			emit_error("open", errno, "%s: cannot open: %s", path, err_text(errno));
@@ -111,6 +102,9 @@ static int report_object(const char *path, char **logs, int max)
 		t0 = now_s();
 		err = bpf_object__load(obj);
 		t1 = now_s();
+		if (err != -EINVAL || !stats)
+			break;
+		bpf_object__close(obj);
 	}
 	if (err) {
 		emit_error("load", -err, "%s: load failed: %s", path, err_text(-err));

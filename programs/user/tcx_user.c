@@ -33,6 +33,7 @@
 #include <linux/bpf.h>
 
 #include "helper_common.h"
+#include "netns_ifindex.h"
 
 /* bpf_mprog holds at most 64 programs per hook (BPF_MPROG_MAX). */
 #define MAX_PROGS 64
@@ -99,23 +100,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	libbpf_set_print(NULL);
-	if (netns) {
-		char path[256];
-		int nfd;
-
-		snprintf(path, sizeof(path), "/run/netns/%s", netns);
-		nfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) {
-			emit_error("netns", errno, "cannot enter network namespace %s: %s", path, strerror(errno));
-			return 2;
-		}
-		close(nfd);
-	}
-	unsigned int ifindex = if_nametoindex(ifname);
-	if (!ifindex) {
-		emit_error("ifname", errno, "no interface %s%s%s", ifname, netns ? " in netns " : "", netns ? netns : "");
+	unsigned int ifindex = netns_ifindex(netns, ifname);
+	if (!ifindex)
 		return 2;
-	}
 
 	if (!strcmp(op, "query")) {
 		__u32 ids[MAX_PROGS], n = 0, k;

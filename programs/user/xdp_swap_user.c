@@ -26,6 +26,7 @@
 #include <linux/if_link.h>
 
 #include "helper_common.h"
+#include "netns_ifindex.h"
 
 static unsigned int prog_id(int fd)
 {
@@ -61,23 +62,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	libbpf_set_print(NULL);
-	if (netns) {
-		char path[256];
-		int nfd;
-
-		snprintf(path, sizeof(path), "/run/netns/%s", netns);
-		nfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0) {
-			emit_error("netns", errno, "cannot enter network namespace %s: %s", path, strerror(errno));
-			return 2;
-		}
-		close(nfd);
-	}
-	unsigned int ifindex = if_nametoindex(ifname);
-	if (!ifindex) {
-		emit_error("ifname", errno, "no interface %s%s%s", ifname, netns ? " in netns " : "", netns ? netns : "");
+	unsigned int ifindex = netns_ifindex(netns, ifname);
+	if (!ifindex)
 		return 2;
-	}
 	int new_fd = bpf_obj_get(pin);
 	if (new_fd < 0) {
 		emit_error("new", errno, "cannot open pinned program %s: %s", pin, strerror(errno));
