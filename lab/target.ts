@@ -3,8 +3,9 @@
  * or a guest kernel booted in QEMU and reached over SSH. Everything above the VM layer
  * (testenv, approaches, bench) talks to a Target and never knows which one it has.
  */
-import { copyFile, mkdir } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { LabError } from './errors.ts';
 
@@ -61,6 +62,18 @@ export async function putObject(target: Target, localPath: string, dir: string, 
   const remote = `${dir}/${name}`;
   await target.putFile(localPath, remote);
   return remote;
+}
+
+/** Writes `bytes` (a frame, a patched object, a script) to `remotePath` on the target, through a local file. */
+export async function putBytes(target: Target, bytes: Uint8Array | string, remotePath: string): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'xcl-put-'));
+  try {
+    const local = join(dir, basename(remotePath));
+    await writeFile(local, bytes);
+    await target.putFile(local, remotePath);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** The machine's own kernel. Commands run as child processes of the lab. */

@@ -10,11 +10,11 @@
  * running the chain, so it is recorded as not runnable by test-run, beside a separate row of the
  * sum of its stages each test-run alone (the kernel's walk between them not included).
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { LabError, isLabError } from '../errors.ts';
 import type { ProgressSink } from '../progress.ts';
+import { putBytes } from '../target.ts';
 import { kernelWalksChain, type Approach, type ApproachContext, type Description } from '../approaches/approach.ts';
 import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
 import { OBJECTS, TC_OBJECTS, type Stage } from '../programs/trio.ts';
@@ -42,16 +42,9 @@ export interface PacketOnTarget {
 export async function putRepresentativePacket(sb: Sandbox): Promise<PacketOnTarget> {
   const c = buildCorpus().cases.find((x) => x.name === REPRESENTATIVE_CASE);
   if (!c) throw new LabError('BENCH', `packet corpus has no case "${REPRESENTATIVE_CASE}"`, { remedy: 'lab/packets/corpus.ts changed: pick another IPv6/TCP case that passes the trio.' });
-  const dir = await mkdtemp(join(tmpdir(), 'xcl-micro-'));
-  try {
-    const local = join(dir, `${c.name}.bin`);
-    await writeFile(local, c.frame);
-    const remote = `${sb.workDir}/${c.name}.bin`;
-    await sb.target.putFile(local, remote);
-    return { path: remote, description: `${c.name}: ${c.description}, ${c.frame.length} bytes`, bytes: c.frame.length };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const remote = `${sb.workDir}/${c.name}.bin`;
+  await putBytes(sb.target, c.frame, remote);
+  return { path: remote, description: `${c.name}: ${c.description}, ${c.frame.length} bytes`, bytes: c.frame.length };
 }
 
 export interface ApproachRow {

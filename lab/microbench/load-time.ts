@@ -12,12 +12,11 @@
  * A kernel whose verifier does not print statistics, or without the tracer, gives what it has and
  * the reason for the rest.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { ApproachName, LatencyRecord } from '../results/record.ts';
-import type { Target } from '../target.ts';
+import { putBytes, type Target } from '../target.ts';
 import { latencyRecord, type RecordStamp } from './records.ts';
 import { DEFAULT_OUT_DIR, buildPrograms } from '../programs/build.ts';
 import { helperOnTarget, parseHelperLines } from '../programs/user.ts';
@@ -108,30 +107,24 @@ export function loadTimed(approaches: readonly ApproachName[]): ApproachName[] {
 /** Each approach's objects on the target: the build output, and the patched chains written here. */
 async function approachObjects(sb: Sandbox, approaches: readonly ApproachName[]): Promise<{ approach: ApproachName; files: string[] }[]> {
   await buildPrograms();
-  const local = await mkdtemp(join(tmpdir(), 'xcl-loadtime-'));
-  try {
-    const out: { approach: ApproachName; files: string[] }[] = [];
-    for (const approach of loadTimed(approaches)) {
-      const set = OBJECT_SETS[approach]!;
-      const files: string[] = [];
-      for (const [index, name] of set.objects.entries()) {
-        let from = join(DEFAULT_OUT_DIR, `${name}.o`);
-        if (set.patch) {
-          const v = HOOK_VERDICTS[set.patch];
-          const r = patchObject(await readFile(from), { index, success: [...v.success], redirect: [...v.redirect], hook: set.patch, mode: 'inline', fileName: from });
-          from = join(local, `${approach}_${name}.o`);
-          await writeFile(from, r.object);
-        }
-        const remote = `${sb.workDir}/loadtime/${approach}_${name}.o`;
+  const out: { approach: ApproachName; files: string[] }[] = [];
+  for (const approach of loadTimed(approaches)) {
+    const set = OBJECT_SETS[approach]!;
+    const files: string[] = [];
+    for (const [index, name] of set.objects.entries()) {
+      const from = join(DEFAULT_OUT_DIR, `${name}.o`);
+      const remote = `${sb.workDir}/loadtime/${approach}_${name}.o`;
+      if (set.patch) {
+        const v = HOOK_VERDICTS[set.patch];
+        await putBytes(sb.target, patchObject(await readFile(from), { index, success: [...v.success], redirect: [...v.redirect], hook: set.patch, mode: 'inline', fileName: from }).object, remote);
+      } else {
         await sb.target.putFile(from, remote);
-        files.push(remote);
       }
-      out.push({ approach, files });
+      files.push(remote);
     }
-    return out;
-  } finally {
-    await rm(local, { recursive: true, force: true });
+    out.push({ approach, files });
   }
+  return out;
 }
 
 /** `cycles` loads of every approach's objects, interleaved by cycle. */

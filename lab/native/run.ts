@@ -4,11 +4,8 @@
  * says the language) and its answers parsed, rmmod. A script goes to the module in one write()
  * (dd with one block as large as the script), since the module refuses half lines.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { LabError } from '../errors.ts';
-import { commandFailed, type Target } from '../target.ts';
+import { commandFailed, putBytes, type Target } from '../target.ts';
 import { PACKET_CLASSES } from '../packets/classes.ts';
 import type { CorpusCase } from '../packets/corpus.ts';
 import { emptyMetrics, type LogRecord, type MetricsSnapshot, type TrioConfig } from '../programs/trio.ts';
@@ -86,20 +83,13 @@ export function runLine(frame: Uint8Array, repeat: number): string {
 export async function runScript(target: Target, lines: readonly string[]): Promise<string[]> {
   const text = `${lines.join('\n')}\n`;
   if (text.length > MAX_SCRIPT) throw new LabError('BAD_INPUT', `${MODULE_NAME}: a script of ${text.length} bytes is over the module's ${MAX_SCRIPT}`);
-  const dir = await mkdtemp(join(tmpdir(), 'xcl-native-'));
-  try {
-    const local = join(dir, 'script');
-    await writeFile(local, text);
-    const remote = `${target.workDir}/native/script-${process.pid}`;
-    await target.putFile(local, remote);
-    const argv = ['sh', '-c', 'dd if="$1" of="$2" bs="$3" count=1 status=none && cat "$2"', 'sh', remote, PROC_FILE, String(MAX_SCRIPT)];
-    const r = await target.run(argv, { allowFailure: true, timeoutMs: 1_800_000 });
-    await target.run(['rm', '-f', remote], { allowFailure: true });
-    if (r.exitCode !== 0) throw commandFailed(`${target.name}: ${MODULE_NAME} script`, argv, r);
-    return r.stdout.split('\n').filter((l) => l.trim() !== '');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const remote = `${target.workDir}/native/script-${process.pid}`;
+  await putBytes(target, text, remote);
+  const argv = ['sh', '-c', 'dd if="$1" of="$2" bs="$3" count=1 status=none && cat "$2"', 'sh', remote, PROC_FILE, String(MAX_SCRIPT)];
+  const r = await target.run(argv, { allowFailure: true, timeoutMs: 1_800_000 });
+  await target.run(['rm', '-f', remote], { allowFailure: true });
+  if (r.exitCode !== 0) throw commandFailed(`${target.name}: ${MODULE_NAME} script`, argv, r);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '');
 }
 
 export interface InsertedModule {
