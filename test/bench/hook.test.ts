@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Approach, ApproachContext, Description } from '../../lab/approaches/approach.ts';
+import type { Approach, Description } from '../../lab/approaches/approach.ts';
 import { APPROACH_NAMES, RunRecord, TC_APPROACH_NAMES, XDP_APPROACH_NAMES, approachesOfHook, hookOfApproach, type ApproachName } from '../../lab/results/record.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget } from '../../lab/target.ts';
@@ -19,7 +19,8 @@ import { statsDelta, tcAccounting, type StatsSnapshot } from '../../lab/bench/bp
 import { probeNullReasonOf } from '../../lab/bench/measure.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { matrixCommand, parseHook, runMatrix } from '../../lab/commands/matrix.ts';
-import type { KernelSession, OpenKernel } from '../../lab/bench/kernel-session.ts';
+import type { OpenKernel } from '../../lab/bench/kernel-session.ts';
+import { fakeKernelSession } from './fake-session.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { RUN_TAG } from '../support/names.ts';
 
@@ -113,29 +114,7 @@ function fakeOpen(unsupported: ApproachName): OpenKernel {
       detach: async () => {},
       describe: async (): Promise<Description> => ({ approach: name, attached: true, xdpMode: 'none', programs: [], maps: [], hop: 'none', notes: [] }),
     });
-    const session: KernelSession = {
-      kernel,
-      target,
-      configPath: null,
-      testbed: {
-        ifname: `${PREFIX}h0`,
-        netns: `${PREFIX}h`,
-        objectDir: '/nonexistent',
-        serverCpu: 0,
-        clientCpu: 1,
-        iperf: async (durationS) => ({ bitsPerSecond: 1e9, bytes: 1e6, seconds: durationS, retransmits: 0 }),
-        ping: async () => {
-          throw new Error('the matrix does not ping');
-        },
-        offloads: async () => ({}),
-        dispose: async () => {},
-      },
-      probe: null,
-      warnings: [],
-      approach,
-      contextFor: (n): ApproachContext => ({ target, ifname: `${PREFIX}h0`, netns: `${PREFIX}h`, pinDir: `/nonexistent/${n}`, objectDir: '/nonexistent' }),
-      dispose: async () => {},
-    };
+    const session = fakeKernelSession(kernel, target, approach, { ifname: `${PREFIX}h0`, netns: `${PREFIX}h` });
     return session;
   };
 }

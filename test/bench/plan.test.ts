@@ -6,13 +6,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Approach, ApproachContext, Description } from '../../lab/approaches/approach.ts';
+import type { Approach, Description } from '../../lab/approaches/approach.ts';
 import type { ApproachName } from '../../lab/results/record.ts';
 import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget } from '../../lab/target.ts';
 import { plannedRuns, StepPlan, type PlannedFrom } from '../../lab/bench/plan.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
-import type { KernelSession, OpenKernel } from '../../lab/bench/kernel-session.ts';
+import type { OpenKernel } from '../../lab/bench/kernel-session.ts';
+import { fakeKernelSession } from './fake-session.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -76,29 +77,7 @@ function fakeOpen(): OpenKernel {
         describe: async (): Promise<Description> => ({ approach: name, attached: name !== 'none' && attached, xdpMode: name === 'none' ? 'none' : 'native', programs: [], maps: [], hop: 'none', notes: [] }),
       };
     };
-    const session: KernelSession = {
-      kernel,
-      target,
-      configPath: null,
-      testbed: {
-        ifname: 'xt7plan0',
-        netns: 'xt7plan',
-        objectDir: '/nonexistent',
-        serverCpu: 0,
-        clientCpu: 1,
-        iperf: async (durationS) => ({ bitsPerSecond: 1e9, bytes: 1e6, seconds: durationS, retransmits: 0 }),
-        ping: async () => {
-          throw new Error('the matrix does not ping');
-        },
-        offloads: async () => ({}),
-        dispose: async () => {},
-      },
-      probe: null,
-      warnings: [],
-      approach,
-      contextFor: (n): ApproachContext => ({ target, ifname: 'xt7plan0', netns: 'xt7plan', pinDir: `/nonexistent/${n}`, objectDir: '/nonexistent' }),
-      dispose: async () => {},
-    };
+    const session = fakeKernelSession(kernel, target, approach, { ifname: 'xt7plan0', netns: 'xt7plan' });
     return session;
   };
 }

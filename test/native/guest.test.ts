@@ -14,7 +14,7 @@ import { bootVm } from '../../lab/vm/boot.ts';
 import type { Target } from '../../lab/target.ts';
 import { captureEvents, ensureBpffs, loadAllShared, progRunMany, unpin } from '../../lab/bpftool/index.ts';
 import { buildPrograms, DEFAULT_OUT_DIR } from '../../lab/programs/build.ts';
-import { applyTrioConfig, emptyMetrics, MAP_NAMES, OBJECTS, parseLogRecord, PROGRAM_NAMES, readMetrics, type MetricsSnapshot, type TrioConfig } from '../../lab/programs/trio.ts';
+import { applyTrioConfig, MAP_NAMES, OBJECTS, parseLogRecord, PROGRAM_NAMES, readMetrics, type TrioConfig } from '../../lab/programs/trio.ts';
 import { buildCorpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 import { XDP_ACTIONS } from '../../lab/bpf/uapi.ts';
 import { REPRESENTATIVE_CASE } from '../../lab/microbench/approaches.ts';
@@ -22,18 +22,10 @@ import { imageFacts, moduleHeaders } from '../../lab/native/headers.ts';
 import { buildNativeModule } from '../../lab/native/build.ts';
 import { insertModule, moduleSupport, nativeNsPerPacket, PROC_FILE, removeModule, runCorpusNative, TEST_RUN_IFINDEX } from '../../lab/native/run.ts';
 import { requirements } from '../support/requirements.ts';
+import { expectedMetrics } from '../programs/support.ts';
 import { testKernel } from '../vm/kernels.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'qemu', 'debootstrap');
-
-function expectedMetrics(cases: readonly CorpusCase[]): MetricsSnapshot {
-  const m = emptyMetrics();
-  for (const c of cases) {
-    m[c.klass].packets += 1;
-    m[c.klass].bytes += c.frame.length;
-  }
-  return m;
-}
 
 /** The BPF fused program over `cases` on CPU 0 with `cfg`, as test/programs/trio.test.ts runs it. */
 async function bpfFused(vm: Target, cases: readonly CorpusCase[], cfg: TrioConfig) {

@@ -1,15 +1,17 @@
 /**
- * Helpers shared by the trio, approach and testenv tests: the host target, the built objects, and
- * running the packet corpus through a loaded entry program with BPF_PROG_TEST_RUN.
+ * Helpers shared by the trio, approach and testenv tests: the host target, the built objects,
+ * running the packet corpus through a loaded entry program with BPF_PROG_TEST_RUN, and what the
+ * corpus says the trio must count and log.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import { expect } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostTarget, type CommandResult, type RunOptions, type Target } from '../../lab/target.ts';
 import { captureEvents, progRunMany } from '../../lab/bpftool/index.ts';
 import { buildPrograms, DEFAULT_OUT_DIR } from '../../lab/programs/build.ts';
-import { MAP_NAMES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
-import { buildCorpus, writeCorpus, type Corpus } from '../../lab/packets/corpus.ts';
+import { emptyMetrics, MAP_NAMES, parseLogRecord, readMetrics, type LogRecord, type MetricsSnapshot } from '../../lab/programs/trio.ts';
+import { buildCorpus, writeCorpus, type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 
 const scratchDirs: string[] = [];
 
@@ -37,6 +39,27 @@ export async function corpusFiles(): Promise<{ corpus: Corpus; files: Record<str
   const corpus = buildCorpus();
   const files = await writeCorpus(corpus, await scratchDir('corpus'));
   return { corpus, files };
+}
+
+/** The metrics the trio must count for `cases`: one packet and its frame's bytes per case, by class. */
+export function expectedMetrics(cases: readonly CorpusCase[]): MetricsSnapshot {
+  const m = emptyMetrics();
+  for (const c of cases) {
+    m[c.klass].packets += 1;
+    m[c.klass].bytes += c.frame.length;
+  }
+  return m;
+}
+
+/** Each log record is its case's expected one, in corpus order, with the sequence numbers `seqs`; none lost. */
+export function expectRecordsMatch(run: CorpusRun, cases: readonly CorpusCase[], seqs: readonly number[]): void {
+  expect(run.lost).toBe(0);
+  expect(run.records.length).toBe(cases.length);
+  run.records.forEach((r, i) => {
+    const c = cases[i]!;
+    expect({ name: c.name, len: r.len, ethertype: r.ethertype, sport: r.sport, dport: r.dport, l4proto: r.l4proto, klass: r.klass }).toEqual({ name: c.name, ...c.log });
+    expect(r.seq).toBe(seqs[i]);
+  });
 }
 
 export interface CorpusRun {

@@ -13,11 +13,11 @@ import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { loadAllShared, mapUpdate, progRun, unpin } from '../../lab/bpftool/index.ts';
 import { u32le } from '../../lab/bytes.ts';
-import { applyTrioConfig, emptyMetrics, MAP_NAMES, OBJECTS, PROGRAM_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, type MetricsSnapshot, type Stage } from '../../lab/programs/trio.ts';
+import { applyTrioConfig, MAP_NAMES, OBJECTS, PROGRAM_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, type Stage } from '../../lab/programs/trio.ts';
 import { BPFTOOL_PROG_TYPE, hookVerdict, testRunRetval, type Hook, type TcPass } from '../../lab/programs/hook.ts';
 import { type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 import { TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, XDP_DROP, XDP_PASS } from '../../lab/bpf/uapi.ts';
-import { builtObjects, corpusFiles, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
+import { builtObjects, corpusFiles, expectedMetrics, expectRecordsMatch, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
 import { RUN_TAG } from '../support/names.ts';
 import { chainDetach } from '../../lab/chain/ops/detach.ts';
 import { chainInit } from '../../lab/chain/ops/init.ts';
@@ -26,25 +26,6 @@ import { pinProgramMaps } from '../../lab/approaches/patched.ts';
 const need = requirements('root', 'bpf', 'clang', 'bpftool');
 const PREFIX = `xt2tctrio${RUN_TAG}`;
 const PIN = `/sys/fs/bpf/${PREFIX}`;
-
-function expectedMetrics(cases: readonly CorpusCase[]): MetricsSnapshot {
-  const m = emptyMetrics();
-  for (const c of cases) {
-    m[c.klass].packets += 1;
-    m[c.klass].bytes += c.frame.length;
-  }
-  return m;
-}
-
-function expectRecordsMatch(run: CorpusRun, cases: readonly CorpusCase[], seqs: readonly number[]): void {
-  expect(run.lost).toBe(0);
-  expect(run.records.length).toBe(cases.length);
-  run.records.forEach((r, i) => {
-    const c = cases[i]!;
-    expect({ name: c.name, len: r.len, ethertype: r.ethertype, sport: r.sport, dport: r.dport, l4proto: r.l4proto, klass: r.klass }).toEqual({ name: c.name, ...c.log });
-    expect(r.seq).toBe(seqs[i]);
-  });
-}
 
 /** What the corpus says each runnable frame's verdict is, as a program of `hook` returns it. */
 function expectedVerdicts(cases: readonly CorpusCase[], hook: Hook, pass: TcPass = 'final'): Record<string, number> {

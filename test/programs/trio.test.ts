@@ -8,37 +8,18 @@ import { requirements } from '../support/requirements.ts';
 import type { HostTarget } from '../../lab/target.ts';
 import { isLabError } from '../../lab/errors.ts';
 import { loadAllShared, progRun, progRunMany, unpin } from '../../lab/bpftool/index.ts';
-import { applyTrioConfig, emptyMetrics, MAP_NAMES, PROGRAM_NAMES, type MetricsSnapshot } from '../../lab/programs/trio.ts';
+import { applyTrioConfig, MAP_NAMES, PROGRAM_NAMES } from '../../lab/programs/trio.ts';
 import { type Corpus, type CorpusCase } from '../../lab/packets/corpus.ts';
 import { XDP_ACTIONS as XDP_ACTION } from '../../lab/bpf/uapi.ts';
 import { createTestEnv, type TestEnv } from '../../lab/testenv/testenv.ts';
 import { manual } from '../../lab/approaches/manual.ts';
 import { fused } from '../../lab/approaches/fused.ts';
 import type { ApproachContext } from '../../lab/approaches/approach.ts';
-import { builtObjects, corpusFiles, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
+import { builtObjects, corpusFiles, expectedMetrics, expectRecordsMatch, hostTarget, leftovers, runCorpus, type CorpusRun, removeScratch } from './support.ts';
 import { RUN_TAG } from '../support/names.ts';
 
 const need = requirements('root', 'bpf', 'clang', 'bpftool');
 const PIN = `/sys/fs/bpf/xt2trio${RUN_TAG}`;
-
-function expectedMetrics(cases: readonly CorpusCase[]): MetricsSnapshot {
-  const m = emptyMetrics();
-  for (const c of cases) {
-    m[c.klass].packets += 1;
-    m[c.klass].bytes += c.frame.length;
-  }
-  return m;
-}
-
-function expectRecordsMatch(run: CorpusRun, cases: readonly CorpusCase[], seqs: readonly number[]): void {
-  expect(run.lost).toBe(0);
-  expect(run.records.length).toBe(cases.length);
-  run.records.forEach((r, i) => {
-    const c = cases[i]!;
-    expect({ name: c.name, len: r.len, ethertype: r.ethertype, sport: r.sport, dport: r.dport, l4proto: r.l4proto, klass: r.klass }).toEqual({ name: c.name, ...c.log });
-    expect(r.seq).toBe(seqs[i]);
-  });
-}
 
 describe.skipIf(need.skip)('trio under BPF_PROG_TEST_RUN', () => {
   let target: HostTarget;
