@@ -10,21 +10,15 @@
  * maps, pinned by name after loading so tests and the bench read and configure them alike).
  */
 import type { Approach, ApproachContext, Description, LoadedProgram } from './approach.ts';
-import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { cachedFeatures } from '../features.ts';
-import { DEFAULT_TRIO_CONFIG, STAGES, TC_OBJECTS, applyTrioConfig, type Stage } from '../programs/trio.ts';
+import { STAGES, TC_OBJECTS, type Stage } from '../programs/trio.ts';
 import { freshClsact, ingressFilters, removeClsact } from '../tc/clsact.ts';
 import { CHAIN_MAP, VERDICT_MAP } from '../chain/constants.ts';
 import { chainAttach } from '../chain/ops/attach.ts';
 import { chainDetach } from '../chain/ops/detach.ts';
-import { chainInit } from '../chain/ops/init.ts';
-import { chainRecreate } from '../chain/ops/recreate.ts';
-import { chainReplace } from '../chain/ops/replace.ts';
 import { chainStatus } from '../chain/ops/status.ts';
-import { readState } from '../chain/state.ts';
-import { attachedMode, mapsDir, orTeardown, pinnedMaps, prepareLoad, requireInterface, teardown } from './lifecycle.ts';
-import { chainDir, loadPatchedChain, patchSupport, pinProgramMaps, replaceStage } from './patched.ts';
+import { attachedMode, orTeardown, pinnedMaps, requireInterface, teardown } from './lifecycle.ts';
+import { chainDir, loadPatchedChain, patchSupport, replaceStage } from './patched.ts';
 
 /** The head filter's ingress priority: the chain is the only filter on its fresh clsact. */
 const HEAD_PRIO = 1;

@@ -10,7 +10,7 @@
  * detached (setsid, every fd redirected) with its own --max-seconds bound.
  */
 import { LabError } from '../errors.ts';
-import { progList, progRun, xdpAttached } from '../bpftool/index.ts';
+import { progList, xdpAttached } from '../bpftool/index.ts';
 import type { LoadedProgram } from '../approaches/approach.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';

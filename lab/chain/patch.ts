@@ -38,7 +38,6 @@
  * (sort, encode) → re-parse and verify the output.
  */
 import { readObject, listProgramInfo, type ProgramInfo } from '../bpf/object.ts';
-import type { PatchMode } from './constants.ts';
 import { checkInput, checkOptions, checkVerdictSets } from './patch/check.ts';
 import { decideMode } from './patch/layout.ts';
 import { prepareObject } from './patch/prepare.ts';

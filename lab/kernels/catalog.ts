@@ -3,7 +3,7 @@
  * obtained. The JSON is validated once on load so a hand edit with a typo fails with a clear message.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import { KERNEL_VERSIONS, type KernelVersion } from './types.ts';

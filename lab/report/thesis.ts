@@ -5,7 +5,7 @@
  * runs, not the runs: a pseudo-run has n = 1 and no spread, and says so in its marker and provenance.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import { SCHEMA_VERSION, type CellRecord, type Provenance, type RunRecord } from '../results/record.ts';
 import { PSEUDO_RUN_FILE, type PseudoRunMarker } from './load.ts';

@@ -14,7 +14,7 @@ import { HostTarget } from '../../lab/target.ts';
 import { LabError } from '../../lab/errors.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { join } from 'node:path';
-import { RawRecord, approachesOfHook, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
+import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { MEASURED_APPROACHES } from '../../lab/microbench/approaches.ts';
 import { runMicrobenchDetailed } from '../../lab/microbench/index.ts';
 import { restoreJit, switchJitOff } from '../../lab/microbench/interpreter.ts';
