@@ -47,11 +47,12 @@ export interface LatencyOptions {
 }
 
 /**
- * Attaches one approach on the session's testbed, pings through it, detaches it on every path.
- * A ping that loses replies is an error: the trio passes ICMPv6 echo, so a loss means the chain
- * or the testbed is broken, and percentiles of what came back would hide it.
+ * Attaches one approach on the session's testbed, pings through it, detaches it on every path;
+ * returns each reply's round trip (µs). A ping that loses replies is an error: the trio passes
+ * ICMPv6 echo, so a loss means the chain or the testbed is broken, and percentiles of what came
+ * back would hide it.
  */
-export async function measureLatency(session: KernelSession, name: ApproachName, o: LatencyOptions): Promise<LatencySummary> {
+export async function measureRoundTrips(session: KernelSession, name: ApproachName, o: LatencyOptions): Promise<number[]> {
   const approach = session.approach(name);
   if (!approach) throw new LabError('UNSUPPORTED', `${session.kernel}: approach ${name} is not available here`, { remedy: 'Pick one of the approaches this kernel supports (npm run matrix -- --help lists them).' });
   const ctx = session.contextFor(name);
@@ -70,8 +71,13 @@ export async function measureLatency(session: KernelSession, name: ApproachName,
         remedy: 'Every echo must pass the trio; check the filter configuration and the veth pair, then run again.',
       });
     }
-    return summariseRtts(name, o.count, replies.rttUs);
+    return replies.rttUs;
   } finally {
     await approach.detach(ctx);
   }
+}
+
+/** measureRoundTrips, summarised as percentiles. */
+export async function measureLatency(session: KernelSession, name: ApproachName, o: LatencyOptions): Promise<LatencySummary> {
+  return summariseRtts(name, o.count, await measureRoundTrips(session, name, o));
 }

@@ -9,7 +9,7 @@
  * This file only composes the jobs: settings and progress total (plan.ts), resume (ledger.ts),
  * what a session supports (support.ts), one cell's warm-up, retries and records (cell.ts), the
  * instruments' overhead (overhead.ts), and whatever the caller runs on each kernel while it is up
- * (a KernelStage: the CLI's microbenchmarks, which the bench does not know).
+ * (KernelStages: the round trips, the CLI's microbenchmarks, which this runner does not know).
  */
 import { join } from 'node:path';
 import type { ApproachName } from '../results/record.ts';
@@ -63,8 +63,8 @@ export interface MatrixOptions extends MatrixSettingsInput {
   openKernel?: OpenKernel;
   /** The packet corpus case the statistics' overhead is test-run on without traffic. */
   testRunCase: string;
-  /** Run on each kernel after its cells, while its session is up (see KernelStage). */
-  perKernel?: KernelStage;
+  /** Run on each kernel after its cells, in this order, while its session is up (see KernelStage). */
+  perKernel?: readonly KernelStage[];
 }
 
 export interface MatrixResult {
@@ -158,8 +158,10 @@ async function runKernel(run: MatrixRun, open: OpenKernel, kernel: string, pendi
   settings.progress({ kind: 'phase-end', id: phaseId, ok: true, message: `${session.target.name} ${session.target.kernelRelease}` });
   try {
     await runSession(run, session, pending, opts.testRunCase);
-    const stage = opts.perKernel;
-    if (stage?.pending(kernel, run.ledger.recordedKinds(kernel))) await stage.run(session, stageContext(run));
+    const recorded = run.ledger.recordedKinds(kernel);
+    for (const stage of opts.perKernel ?? []) {
+      if (stage.pending(kernel, recorded)) await stage.run(session, stageContext(run));
+    }
   } finally {
     await session.dispose().catch((e: unknown) => run.emit(`${kernel}: teardown failed: ${errorMessage(e)}`, 'warn'));
   }
@@ -188,7 +190,7 @@ export async function runBenchMatrix(opts: MatrixOptions): Promise<MatrixResult>
     for (const kernel of settings.kernels) {
       run.checkAbort();
       const pending = settings.approaches.filter((a) => !ledger.hasCell(kernel, a));
-      if (pending.length === 0 && !opts.perKernel?.pending(kernel, ledger.recordedKinds(kernel))) {
+      if (pending.length === 0 && !(opts.perKernel ?? []).some((st) => st.pending(kernel, ledger.recordedKinds(kernel)))) {
         run.emit(`${kernel}: every cell already recorded, skipped`);
         continue;
       }

@@ -16,6 +16,7 @@ import { consoleSink } from '../ui/render.ts';
 import { runBenchMatrix, type KernelStage, type MatrixOptions as BenchMatrixOptions, type MatrixResult as BenchMatrixResult } from '../bench/matrix.ts';
 import { HOOK_CHOICES, validateKernelName, type HookChoice } from '../bench/plan.ts';
 import type { KernelSession } from '../bench/kernel-session.ts';
+import { rttStage } from '../bench/rtt-stage.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
 import { runMicrobenchToFile } from '../microbench/index.ts';
 import { formatMicrobench } from '../microbench/table.ts';
@@ -29,6 +30,11 @@ export interface MatrixOptions extends Omit<BenchMatrixOptions, 'testRunCase' | 
    * iperf3 cells; quick settings with `quick` (default false: callers opt in, the CLI does).
    */
   micro?: boolean;
+  /**
+   * Also measure round trips (pings across the veth pair) through each approach on each kernel,
+   * before the microbenchmarks (lab/bench/rtt-stage.ts; default false: callers opt in, the CLI does).
+   */
+  latency?: boolean;
 }
 
 export interface MatrixResult extends BenchMatrixResult {
@@ -88,12 +94,12 @@ async function renderRunReport(r: BenchMatrixResult, progress: ProgressSink): Pr
 
 /** Runs (or resumes) the matrix, the microbenchmarks with it, then the report. See MatrixOptions. */
 export async function runMatrix(opts: MatrixOptions): Promise<MatrixResult> {
-  const { micro = false, renderReport: render = true, ...bench } = opts;
+  const { micro = false, latency = false, renderReport: render = true, ...bench } = opts;
   const r = await runBenchMatrix({
     ...bench,
     // The statistics' test-run overhead uses the microbenchmarks' packet, so the two compare.
     testRunCase: REPRESENTATIVE_CASE,
-    ...(micro ? { perKernel: microbenchStage() } : {}),
+    perKernel: [...(latency ? [rttStage()] : []), ...(micro ? [microbenchStage()] : [])],
   });
   const report = render ? await renderRunReport(r, opts.progress ?? silent) : null;
   return { ...r, report };
@@ -151,6 +157,7 @@ interface CommonOptions {
   plain?: boolean;
   prefix: string;
   micro: boolean;
+  latency: boolean;
   deterministic?: boolean;
   wallClock?: boolean;
 }
@@ -169,11 +176,12 @@ function addCommonOptions(cmd: Command): Command {
     .option('--approaches <list>', `comma-separated approaches (default: every approach of --hook: ${APPROACH_NAMES.join(',')})`, parseApproaches)
     .option('--runs <n>', `measured iperf3 runs per cell (default ${DEFAULT_RUNS}; 2 with --quick)`, positiveInt)
     .option('--duration <s>', `seconds per iperf3 run (default ${DEFAULT_DURATION_S}; 2 with --quick)`, positiveNumber)
-    .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, quick microbenchmarks (about 5 minutes per kernel under TCG)')
+    .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, 200 pings per approach, quick microbenchmarks (with both hooks about 15 minutes on the host and 30 to 40 per kernel under TCG)')
     .option('--run-id <id>', 'results/<run-id>; an existing id is resumed (finished cells and runs are skipped)')
     .option('--out <dir>', 'parent directory of the run directory (default results/)')
     .option('--prefix <name>', 'name prefix for namespaces, veths and bpffs pins', 'xlab')
-    .option('--no-micro', 'skip the BPF_PROG_TEST_RUN microbenchmarks run on each kernel after its iperf3 cells')
+    .option('--no-latency', 'skip the round trips (pings across the veth pair, p50/p99/p99.9) through each approach on each kernel after its iperf3 cells')
+    .option('--no-micro', 'skip the BPF_PROG_TEST_RUN microbenchmarks run on each kernel after its iperf3 cells and round trips')
     .option('--deterministic', 'every guest under QEMU\'s instruction counter (TCG icount, one vCPU): in-guest timings reproducible whatever the host does, instruction-timed, not wall-clock performance; boots take about twice as long. Default: so for guests under TCG, wall-clock under KVM')
     .option('--wall-clock', 'guests under TCG on the wall clock instead (three vCPUs; timings move with the host\'s load and measure the emulator)')
     .option('--plain', 'plain progress lines even on a terminal');
@@ -207,6 +215,7 @@ async function matrixAction(kernels: string[], o: CommonOptions, session?: Kerne
       signal: intr.signal,
       prefix: o.prefix,
       micro: o.micro,
+      latency: o.latency,
       clock: clockOption(o),
       openKernel: session ? async () => session : undefined,
     });
@@ -225,7 +234,7 @@ export function matrixCommand(): Command {
   return addCommonOptions(
     new Command('matrix')
       .description(
-        'every kernel x every approach: iperf3 runs through a veth pair with veth_poll probes, then the BPF_PROG_TEST_RUN microbenchmarks on each kernel; raw results in results/<run-id>/, report at the end. Kernels this machine cannot obtain are recorded as skipped with the reason.',
+        'every kernel x every approach: iperf3 runs through a veth pair with veth_poll probes and BPF run-time statistics, then round trips (pings) through each approach and the BPF_PROG_TEST_RUN microbenchmarks on each kernel; raw results in results/<run-id>/, report at the end. Kernels this machine cannot obtain are recorded as skipped with the reason.',
       )
       .option('--kernels <list>', `comma-separated kernels (default: ${DEFAULT_KERNELS.join(',')})`, parseKernels),
   ).action(async (o: CommonOptions & { kernels?: string[] }) => {

@@ -83,7 +83,7 @@ export function variantHook(variant: string): ApproachHook {
   return named[0] ? hookOfApproach(named[0]) : 'xdp';
 }
 
-/** The records of one hook: runs, cells and latencies by approach, microbenchmarks by variant. */
+/** The records of one hook: runs, cells, latencies and round trips by approach, microbenchmarks by variant. */
 export function runOfHook(run: LoadedRun, hook: ApproachHook): LoadedRun {
   return {
     ...run,
@@ -91,6 +91,7 @@ export function runOfHook(run: LoadedRun, hook: ApproachHook): LoadedRun {
     cells: run.cells.filter((c) => hookOfApproach(c.approach) === hook),
     micro: run.micro.filter((m) => variantHook(m.variant) === hook),
     latency: run.latency.filter((l) => hookOfApproach(l.approach) === hook),
+    rtt: run.rtt.filter((r) => r.hook === hook),
     microReasons: run.microReasons.filter((m) => variantHook(m.variant) === hook),
   };
 }
@@ -98,10 +99,10 @@ export function runOfHook(run: LoadedRun, hook: ApproachHook): LoadedRun {
 /** Whether a run holds any record of the hook. */
 export function hasHook(run: LoadedRun, hook: ApproachHook): boolean {
   const r = runOfHook(run, hook);
-  return r.runs.length + r.cells.length + r.micro.length + r.latency.length > 0;
+  return r.runs.length + r.cells.length + r.micro.length + r.latency.length + r.rtt.length > 0;
 }
 
 /** Kernels any record of the run names (provenance files aside). */
 export function kernelsWithRecords(run: LoadedRun): Set<string> {
-  return new Set([...run.runs, ...run.cells, ...run.micro, ...run.latency].map((r) => r.kernel));
+  return new Set([...run.runs, ...run.cells, ...run.micro, ...run.latency, ...run.rtt].map((r) => r.kernel));
 }

@@ -9,6 +9,7 @@ import { errorMessage, LabError, wrapError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
+import { renderRttCharts, rttCsv, rttTables } from './rtt.ts';
 import { loadRun, type BadLine } from './load.ts';
 import { groupFlags, type Flag, type FlagGroup } from './flags.ts';
 import { METRICS, METRIC_KEYS, shownMetric } from './metrics.ts';
@@ -82,7 +83,9 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
     sink({ kind: 'phase-progress', id: 'report', done: 2, total: 4, note: 'statistics' });
 
     const xdpFigures = await renderCharts(model, opts.errorBars ?? 'iqr');
+    xdpFigures.charts.push(...(await renderRttCharts(model)));
     const tcFigures = model.tc ? await renderCharts(model.tc, opts.errorBars ?? 'iqr') : { charts: [], skipped: [] };
+    if (model.tc) tcFigures.charts.push(...(await renderRttCharts(model.tc)));
     const charts = [...xdpFigures.charts, ...tcFigures.charts];
     const skipped = [...xdpFigures.skipped, ...tcFigures.skipped];
     sink({ kind: 'phase-progress', id: 'report', done: 3, total: 4, note: `${charts.length} figures` });
@@ -163,6 +166,7 @@ function writeAll(
   const significance = significanceTables(model);
   const micro = microTables(model);
   const latency = latencyTable(model);
+  const rtt = rttTables(model);
   const headline = headlineTable(model);
   const headlineMd = toMarkdown(headline);
   const tc = model.tc ? tcSection(model.tc, tcCharts) : null;
@@ -170,7 +174,7 @@ function writeAll(
   const warnings = warningList.map(warningLineMd);
   const md51 = [toMarkdown(t51), '### Our columns', '', ...stats51.map((t) => toMarkdown(t, 4))].join('\n');
   const md52 = [toMarkdown(t52), '### Our columns', '', ...stats52.map((t) => toMarkdown(t, 4))].join('\n');
-  const figuresMd = charts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`).join('\n');
+  const figuresMd = charts.filter((c) => !c.id.startsWith('rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`).join('\n');
   const sigMd = [
     '## Significance',
     '',
@@ -199,10 +203,11 @@ function writeAll(
     ...statsExtra.map((t) => toMarkdown(t, 3)),
     ...micro.map((t) => toMarkdown(t)),
     ...latency.map((t) => toMarkdown(t)),
+    ...(rtt.length > 0 ? ['## Round trips', '', ...charts.filter((c) => c.id.startsWith('rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 3))] : []),
     ...(tc ? [tc.markdown] : []),
   ].join('\n');
 
-  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, charts, skipped, tc });
+  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, rtt, charts, skipped, tc });
   const out: [string, string | Buffer][] = [
     ['headline.csv', headlineCsv(model)],
     ['headline.md', headlineMd],
@@ -220,6 +225,7 @@ function writeAll(
   ];
   if (model.micro.length > 0) out.push(['micro.csv', microCsv(model)], ['micro.md', micro.map((t) => toMarkdown(t)).join('\n')]);
   if (model.latency.length > 0) out.push(['latency.csv', latencyCsv(model)], ['latency.md', latency.map((t) => toMarkdown(t)).join('\n')]);
+  if (model.rtt.length > 0) out.push(['rtt.csv', rttCsv(model)], ['rtt.md', rtt.map((t) => toMarkdown(t)).join('\n')]);
   if (tc) out.push(...tc.files);
   for (const c of [...charts, ...tcCharts]) out.push([c.file, c.png]);
   try {
@@ -248,6 +254,7 @@ function writeAll(
           skippedCharts: skipped,
           badLines: model.badLines,
           significance: model.sentences,
+          rtt: [...model.rtt, ...(model.tc?.rtt ?? [])].map((r) => ({ kernel: r.kernel, approach: r.approach, ...(r.summary ?? {}), reason: r.reason })),
         },
         null,
         2,

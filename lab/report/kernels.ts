@@ -84,6 +84,12 @@ export function collectKernels(run: LoadedRun): KernelInfo[] {
     e.accels.add(r.accelerator);
     e.clocks.add(r.clock ?? 'wall');
   }
+  for (const r of run.rtt) {
+    const e = touch(r.kernel);
+    e.releases.add(r.kernelRelease);
+    e.accels.add(r.accelerator);
+    e.clocks.add(r.clock ?? 'wall');
+  }
   for (const c of run.cells) touch(c.kernel);
   for (const p of run.provenance.values()) {
     const e = touch(p.kernel);

@@ -10,6 +10,7 @@ import { LabError, describeIssues, errorMessage } from '../errors.ts';
 import {
   CellRecord,
   LatencyRecord,
+  RttRecord,
   MicroRecord,
   Provenance,
   RawRecord,
@@ -45,6 +46,8 @@ export interface LoadedRun {
   cells: CellRecord[];
   micro: MicroRecord[];
   latency: LatencyRecord[];
+  /** Round trips through each approach (pings across the veth pair). */
+  rtt: RttRecord[];
   provenance: Map<string, Provenance>;
   /**
    * Microbenchmark variants recorded as not measured: the bench writes them as MicroRecords with no
@@ -77,6 +80,7 @@ export function loadRun(runDir: string): LoadedRun {
     cells: [],
     micro: [],
     latency: [],
+    rtt: [],
     provenance: new Map(),
     microReasons: [],
     pseudoRun: null,
@@ -116,6 +120,7 @@ export function loadRun(runDir: string): LoadedRun {
         const reason = (json as { reason?: unknown }).reason;
         if (typeof reason === 'string') out.microReasons.push({ kernel: r.kernel, variant: r.variant, chainLength: r.chainLength, reason });
       }
+      else if (r.kind === 'rtt') out.rtt.push(r);
       else out.latency.push(r);
     });
   }
@@ -125,7 +130,7 @@ export function loadRun(runDir: string): LoadedRun {
       details: { runDir, files },
     });
   }
-  if (out.runs.length + out.cells.length + out.micro.length + out.latency.length === 0) {
+  if (out.runs.length + out.cells.length + out.micro.length + out.latency.length + out.rtt.length === 0) {
     const first = out.badLines.slice(0, 3).map((b) => `${b.file}:${b.line}: ${b.error}`);
     throw new LabError('REPORT', `${runDir}: none of ${out.badLines.length} raw lines is a valid record (${first.join(' | ')})`, {
       remedy: 'Check that the directory holds raw results of this lab version (lab/results/record.ts, schema 1).',
@@ -158,7 +163,7 @@ export function loadRun(runDir: string): LoadedRun {
       out.warnings.push(`${shown(PSEUDO_RUN_FILE)}: marker ignored, bad JSON (${errorMessage(e)})`);
     }
   }
-  const runIds = new Set([...out.runs, ...out.cells, ...out.micro, ...out.latency].map((r) => r.runId));
+  const runIds = new Set([...out.runs, ...out.cells, ...out.micro, ...out.latency, ...out.rtt].map((r) => r.runId));
   if (runIds.size > 1) out.warnings.push(`records from ${runIds.size} different run ids in one directory: ${[...runIds].join(', ')}`);
   return out;
 }

@@ -29,6 +29,7 @@ import { collectKernels, type KernelInfo } from './kernels.ts';
 import type { LoadedRun } from './load.ts';
 import { APPROACH_ORDER } from './metrics.ts';
 import { latencyGroups, microGroups, type LatencyGroup, type MicroGroup } from './micro.ts';
+import { rttRows, type RttRow } from './rtt.ts';
 import { significance, type PairTest } from './significance.ts';
 import type { Reference } from './thesis.ts';
 import type { ApproachHook, ApproachName } from '../results/record.ts';
@@ -55,6 +56,8 @@ export interface ReportModel {
   sentences: { kernel: string; text: string }[];
   micro: MicroGroup[];
   latency: LatencyGroup[];
+  /** Round trips through each approach of this hook, per kernel. */
+  rtt: RttRow[];
   /** The run's flags, both hooks' (one warnings list); empty in the TC section's model. */
   flags: Flag[];
   headline: HeadlineRow[];
@@ -73,7 +76,7 @@ export interface BuildOptions {
 }
 
 export function buildModel(run: LoadedRun, opts: BuildOptions): ReportModel {
-  const runId = run.runs[0]?.runId ?? run.cells[0]?.runId ?? run.micro[0]?.runId ?? run.latency[0]?.runId ?? 'unknown';
+  const runId = run.runs[0]?.runId ?? run.cells[0]?.runId ?? run.micro[0]?.runId ?? run.latency[0]?.runId ?? run.rtt[0]?.runId ?? 'unknown';
   const allKernels = collectKernels(run);
   const xdp = hookModel(run, 'xdp', allKernels, runId, opts);
   const tc = hasHook(run, 'tc') ? hookModel(run, 'tc', allKernels, runId, opts) : null;
@@ -111,6 +114,7 @@ function hookModel(whole: LoadedRun, hook: ApproachHook, allKernels: KernelInfo[
     sentences,
     micro: microGroups(run.micro, kernelInfo, opts.resamples),
     latency: latencyGroups(run.latency, kernelInfo, opts.resamples),
+    rtt: rttRows(run.rtt, kernels),
     flags: [],
     headline: headlineRows(cells, kernels, pairs, opts.resamples, profile),
     relativeThroughput: relativeThroughputOf(cells, kernels, opts.resamples, profile),

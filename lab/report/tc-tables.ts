@@ -14,6 +14,7 @@ import { TC_NOTE } from './hooks.ts';
 import { APPROACH_LABEL, BOOTSTRAP_NOTE, METRIC_KEYS, shownMetric, type MetricKey } from './metrics.ts';
 import { latencyCsv, latencyTable, microCsv, microTables } from './micro-tables.ts';
 import type { ReportModel } from './model.ts';
+import { rttCsv, rttTables } from './rtt.ts';
 import { significanceCsv, significanceTables, statsCsv, statsTable } from './stats-tables.ts';
 import { banners, isTcg, toMarkdown, type Table } from './table.ts';
 import { headlineCsv, headlineTable } from './thesis-tables.ts';
@@ -29,6 +30,8 @@ export interface TcSection {
   significance: Table[];
   micro: Table[];
   latency: Table[];
+  /** Round trips through each TC approach, one table per kernel. */
+  rtt: Table[];
   /** The section's figures (ids starting "tc-"). */
   charts: ChartFile[];
   markdown: string;
@@ -214,6 +217,8 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
   const significance = significanceTables(model).map(asTc);
   const micro = microTables(model).map(asTc);
   const latency = latencyTable(model).map(asTc);
+  // Their ids and titles are the section's already (idPrefix).
+  const rtt = rttTables(model).map((t) => ({ ...t, title: `TC — ${t.title}` }));
   const charts = allCharts.filter((c) => c.id.startsWith(model.profile.idPrefix));
   const title = model.profile.title;
   const markdown = [
@@ -228,7 +233,7 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
     toMarkdown(t52, 3),
     '### TC figures',
     '',
-    ...charts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`),
+    ...charts.filter((c) => !c.id.startsWith('tc-rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`),
     '### TC significance',
     '',
     ...(model.sentences.length > 0 ? model.sentences.map((s) => `- ${s.text}`) : ['No pair of TC approaches could be compared on any kernel.']),
@@ -239,6 +244,7 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
     ...stats.map((t) => toMarkdown(t, 4)),
     ...micro.map((t) => toMarkdown(t, 3)),
     ...latency.map((t) => toMarkdown(t, 3)),
+    ...(rtt.length > 0 ? ['### TC round trips', '', ...charts.filter((c) => c.id.startsWith('tc-rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 4))] : []),
   ].join('\n');
   const files: [string, string][] = [
     ['tc-headline.csv', headlineCsv(model)],
@@ -250,6 +256,7 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
   ];
   if (model.micro.length > 0) files.push(['tc-micro.csv', microCsv(model)]);
   if (model.latency.length > 0) files.push(['tc-latency.csv', latencyCsv(model)]);
-  return { model, title, note: TC_NOTE, headline, t51, t52, stats, significance, micro, latency, charts, markdown, files };
+  if (model.rtt.length > 0) files.push(['tc-rtt.csv', rttCsv(model)]);
+  return { model, title, note: TC_NOTE, headline, t51, t52, stats, significance, micro, latency, rtt, charts, markdown, files };
 }
 

@@ -204,7 +204,31 @@ export const LatencyRecord = z.object({
 });
 export type LatencyRecord = z.infer<typeof LatencyRecord>;
 
-export const RawRecord = z.discriminatedUnion('kind', [RunRecord, CellRecord, MicroRecord, LatencyRecord]);
+/**
+ * Round trips through one approach: pings across the veth pair with it attached on the receiving
+ * side (lab/bench/latency.ts). Every reply's time is kept, so the report computes its percentiles
+ * and a reader can compute others. An approach that could not be measured has none, and the reason.
+ */
+export const RttRecord = z.object({
+  kind: z.literal('rtt'),
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  kernelRelease: z.string(),
+  accelerator,
+  clock: clock.optional(),
+  approach,
+  hook: z.enum(['xdp', 'tc']),
+  /** Echo requests sent (0 when not measured). */
+  sent: z.number().int().nonnegative(),
+  intervalS: z.number().positive(),
+  /** Round-trip time of each reply, µs, in the order ping printed them. */
+  rttUs: z.array(z.number().nonnegative()),
+  reason: z.string().optional(),
+});
+export type RttRecord = z.infer<typeof RttRecord>;
+
+export const RawRecord = z.discriminatedUnion('kind', [RunRecord, CellRecord, MicroRecord, LatencyRecord, RttRecord]);
 export type RawRecord = z.infer<typeof RawRecord>;
 
 /**
