@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ApproachName } from '../../lab/results/record.ts';
+import { summariseRtts } from '../../lab/bench/latency.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
-import { Provenance, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
+import { Provenance, type ApproachName, type CellRecord, type RttRecord, type RunRecord } from '../../lab/results/record.ts';
 import { probeFeatures } from '../../lab/features.ts';
 import { HostTarget } from '../../lab/target.ts';
 import { requirements } from '../support/requirements.ts';
@@ -57,7 +57,7 @@ describe.skipIf(need.skip)('quick matrix on the host target', () => {
     const target = await HostTarget.create(join(out, 'work'));
     const features = await probeFeatures(target, { prefix: `${PREFIX}f` });
 
-    const r = await runMatrix({ kernels: ['host'], approaches, runs: 2, durationS: 2, quick: true, runId: 'host-quick', outDir: out, prefix: PREFIX, micro: true });
+    const r = await runMatrix({ kernels: ['host'], approaches, runs: 2, durationS: 2, quick: true, runId: 'host-quick', outDir: out, prefix: PREFIX, micro: true, latency: true });
     const { records } = await loadRecords(r.rawFile); // validates every line against the schema
     const runs = records.filter((x): x is RunRecord => x.kind === 'run');
     const cells = records.filter((x): x is CellRecord => x.kind === 'cell');
@@ -102,6 +102,22 @@ describe.skipIf(need.skip)('quick matrix on the host target', () => {
     for (const v of ['fused', 'manual']) expect(measured, [...measured].join(', ')).toContain(v);
     expect([...measured].some((v) => v.startsWith('patched'))).toBe(true);
     expect(records.filter((x) => x.kind === 'latency' && x.kernel === 'host').length).toBeGreaterThan(0);
+    // Round trips through every approach this kernel runs: every ping answered, 0 < p50 <= p99.
+    const rtt = records.filter((x): x is RttRecord => x.kind === 'rtt');
+    expect(rtt.map((x) => x.approach)).toEqual(approaches);
+    for (const x of rtt) {
+      if (cell(x.approach).status !== 'done') {
+        expect(x.rttUs, x.approach).toEqual([]);
+        expect(x.reason).toMatch(/^not measured: /);
+        continue;
+      }
+      expect(x.rttUs.length, `${x.approach}: ${x.reason ?? ''}`).toBe(x.sent);
+      const s = summariseRtts(x.approach, x.sent, x.rttUs);
+      expect(s.p50Us).toBeGreaterThan(0);
+      expect(s.p99Us).toBeGreaterThanOrEqual(s.p50Us!);
+      console.log(`host ${x.approach}: round trip p50 ${s.p50Us!.toFixed(1)} µs, p99 ${s.p99Us!.toFixed(1)} µs`);
+    }
+    expect(existsSync(join(r.runDir, 'report', 'rtt.csv'))).toBe(true);
     // And the report was rendered from all of it.
     expect(r.report).toBe(join(r.runDir, 'report', 'index.html'));
     expect(existsSync(join(r.runDir, 'report', 'table-5.1.csv'))).toBe(true);

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { approachesOfHook, type CellRecord, type RunRecord } from '../../lab/results/record.ts';
+import { approachesOfHook, type CellRecord, type RttRecord, type RunRecord } from '../../lab/results/record.ts';
+import { summariseRtts } from '../../lab/bench/latency.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
 import { requirements } from '../support/requirements.ts';
@@ -38,12 +39,22 @@ describe.skipIf(need.skip)('quick matrix on the host, TC hook', () => {
   it('measures every TC approach with BPF statistics per skb and the probe null with its reason', { timeout: 600_000 }, async () => {
     const out = await mkdtemp(join(tmpdir(), `${PREFIX}-tc-`));
     dirs.push(out);
-    const r = await runMatrix({ kernels: ['host'], hook: 'tc', runs: 2, durationS: 2, quick: true, runId: 'host-tc', outDir: out, prefix: PREFIX, renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0 });
+    const r = await runMatrix({ kernels: ['host'], hook: 'tc', runs: 2, durationS: 2, quick: true, runId: 'host-tc', outDir: out, prefix: PREFIX, renderReport: false, probeOverheadPairs: 0, statsOverheadPairs: 0, latency: true });
     const { records } = await loadRecords(r.rawFile);
     const runs = records.filter((x): x is RunRecord => x.kind === 'run');
     const cells = records.filter((x): x is CellRecord => x.kind === 'cell');
     const tc = approachesOfHook('tc');
     expect(cells.map((c) => c.approach).sort()).toEqual([...tc].sort());
+    // Round trips through every TC approach (tcx too: this kernel has it): 0 < p50 <= p99.
+    for (const x of records.filter((y): y is RttRecord => y.kind === 'rtt')) {
+      expect(x.hook).toBe('tc');
+      expect(x.rttUs.length, `${x.approach}: ${x.reason ?? ''}`).toBe(x.sent);
+      const s = summariseRtts(x.approach, x.sent, x.rttUs);
+      expect(s.p50Us).toBeGreaterThan(0);
+      expect(s.p99Us).toBeGreaterThanOrEqual(s.p50Us!);
+      console.log(`host ${x.approach}: round trip p50 ${s.p50Us!.toFixed(1)} µs, p99 ${s.p99Us!.toFixed(1)} µs`);
+    }
+    expect(records.filter((y) => y.kind === 'rtt').map((y) => (y.kind === 'rtt' ? y.approach : '')).sort()).toEqual([...tc].sort());
 
     for (const a of ['tc-none', 'tc-fused', 'tc-manual', 'tc-filters'] as const) {
       const c = cells.find((x) => x.approach === a)!;
