@@ -176,7 +176,7 @@ function addCommonOptions(cmd: Command): Command {
     .option('--approaches <list>', `comma-separated approaches (default: every approach of --hook: ${APPROACH_NAMES.join(',')})`, parseApproaches)
     .option('--runs <n>', `measured iperf3 runs per cell (default ${DEFAULT_RUNS}; 2 with --quick)`, positiveInt)
     .option('--duration <s>', `seconds per iperf3 run (default ${DEFAULT_DURATION_S}; 2 with --quick)`, positiveNumber)
-    .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, 200 pings per approach, quick microbenchmarks (with both hooks about 15 minutes on the host and 30 to 40 per kernel under TCG)')
+    .option('--quick', 'a shakedown, not a measurement: 2 runs of 2 s per cell, 1 s warm-up, 200 pings per approach, quick microbenchmarks (with both hooks about 6 minutes on the host and 30 to 40 per kernel under TCG)')
     .option('--run-id <id>', 'results/<run-id>; an existing id is resumed (finished cells and runs are skipped)')
     .option('--out <dir>', 'parent directory of the run directory (default results/)')
     .option('--prefix <name>', 'name prefix for namespaces, veths and bpffs pins', 'xlab')

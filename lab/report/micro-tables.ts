@@ -38,7 +38,7 @@ export function microTables(model: ReportModel): Table[] {
     id: 'micro-points',
     title: 'Microbenchmark: ns per packet',
     banners: banners(model, kernels),
-    caption: 'Each repetition is one BPF_PROG_TEST_RUN of `repeat` packets; n = repetitions. Median, IQR and bootstrap CI over repetitions.',
+    caption: `Each repetition is one BPF_PROG_TEST_RUN of \`repeat\` packets; n = repetitions. Median, IQR and bootstrap CI over repetitions.${model.profile.hook === 'tc' ? ' On TC a test run builds one skb of one frame per packet, so here per packet is per skb (unlike the per-skb figures of live traffic, where one skb may carry many frames).' : ''}`,
     header: ['Linux', 'Variant', 'Hop', 'Chain length', 'repeat', 'n', 'Median (ns)', 'IQR', '95% CI', 'Note'],
     align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     rows: model.micro.flatMap((g) =>

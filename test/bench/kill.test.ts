@@ -38,7 +38,7 @@ function matrix(runId: string, runs: number): { child: ChildProcess; log: string
   const log = join(out, `${runId}-${started.length}.log`);
   const fd = openSync(log, 'w');
   const args = ['run', '--silent', 'matrix', '--', '--kernels', 'host', '--approaches', 'fused', '--runs', String(runs), '--duration', '1',
-    '--no-micro', '--plain', '--prefix', PREFIX, '--out', out, '--run-id', runId];
+    '--no-micro', '--no-latency', '--plain', '--prefix', PREFIX, '--out', out, '--run-id', runId];
   const child = spawn('npm', args, { cwd: REPO_ROOT, detached: true, stdio: ['ignore', fd, fd] });
   started.push(child);
   return { child, log };
