@@ -8,7 +8,8 @@
  *   progs/<stage>/<prog>  each loaded program (bpftool prog loadall pins)
  */
 import type { Target } from '../target.ts';
-import type { ApproachContext, LoadedProgram } from './approach.ts';
+import type { ApproachContext, LoadedProgram, Support } from './approach.ts';
+import { clsactSupport } from '../tc/clsact.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath, ensureBpffs, loadAllShared, mapShow, netDetachXdp, progShow, unpin, xdpAttached } from '../bpftool/index.ts';
 import { nsenterArgv } from '../testenv/testenv.ts';
@@ -163,4 +164,10 @@ export async function promoteReplacement(ctx: ApproachContext, stage: string, r:
   await ctx.target.run(['mkdir', '-p', progDir(ctx, stage)]);
   await ctx.target.run(['mv', r.pinned, stagePin]);
   await unpin(ctx.target, r.staging);
+}
+
+/** What every clsact-based TC approach first needs: a kernel that can add the clsact qdisc. */
+export async function clsactApproachSupport(target: Target): Promise<Support> {
+  const v = await clsactSupport(target);
+  return v.ok ? { supported: true } : { supported: false, reason: v.reason };
 }

@@ -17,7 +17,7 @@ import { loadAllShared, mapUpdate, unpin } from '../bpftool/index.ts';
 import { u32le } from '../bytes.ts';
 import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { DEFAULT_TRIO_CONFIG, MAP_NAMES, STAGES, TC_OBJECTS, TC_PROGRAM_NAMES, applyTrioConfig, type Stage } from '../programs/trio.ts';
-import { loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, promoteReplacement, requireInterface, stageReplacement, teardown } from './lifecycle.ts';
+import { clsactApproachSupport, loadedProgram, mapsDir, objectPath, orTeardown, pinnedMaps, prepareLoad, progDir, promoteReplacement, requireInterface, stageReplacement, teardown } from './lifecycle.ts';
 import { freshClsact, ingressFilters, removeClsact, setIngressFilter } from '../tc/clsact.ts';
 
 interface TcStage {
@@ -62,9 +62,7 @@ function tcChainApproach(chain: TcChain): Approach {
     name: chain.name,
     summary: chain.summary,
 
-    async supports() {
-      return { supported: true };
-    },
+    supports: clsactApproachSupport,
 
     async load(ctx: ApproachContext) {
       await prepareLoad(ctx, chain.stages.map((s) => s.object));

@@ -6,7 +6,7 @@
 import type { Approach, ApproachContext, Description } from './approach.ts';
 import { LabError } from '../errors.ts';
 import { checkPinPath } from '../bpftool/index.ts';
-import { attachedMode, requireInterface, requireRoot, teardown } from './lifecycle.ts';
+import { attachedMode, clsactApproachSupport, requireInterface, requireRoot, teardown } from './lifecycle.ts';
 import { freshClsact, hasClsact, ingressFilters, removeClsact } from '../tc/clsact.ts';
 
 async function tcTeardown(ctx: ApproachContext): Promise<void> {
@@ -20,9 +20,7 @@ export const tcNone: Approach = {
   name: 'tc-none',
   summary: 'A clsact qdisc with no filter and no XDP program: the TC hook\'s baseline.',
 
-  async supports() {
-    return { supported: true };
-  },
+  supports: clsactApproachSupport,
 
   async load(ctx: ApproachContext) {
     checkPinPath(ctx.pinDir);

@@ -17,7 +17,7 @@ import { CHAIN_MAP, VERDICT_MAP } from '../chain/constants.ts';
 import { chainAttach } from '../chain/ops/attach.ts';
 import { chainDetach } from '../chain/ops/detach.ts';
 import { chainStatus } from '../chain/ops/status.ts';
-import { attachedMode, orTeardown, pinnedMaps, requireInterface, teardown } from './lifecycle.ts';
+import { attachedMode, clsactApproachSupport, orTeardown, pinnedMaps, requireInterface, teardown } from './lifecycle.ts';
 import { chainDir, loadPatchedChain, patchSupport, replaceStage } from './patched.ts';
 
 /** The head filter's ingress priority: the chain is the only filter on its fresh clsact. */
@@ -38,8 +38,9 @@ export const tcPatched: Approach = {
   name: 'tc-patched',
   summary: "The thesis's chain on TC ingress: the unmodified TC trio objects patched (Alg. 3.4) with TC's verdict sets and chained by constant-index tail calls, the head a cls_bpf filter.",
 
-  supports(target: Target) {
-    return patchSupport(target, undefined, OBJECTS);
+  async supports(target: Target) {
+    const clsact = await clsactApproachSupport(target);
+    return clsact.supported ? patchSupport(target, undefined, OBJECTS) : clsact;
   },
 
   async load(ctx: ApproachContext) {

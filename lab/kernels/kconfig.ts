@@ -92,3 +92,13 @@ export function checkConfig(
 export function describeChecks(bad: readonly ConfigCheck[]): string {
   return bad.map((b) => `${b.option} (wanted ${b.wanted}, got ${b.got === 'n' ? 'not set' : b.got})`).join(', ');
 }
+
+/**
+ * Where a kernel's final .config no longer gives what the fragment asks: a cached image built with
+ * an older fragment. An option the kernel does not show at all is left out only where the fragment
+ * marks it optional (absent from that version); any other difference counts.
+ */
+export function fragmentDrift(final: KconfigValues, fragment: Fragment): ConfigCheck[] {
+  const wanted = [...fragment.options].filter(([k]) => final.has(k) || !fragment.optional.has(k));
+  return checkConfig(final, wanted);
+}

@@ -16,7 +16,7 @@
 import { join } from 'node:path';
 import { LabError, isLabError } from '../errors.ts';
 import { silent, type ProgressSink } from '../progress.ts';
-import { DEFAULT_CACHE_DIR, catalogEntry, loadCatalog } from './catalog.ts';
+import { DEFAULT_CACHE_DIR, LAB_CONFIG_FRAGMENT, catalogEntry, loadCatalog } from './catalog.ts';
 import { dropCache, lookupCache, readManifest, writeManifest } from './cache.ts';
 import { acquireLock } from '../lock.ts';
 import { exists } from './exec.ts';
@@ -28,6 +28,8 @@ import { localEnvName, localProvider } from './providers/local.ts';
 import { requestedSource, sourceEnvName, sourceFingerprint, sourceProvider } from './providers/source.ts';
 import { ubuntuMainlineProvider } from './providers/ubuntu-mainline.ts';
 import { summarizeOrigin } from './origin.ts';
+import { describeChecks, fragmentDrift, parseFragment, readKconfig, type ConfigCheck } from './kconfig.ts';
+import { readFile } from 'node:fs/promises';
 import type { KernelImage } from './types.ts';
 
 function withOrigin(image: KernelImage, provider: string, origin: Readonly<Record<string, unknown>>): KernelImage {
@@ -106,6 +108,16 @@ export async function resolveKernel(version: string, opts: ResolveOptions = {}):
   const cached = await lookupCache(ctx.versionDir, entry.version);
   if (cached.hit) {
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release} from ${cached.image.provider}` });
+    // Kept, not dropped: without its source the lab may not be able to build it again. What needs
+    // the missing options is refused by its own support check, with the reason.
+    const drift = await configDrift(ctx, cached.image);
+    if (drift.length > 0) {
+      progress({
+        kind: 'log',
+        level: 'warn',
+        message: driftWarning(entry.version, cached.image.release, drift, `using it as it is; to rebuild it with today's config give its source: npm run kernel -- ${entry.version} --kernel-source <tree or tarball> (or ${sourceEnvName(entry.version)})`),
+      });
+    }
     return withOrigin(cached.image, cached.image.provider, cached.manifest.origin);
   }
   if (await readManifest(ctx.versionDir)) {
@@ -120,6 +132,23 @@ export async function resolveKernel(version: string, opts: ResolveOptions = {}):
   } finally {
     await release();
   }
+}
+
+/** The providers that build with the lab's config fragment: their cached images must still match it. */
+const FRAGMENT_BUILDERS: ReadonlySet<string> = new Set(['source', 'kernel.org']);
+
+/**
+ * What a cached lab-built image lacks of today's config fragment (built before an option was added
+ * to it); empty for a distribution kernel, an image without its .config, or one that matches.
+ */
+async function configDrift(ctx: ProviderContext, image: KernelImage): Promise<ConfigCheck[]> {
+  if (!FRAGMENT_BUILDERS.has(image.provider) || image.configPath === null || !(await exists(image.configPath))) return [];
+  const fragment = parseFragment(await readFile(ctx.build?.fragmentPath ?? LAB_CONFIG_FRAGMENT, 'utf8'));
+  return fragmentDrift(await readKconfig(image.configPath), fragment);
+}
+
+function driftWarning(version: string, release: string, drift: readonly ConfigCheck[], then: string): string {
+  return `kernel ${version}: the cached ${release} was built with an older lab config (${describeChecks(drift)}); ${then}`;
 }
 
 function bothGiven(version: string, envName: string): LabError {
@@ -155,6 +184,11 @@ async function resolveFromSource(ctx: ProviderContext, provider: Provider, sourc
     if (!cached.hit) return null;
     const origin = cached.manifest.origin as { source?: { fingerprint?: unknown } };
     if (origin.source?.fingerprint === fingerprint) {
+      const drift = await configDrift(ctx, cached.image);
+      if (drift.length > 0) {
+        progress({ kind: 'log', level: 'warn', message: driftWarning(entry.version, cached.image.release, drift, `building it again from ${source.path} (replaces the cached image)`) });
+        return null;
+      }
       progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: cached ${cached.image.release}, built from ${source.path}` });
       return withOrigin(cached.image, cached.image.provider, cached.manifest.origin);
     }
@@ -166,7 +200,9 @@ async function resolveFromSource(ctx: ProviderContext, provider: Provider, sourc
   const release = await lockCache(ctx);
   try {
     const again = await lookupCache(ctx.versionDir, entry.version);
-    if (again.hit && (again.manifest.origin as { source?: { fingerprint?: unknown } }).source?.fingerprint === fingerprint) return withOrigin(again.image, again.image.provider, again.manifest.origin);
+    if (again.hit && (again.manifest.origin as { source?: { fingerprint?: unknown } }).source?.fingerprint === fingerprint && (await configDrift(ctx, again.image)).length === 0) {
+      return withOrigin(again.image, again.image.provider, again.manifest.origin);
+    }
     const got = await provider.obtain(ctx);
     if (got.cacheable) await writeManifest(ctx.versionDir, got.image, { provider: provider.name, ...got.origin });
     progress({ kind: 'log', level: 'info', message: `kernel ${entry.version}: ${got.image.release} built from ${source.path}` });

@@ -46,6 +46,27 @@ async function tc(place: TcPlace, args: readonly string[], what: string): Promis
   return r;
 }
 
+const clsactVerdicts = new WeakMap<Target, Promise<{ ok: true } | { ok: false; reason: string }>>();
+
+/**
+ * Whether the kernel can add a clsact qdisc at all (CONFIG_NET_SCH_INGRESS; kernels built without it
+ * say "Specified qdisc kind is unknown"), tried once per target on the loopback of a throwaway
+ * network namespace (unshare), so nothing of the testbed is touched.
+ */
+export function clsactSupport(target: Target): Promise<{ ok: true } | { ok: false; reason: string }> {
+  let v = clsactVerdicts.get(target);
+  if (!v) {
+    v = (async () => {
+      const r = await target.run(['unshare', '--net', 'tc', 'qdisc', 'add', 'dev', 'lo', 'clsact'], { allowFailure: true });
+      if (r.exitCode === 0) return { ok: true as const };
+      const why = (r.stderr || r.stdout).trim() || `exit ${r.exitCode}`;
+      return { ok: false as const, reason: `the kernel cannot add a clsact qdisc (${why}): it needs CONFIG_NET_SCH_INGRESS (and CONFIG_NET_CLS_BPF)` };
+    })();
+    clsactVerdicts.set(target, v);
+  }
+  return v;
+}
+
 /** Whether the namespace (if any) and the interface exist: where they do not, nothing is attached. */
 export async function placeExists(place: TcPlace): Promise<boolean> {
   if (place.netns) {

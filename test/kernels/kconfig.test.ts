@@ -48,6 +48,7 @@ describe('kconfig', () => {
     for (const o of [
       'BPF', 'BPF_SYSCALL', 'BPF_JIT', 'BPF_JIT_ALWAYS_ON', 'XDP_SOCKETS', 'VETH', 'NET_NS', 'IPV6', 'KPROBES',
       'KPROBE_EVENTS', 'PERF_EVENTS', 'DEBUG_INFO_BTF', 'VIRTIO_PCI', 'VIRTIO_BLK', 'VIRTIO_NET', 'EXT4_FS',
+      'NET_SCHED', 'NET_SCH_INGRESS', 'NET_CLS_ACT', 'NET_CLS_BPF',
     ]) {
       expect(frag.options.get(`CONFIG_${o}`), o).toBe('y');
     }

@@ -179,6 +179,31 @@ describe.skipIf(needBuild.skip)('source provider (fake tree with stub make targe
     expect((await builds()).length).toBe(before + 2);
   });
 
+  it('a cached image built with an older fragment: served as it is with a warning naming the option, rebuilt when its source is given', async () => {
+    const tree = await fakeTree('linux-4.19.108-drift', V419);
+    const cacheDir = await mkdtemp(join(work, 'cache-'));
+    const older = join(work, 'older.config');
+    await writeFile(older, (await readFile(LAB_CONFIG_FRAGMENT, 'utf8')).replace(/^CONFIG_NET_SCH_INGRESS=y\n/m, ''));
+    const built = await resolveKernel('4.19', { cacheDir, kernelSource: tree, providers: [sourceProvider], build: { ...buildSettings(), fragmentPath: older } });
+    expect((await readKconfig(built.configPath ?? '')).get('CONFIG_NET_SCH_INGRESS') ?? 'n').toBe('n');
+    const before = (await builds()).length;
+
+    const plain = collect();
+    expect(await resolveKernel('4.19', { cacheDir, providers: [], progress: plain.sink })).toEqual(built);
+    expect(plain.messages.join('\n')).toMatch(/the cached 4\.19\.108-xcl-src was built with an older lab config \(CONFIG_NET_SCH_INGRESS \(wanted y, got not set\)\); using it as it is; .*--kernel-source/);
+    expect((await builds()).length).toBe(before);
+
+    const withSource = collect();
+    const again = await resolveKernel('4.19', { cacheDir, kernelSource: tree, providers: [sourceProvider], build: buildSettings(), progress: withSource.sink });
+    expect(withSource.messages.join('\n')).toMatch(/older lab config \(CONFIG_NET_SCH_INGRESS .*building it again from/);
+    expect((await builds()).length).toBe(before + 1);
+    expect((await readKconfig(again.configPath ?? '')).get('CONFIG_NET_SCH_INGRESS')).toBe('y');
+    // Now it matches: served from the cache without a word about the config.
+    const quiet = collect();
+    await resolveKernel('4.19', { cacheDir, providers: [], progress: quiet.sink });
+    expect(quiet.messages.join('\n')).not.toMatch(/older lab config/);
+  });
+
   it('builds a tarball named by XCL_KERNEL_SRC_<ver>', async () => {
     const tree = await fakeTree('linux-5.4.286', { version: 5, patchlevel: 4, sublevel: 286 });
     const tarball = join(work, 'linux-5.4.286.tar.xz');
