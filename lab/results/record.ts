@@ -39,6 +39,16 @@ const accelerator = z.enum(['host', 'kvm', 'tcg']);
 export const clock = z.enum(['wall', 'icount']);
 export type Clock = z.infer<typeof clock>;
 
+/** Which run and which target a measurement comes from: the fields every measured record starts with. */
+const measuredOn = {
+  schema: z.literal(SCHEMA_VERSION),
+  runId: z.string(),
+  kernel: z.string(),
+  kernelRelease: z.string(),
+  accelerator,
+  clock: clock.optional(),
+};
+
 /** A value that may be missing for a stated reason (no PMU, no probe data...) — never a fake zero. */
 export const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullable();
 
@@ -109,12 +119,7 @@ export const IperfResult = z.object({
 /** One iperf3 run of one approach on one kernel. */
 export const RunRecord = z.object({
   kind: z.literal('run'),
-  schema: z.literal(SCHEMA_VERSION),
-  runId: z.string(),
-  kernel: z.string(),
-  kernelRelease: z.string(),
-  accelerator,
-  clock: clock.optional(),
+  ...measuredOn,
   approach,
   /** The hook the approach ran on; absent in records written before TC was measured (= 'xdp'). */
   hook: z.enum(['xdp', 'tc']).optional(),
@@ -159,12 +164,7 @@ export type CellRecord = z.infer<typeof CellRecord>;
 /** BPF_PROG_TEST_RUN microbenchmark: ns per packet for a chain. */
 export const MicroRecord = z.object({
   kind: z.literal('micro'),
-  schema: z.literal(SCHEMA_VERSION),
-  runId: z.string(),
-  kernel: z.string(),
-  kernelRelease: z.string(),
-  accelerator,
-  clock: clock.optional(),
+  ...measuredOn,
   /** approach, or e.g. "patched-inline" for a patch mode. */
   variant: z.string(),
   /** Number of programs a packet goes through (1 for fused). */
@@ -211,12 +211,7 @@ export type LatencyRecord = z.infer<typeof LatencyRecord>;
  */
 export const RttRecord = z.object({
   kind: z.literal('rtt'),
-  schema: z.literal(SCHEMA_VERSION),
-  runId: z.string(),
-  kernel: z.string(),
-  kernelRelease: z.string(),
-  accelerator,
-  clock: clock.optional(),
+  ...measuredOn,
   approach,
   hook: z.enum(['xdp', 'tc']),
   /** Echo requests sent (0 when not measured). */
