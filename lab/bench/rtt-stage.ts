@@ -12,7 +12,8 @@ import { errorMessage, isLabError } from '../errors.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { hookOfApproach, SCHEMA_VERSION, type ApproachName, type RttRecord } from '../results/record.ts';
 import type { KernelSession } from './kernel-session.ts';
-import { measureRoundTrips, MIN_SAMPLES_FOR, type LatencyOptions } from './latency.ts';
+import { measureRoundTrips, type LatencyOptions } from './latency.ts';
+import { MIN_SAMPLES_FOR } from '../results/rtt-summary.ts';
 import type { KernelStage, KernelStageContext } from './matrix.ts';
 
 /** Quick: enough replies for p99, not for p99.9 (the table says so); otherwise enough for both. */

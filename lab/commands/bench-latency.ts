@@ -5,7 +5,8 @@
  * judges; the difference to `none` is what each chain adds to one packet's round trip.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { measureLatency, type LatencySummary } from '../bench/latency.ts';
+import { measureLatency } from '../bench/latency.ts';
+import type { LatencySummary } from '../results/rtt-summary.ts';
 import type { ApproachName } from '../results/record.ts';
 import { interruptible, positiveInt } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';

@@ -4,7 +4,7 @@
  * same hook's no-program baseline. One table and one figure per kernel, in each hook's section.
  */
 import { stringify } from 'csv-stringify/sync';
-import { summariseRtts, type LatencySummary } from '../bench/latency.ts';
+import { summariseRtts, type LatencySummary } from '../results/rtt-summary.ts';
 import { hookOfApproach, type ApproachName, type RttRecord } from '../results/record.ts';
 import { CHART_HEIGHT, CHART_WIDTH, renderBar } from './chart-draw.ts';
 import type { ChartFile } from './charts.ts';

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { xdpAttached } from '../../lab/bpftool/index.ts';
-import { MIN_SAMPLES_FOR, measureLatency, summariseRtts } from '../../lab/bench/latency.ts';
+import { measureLatency } from '../../lab/bench/latency.ts';
+import { MIN_SAMPLES_FOR, summariseRtts } from '../../lab/results/rtt-summary.ts';
 import { openKernelSession } from '../../lab/bench/open-session.ts';
 import { formatLatency } from '../../lab/commands/bench-latency.ts';
 import type { ApproachName } from '../../lab/results/record.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { summariseRtts } from '../../lab/bench/latency.ts';
+import { summariseRtts } from '../../lab/results/rtt-summary.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
 import { Provenance, type ApproachName, type CellRecord, type RttRecord, type RunRecord } from '../../lab/results/record.ts';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { approachesOfHook, type CellRecord, type RttRecord, type RunRecord } from '../../lab/results/record.ts';
-import { summariseRtts } from '../../lab/bench/latency.ts';
+import { summariseRtts } from '../../lab/results/rtt-summary.ts';
 import { loadRecords } from '../../lab/results/jsonl.ts';
 import { runMatrix } from '../../lab/commands/matrix.ts';
 import { requirements } from '../support/requirements.ts';
