@@ -205,7 +205,7 @@ describe.skipIf(needBuild.skip)('source provider (fake tree with stub make targe
   });
 
   it('builds a tarball named by XCL_KERNEL_SRC_<ver>', async () => {
-    const tree = await fakeTree('linux-5.4.286', { version: 5, patchlevel: 4, sublevel: 286 });
+    await fakeTree('linux-5.4.286', { version: 5, patchlevel: 4, sublevel: 286 });
     const tarball = join(work, 'linux-5.4.286.tar.xz');
     execFileSync('tar', ['-cJf', tarball, '-C', join(work, 'trees'), 'linux-5.4.286']);
     const cacheDir = await mkdtemp(join(work, 'cache-'));
