@@ -5,7 +5,7 @@
  */
 import type { ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError } from '../errors.ts';
-import { SCHEMA_VERSION, type CellRecord, type RunRecord } from '../results/record.ts';
+import { measuredOnFields, type CellRecord, type RunRecord } from '../results/record.ts';
 import type { MatrixRun } from './context.ts';
 import type { KernelSession } from './kernel-session.ts';
 import { measure, type Measured, type MeasureWith } from './measure.ts';
@@ -40,12 +40,7 @@ export async function warmUp(run: MatrixRun, s: KernelSession, runnable: readonl
 function runRecord(run: MatrixRun, s: KernelSession, approach: ApproachName, iteration: number, m: Measured): RunRecord {
   const rec: RunRecord = {
     kind: 'run',
-    schema: SCHEMA_VERSION,
-    runId: run.settings.runId,
-    kernel: s.kernel,
-    kernelRelease: s.target.kernelRelease,
-    accelerator: s.target.accelerator,
-    clock: s.target.clock ?? 'wall',
+    ...measuredOnFields(s.target, run.settings.runId, s.kernel),
     approach,
     hook: m.hook,
     iteration,

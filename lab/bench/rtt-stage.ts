@@ -10,7 +10,7 @@
  */
 import { errorMessage, isLabError } from '../errors.ts';
 import { appendRecord } from '../results/jsonl.ts';
-import { hookOfApproach, SCHEMA_VERSION, type ApproachName, type RttRecord } from '../results/record.ts';
+import { hookOfApproach, measuredOnFields, type ApproachName, type RttRecord } from '../results/record.ts';
 import type { KernelSession } from './kernel-session.ts';
 import { measureRoundTrips, type LatencyOptions } from './latency.ts';
 import { MIN_SAMPLES_FOR } from '../results/rtt-summary.ts';
@@ -22,15 +22,9 @@ export function rttSettings(quick: boolean): LatencyOptions {
 }
 
 function record(s: KernelSession, ctx: KernelStageContext, approach: ApproachName, o: LatencyOptions, rttUs: number[], reason?: string): RttRecord {
-  const t = s.target;
   return {
     kind: 'rtt',
-    schema: SCHEMA_VERSION,
-    runId: ctx.runId,
-    kernel: s.kernel,
-    kernelRelease: t.kernelRelease,
-    accelerator: t.accelerator,
-    clock: t.clock ?? 'wall',
+    ...measuredOnFields(s.target, ctx.runId, s.kernel),
     approach,
     hook: hookOfApproach(approach),
     sent: reason === undefined ? o.count : 0,

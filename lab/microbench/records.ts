@@ -4,7 +4,7 @@
  * bench stamps kernel, accelerator and clock the same way.
  */
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
+import { measuredOnFields, SCHEMA_VERSION, type ApproachName, type LatencyRecord, type MicroRecord } from '../results/record.ts';
 import type { Unsupported } from './scaling.ts';
 
 /** Which run and kernel label the records belong to. */
@@ -22,12 +22,7 @@ export type UnsupportedMicroRecord = MicroRecord & { reason: string };
 export function microRecord(target: Target, stamp: RecordStamp, variant: string, hop: string, chainLength: number, repeat: number, ns: number[]): MicroRecord {
   return {
     kind: 'micro',
-    schema: SCHEMA_VERSION,
-    runId: stamp.runId,
-    kernel: stamp.kernel,
-    kernelRelease: target.kernelRelease,
-    accelerator: target.accelerator,
-    clock: target.clock ?? 'wall',
+    ...measuredOnFields(target, stamp.runId, stamp.kernel),
     variant,
     chainLength,
     hop,

@@ -6,7 +6,7 @@
  */
 import { isLabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { SCHEMA_VERSION, type MicroRecord } from '../results/record.ts';
+import { measuredOnFields, type MicroRecord } from '../results/record.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_TRIO_CONFIG } from '../programs/trio.ts';
@@ -37,12 +37,7 @@ export interface NativeMeasurement {
 function record(target: Target, o: NativeOptions, ns: number[], reason?: string): MicroRecord {
   return {
     kind: 'micro',
-    schema: SCHEMA_VERSION,
-    runId: o.runId,
-    kernel: o.kernel,
-    kernelRelease: target.kernelRelease,
-    accelerator: target.accelerator,
-    clock: target.clock ?? 'wall',
+    ...measuredOnFields(target, o.runId, o.kernel),
     variant: NATIVE_VARIANT,
     chainLength: 1,
     hop: 'none',

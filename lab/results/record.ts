@@ -49,6 +49,18 @@ const measuredOn = {
   clock: clock.optional(),
 };
 
+/** Where a measurement ran, as a target reports it. */
+export interface MeasuredTarget {
+  kernelRelease: string;
+  accelerator: z.infer<typeof accelerator>;
+  clock?: Clock;
+}
+
+/** The measuredOn fields of a record measured on `target` for run `runId` under kernel label `kernel`. */
+export function measuredOnFields(target: MeasuredTarget, runId: string, kernel: string) {
+  return { schema: SCHEMA_VERSION, runId, kernel, kernelRelease: target.kernelRelease, accelerator: target.accelerator, clock: target.clock ?? 'wall' } as const;
+}
+
 /** A value that may be missing for a stated reason (no PMU, no probe data...) — never a fake zero. */
 export const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullable();
 
