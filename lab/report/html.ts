@@ -68,7 +68,9 @@ export interface HtmlInput {
   latency: Table[];
   /** Round trips through each approach, one table per kernel. */
   rtt: Table[];
-  /** The XDP section's figures. */
+  /** The XDP section's round-trip figures, one per kernel. */
+  rttCharts: ChartFile[];
+  /** The XDP section's other figures. */
   charts: ChartFile[];
   skipped: SkippedChart[];
   /** The TC section, apart from every XDP table and figure; null without TC records. */
@@ -79,13 +81,13 @@ export interface HtmlInput {
 function tcHtml(tc: TcSection): string {
   const out = [`<h2 id="tc">${esc(tc.title)}</h2>`, `<p class="info">${esc(tc.note)}</p>`];
   out.push(tableHtml(tc.headline, 3), tableHtml(tc.t51, 3), tableHtml(tc.t52, 3));
-  out.push('<h3 id="tc-figures">TC figures</h3>', ...tc.charts.filter((c) => !c.id.startsWith('tc-rtt-')).map(figureHtml));
+  out.push('<h3 id="tc-figures">TC figures</h3>', ...tc.charts.map(figureHtml));
   out.push('<h3 id="tc-significance">TC significance</h3>');
   const sentences = tc.model.sentences;
   out.push(sentences.length === 0 ? '<p>No pair of TC approaches could be compared on any kernel.</p>' : `<ul class="sentences">${sentences.map((s) => `<li>${esc(s.text)}</li>`).join('')}</ul>`);
   for (const t of [...tc.significance, ...tc.stats, ...tc.micro, ...tc.latency]) out.push(tableHtml(t, 4));
   if (tc.rtt.length > 0) {
-    out.push('<h3 id="tc-rtt">TC round trips</h3>', ...tc.charts.filter((c) => c.id.startsWith('tc-rtt-')).map(figureHtml));
+    out.push('<h3 id="tc-rtt">TC round trips</h3>', ...tc.rttCharts.map(figureHtml));
     for (const t of tc.rtt) out.push(tableHtml(t, 4));
   }
   return out.join('\n');
@@ -138,7 +140,7 @@ export function renderHtml(x: HtmlInput): string {
   }
   if (x.rtt.length > 0) {
     body.push('<h2 id="rtt">Round trips</h2>');
-    body.push(figs('rtt-'));
+    body.push(...x.rttCharts.map(figureHtml));
     for (const t of x.rtt) body.push(tableHtml(t, 3));
   }
   if (x.tc) body.push(tcHtml(x.tc));

@@ -10,6 +10,13 @@ import { silent, type ProgressSink } from '../progress.ts';
 import { renderCharts, type ErrorBarKind } from './charts.ts';
 import { renderHtml } from './html.ts';
 import { renderRttCharts, rttCsv, rttTables } from './rtt.ts';
+import type { ChartFile } from './charts.ts';
+
+/** The round-trip figures of each hook's section, kept apart from the section's other figures. */
+interface RttFigures {
+  xdp: ChartFile[];
+  tc: ChartFile[];
+}
 import { loadRun, type BadLine } from './load.ts';
 import { groupFlags, type Flag, type FlagGroup } from './flags.ts';
 import { METRICS, METRIC_KEYS, shownMetric } from './metrics.ts';
@@ -83,15 +90,14 @@ export async function renderReport(runDir: string, opts: ReportOptions = {}): Pr
     sink({ kind: 'phase-progress', id: 'report', done: 2, total: 4, note: 'statistics' });
 
     const xdpFigures = await renderCharts(model, opts.errorBars ?? 'iqr');
-    xdpFigures.charts.push(...(await renderRttCharts(model)));
     const tcFigures = model.tc ? await renderCharts(model.tc, opts.errorBars ?? 'iqr') : { charts: [], skipped: [] };
-    if (model.tc) tcFigures.charts.push(...(await renderRttCharts(model.tc)));
-    const charts = [...xdpFigures.charts, ...tcFigures.charts];
+    const rttFigures: RttFigures = { xdp: await renderRttCharts(model), tc: model.tc ? await renderRttCharts(model.tc) : [] };
+    const charts = [...xdpFigures.charts, ...rttFigures.xdp, ...tcFigures.charts, ...rttFigures.tc];
     const skipped = [...xdpFigures.skipped, ...tcFigures.skipped];
     sink({ kind: 'phase-progress', id: 'report', done: 3, total: 4, note: `${charts.length} figures` });
 
     const warnings = warningGroups(model, skipped);
-    const files = writeAll(dir, model, xdpFigures.charts, tcFigures.charts, skipped, warnings);
+    const files = writeAll(dir, model, xdpFigures.charts, tcFigures.charts, rttFigures, skipped, warnings);
     sink({ kind: 'phase-progress', id: 'report', done: 4, total: 4 });
     sink({ kind: 'phase-end', id: 'report', ok: true, message: join(dir, 'report', 'index.html') });
     const reportDir = join(dir, 'report');
@@ -152,6 +158,7 @@ function writeAll(
   model: ReportModel,
   charts: Awaited<ReturnType<typeof renderCharts>>['charts'],
   tcCharts: Awaited<ReturnType<typeof renderCharts>>['charts'],
+  rttCharts: RttFigures,
   skipped: Awaited<ReturnType<typeof renderCharts>>['skipped'],
   warningList: FlagGroup[],
 ): string[] {
@@ -169,12 +176,12 @@ function writeAll(
   const rtt = rttTables(model);
   const headline = headlineTable(model);
   const headlineMd = toMarkdown(headline);
-  const tc = model.tc ? tcSection(model.tc, tcCharts) : null;
+  const tc = model.tc ? tcSection(model.tc, tcCharts, rttCharts.tc) : null;
 
   const warnings = warningList.map(warningLineMd);
   const md51 = [toMarkdown(t51), '### Our columns', '', ...stats51.map((t) => toMarkdown(t, 4))].join('\n');
   const md52 = [toMarkdown(t52), '### Our columns', '', ...stats52.map((t) => toMarkdown(t, 4))].join('\n');
-  const figuresMd = charts.filter((c) => !c.id.startsWith('rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`).join('\n');
+  const figuresMd = charts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`).join('\n');
   const sigMd = [
     '## Significance',
     '',
@@ -203,11 +210,11 @@ function writeAll(
     ...statsExtra.map((t) => toMarkdown(t, 3)),
     ...micro.map((t) => toMarkdown(t)),
     ...latency.map((t) => toMarkdown(t)),
-    ...(rtt.length > 0 ? ['## Round trips', '', ...charts.filter((c) => c.id.startsWith('rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 3))] : []),
+    ...(rtt.length > 0 ? ['## Round trips', '', ...rttCharts.xdp.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 3))] : []),
     ...(tc ? [tc.markdown] : []),
   ].join('\n');
 
-  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, rtt, charts, skipped, tc });
+  const html = renderHtml({ model, runDir: dir, headline, warnings: warningList, t51, t52, stats51, stats52, statsExtra, comparison, significance, micro, latency, rtt, rttCharts: rttCharts.xdp, charts, skipped, tc });
   const out: [string, string | Buffer][] = [
     ['headline.csv', headlineCsv(model)],
     ['headline.md', headlineMd],
@@ -227,7 +234,7 @@ function writeAll(
   if (model.latency.length > 0) out.push(['latency.csv', latencyCsv(model)], ['latency.md', latency.map((t) => toMarkdown(t)).join('\n')]);
   if (model.rtt.length > 0) out.push(['rtt.csv', rttCsv(model)], ['rtt.md', rtt.map((t) => toMarkdown(t)).join('\n')]);
   if (tc) out.push(...tc.files);
-  for (const c of [...charts, ...tcCharts]) out.push([c.file, c.png]);
+  for (const c of [...charts, ...rttCharts.xdp, ...tcCharts, ...rttCharts.tc]) out.push([c.file, c.png]);
   try {
     // Figures of an earlier render may name kernels no longer present: start the folder afresh.
     rmSync(join(reportDir, 'figures'), { recursive: true, force: true });

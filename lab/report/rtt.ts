@@ -5,11 +5,10 @@
  */
 import { stringify } from 'csv-stringify/sync';
 import { summariseRtts, type LatencySummary } from '../results/rtt-summary.ts';
-import { hookOfApproach, type ApproachName, type RttRecord } from '../results/record.ts';
+import type { ApproachName, RttRecord } from '../results/record.ts';
 import { CHART_HEIGHT, CHART_WIDTH, renderBar } from './chart-draw.ts';
 import type { ChartFile } from './charts.ts';
 import { csvNum, fmtNum } from './format.ts';
-import { profileOf } from './hooks.ts';
 import { kernelWarning, type KernelInfo } from './kernels.ts';
 import { APPROACH_LABEL, APPROACH_ORDER } from './metrics.ts';
 import type { ReportModel } from './model.ts';
@@ -53,9 +52,9 @@ export function rttRows(recs: readonly RttRecord[], kernels: readonly KernelInfo
 const kernelsOf = (model: ReportModel): string[] => [...new Set(model.rtt.map((r) => r.kernel))];
 const idOf = (model: ReportModel, kernel: string): string => `${model.profile.idPrefix}rtt-${kernel}`;
 
-/** p − the baseline's p, where both are there. */
-function minusBaseline(rows: readonly RttRow[], r: RttRow, p: 'p50Us' | 'p99Us'): number | null {
-  const base = rows.find((x) => x.kernel === r.kernel && x.approach === profileOf(hookOfApproach(r.approach)).baseline);
+/** p − the same kernel's `baseline` p, where both are there. */
+function minusBaseline(rows: readonly RttRow[], r: RttRow, p: 'p50Us' | 'p99Us', baseline: ApproachName): number | null {
+  const base = rows.find((x) => x.kernel === r.kernel && x.approach === baseline);
   const a = r.summary?.[p];
   const b = base?.summary?.[p];
   return base === r || a === null || a === undefined || b === null || b === undefined ? null : a - b;
@@ -88,8 +87,8 @@ export function rttTables(model: ReportModel): Table[] {
         us(r.summary?.p99Us),
         us(r.summary?.p999Us),
         us(r.summary?.maxUs),
-        us(minusBaseline(rows, r, 'p50Us')),
-        us(minusBaseline(rows, r, 'p99Us')),
+        us(minusBaseline(rows, r, 'p50Us', baseline)),
+        us(minusBaseline(rows, r, 'p99Us', baseline)),
       ]),
       tcgRows: rows.map((r) => r.tcg),
       footnotes,
@@ -102,7 +101,7 @@ export function rttCsv(model: ReportModel): string {
     model.rtt.map((r) => {
       const s = r.summary;
       const k = model.kernels.find((x) => x.label === r.kernel);
-      return [r.kernel, r.approach, csvNum(s?.sent), csvNum(s?.received), String(r.intervalS), csvNum(s?.minUs), csvNum(s?.p50Us), csvNum(s?.p99Us), csvNum(s?.p999Us), csvNum(s?.maxUs), csvNum(minusBaseline(model.rtt, r, 'p50Us')), r.reason ?? '', kernelWarning(k) ?? ''];
+      return [r.kernel, r.approach, csvNum(s?.sent), csvNum(s?.received), String(r.intervalS), csvNum(s?.minUs), csvNum(s?.p50Us), csvNum(s?.p99Us), csvNum(s?.p999Us), csvNum(s?.maxUs), csvNum(minusBaseline(model.rtt, r, 'p50Us', model.profile.baseline)), r.reason ?? '', kernelWarning(k) ?? ''];
     }),
     { header: true, columns: ['kernel', 'approach', 'sent', 'received', 'interval_s', 'min_us', 'p50_us', 'p99_us', 'p999_us', 'max_us', 'p50_minus_baseline_us', 'reason', 'flag'] },
   );

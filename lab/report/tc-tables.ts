@@ -32,8 +32,10 @@ export interface TcSection {
   latency: Table[];
   /** Round trips through each TC approach, one table per kernel. */
   rtt: Table[];
-  /** The section's figures (ids starting "tc-"). */
+  /** The section's figures (ids starting "tc-"), the round trips' aside. */
   charts: ChartFile[];
+  /** Its round-trip figures, one per kernel. */
+  rttCharts: ChartFile[];
   markdown: string;
   /** File name under report/ and its content. */
   files: [string, string][];
@@ -209,7 +211,7 @@ function tcMetrics(model: ReportModel): MetricKey[] {
   return measured.length > 0 ? measured : ['throughputGbps'];
 }
 
-export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): TcSection {
+export function tcSection(model: ReportModel, allCharts: readonly ChartFile[], rttCharts: ChartFile[]): TcSection {
   const headline = headlineTable(model);
   const t51 = tcTable51(model);
   const t52 = tcTable52(model);
@@ -233,7 +235,7 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
     toMarkdown(t52, 3),
     '### TC figures',
     '',
-    ...charts.filter((c) => !c.id.startsWith('tc-rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`),
+    ...charts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`),
     '### TC significance',
     '',
     ...(model.sentences.length > 0 ? model.sentences.map((s) => `- ${s.text}`) : ['No pair of TC approaches could be compared on any kernel.']),
@@ -244,7 +246,7 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
     ...stats.map((t) => toMarkdown(t, 4)),
     ...micro.map((t) => toMarkdown(t, 3)),
     ...latency.map((t) => toMarkdown(t, 3)),
-    ...(rtt.length > 0 ? ['### TC round trips', '', ...charts.filter((c) => c.id.startsWith('tc-rtt-')).map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 4))] : []),
+    ...(rtt.length > 0 ? ['### TC round trips', '', ...rttCharts.map((c) => `![${c.title}](${c.file})\n\n_${c.caption}_\n`), ...rtt.map((t) => toMarkdown(t, 4))] : []),
   ].join('\n');
   const files: [string, string][] = [
     ['tc-headline.csv', headlineCsv(model)],
@@ -257,6 +259,6 @@ export function tcSection(model: ReportModel, allCharts: readonly ChartFile[]): 
   if (model.micro.length > 0) files.push(['tc-micro.csv', microCsv(model)]);
   if (model.latency.length > 0) files.push(['tc-latency.csv', latencyCsv(model)]);
   if (model.rtt.length > 0) files.push(['tc-rtt.csv', rttCsv(model)]);
-  return { model, title, note: TC_NOTE, headline, t51, t52, stats, significance, micro, latency, rtt, charts, markdown, files };
+  return { model, title, note: TC_NOTE, headline, t51, t52, stats, significance, micro, latency, rtt, charts, rttCharts, markdown, files };
 }
 
