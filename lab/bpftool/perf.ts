@@ -105,7 +105,9 @@ async function startCapture(target: Target, map: ObjRef, readyTimeoutMs: number)
     const deadline = Date.now() + readyTimeoutMs;
     let state: string;
     for (;;) {
-      state = (await target.sh(`test -e ${base}.ready && echo ready || (test -e ${base}.started && echo started) || echo wait`, { allowFailure: true })).stdout.trim();
+      // started is touched after ready, so once it exists the presence of ready is final; testing
+      // ready first could miss it and then see started, both made between the two tests.
+      state = (await target.sh(`if test -e ${base}.started; then test -e ${base}.ready && echo ready || echo started; else echo wait; fi`, { allowFailure: true })).stdout.trim();
       if (state === 'ready' || state === 'started' || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -193,6 +193,46 @@ describe('input validation', () => {
   });
 });
 
+describe('sandbox cleanup', () => {
+  /** A target whose `ip netns del` fails `failures` times; /run/netns/<name> stays until one succeeds. */
+  function netnsTarget(failures: number): ScriptedTarget {
+    let left = failures;
+    let exists = false;
+    return new ScriptedTarget((argv) => {
+      const ok = { stdout: '', stderr: '', exitCode: 0 };
+      if (argv[0] === 'stat') return { ...ok, stdout: 'bpf_fs\n' };
+      if (argv.join(' ').startsWith('ip netns add')) exists = true;
+      if (argv.join(' ').startsWith('ip netns del')) {
+        if (left-- > 0) return { stdout: '', stderr: 'Cannot remove namespace file: Device or resource busy', exitCode: 1 };
+        exists = false;
+      }
+      if (argv[0] === 'test' && argv[2]?.startsWith('/run/netns/')) return { ...ok, exitCode: exists ? 0 : 1 };
+      return ok;
+    });
+  }
+
+  it('tries a refused namespace deletion again and succeeds quietly', async () => {
+    const t = netnsTarget(2);
+    const sb = await openSandbox(t, 'xt8');
+    await sb.netns();
+    await sb.dispose();
+    expect(t.calls.filter((c) => c.argv.join(' ').startsWith('ip netns del'))).toHaveLength(3);
+  });
+
+  it('names a namespace it could not delete, with what ip said, after cleaning up the rest', async () => {
+    const t = netnsTarget(99);
+    const sb = await openSandbox(t, 'xt8');
+    const { netns } = await sb.netns();
+    const err = await sb.dispose().catch((e: unknown) => e);
+    expect(isLabError(err, 'COMMAND')).toBe(true);
+    expect((err as LabError).message).toContain(netns);
+    expect((err as LabError).message).toContain('Device or resource busy');
+    expect((err as LabError).remedy).toContain(`ip netns del ${netns}`);
+    // The pins and the work directory were still removed.
+    expect(t.calls.some((c) => c.argv[0] === 'rm' && c.argv.includes(sb.workDir))).toBe(true);
+  });
+});
+
 describe('records and table', () => {
   const t = new ScriptedTarget(() => ({ stdout: '', stderr: '', exitCode: 0 }));
 
