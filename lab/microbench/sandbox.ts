@@ -99,6 +99,7 @@ async function deleteNetns(target: Target, name: string): Promise<string | null>
   let said = '';
   for (let attempt = 1; attempt <= 3; attempt++) {
     const r = await target.run(['ip', 'netns', 'del', name], { allowFailure: true });
+    if (r.exitCode === 0) return null;
     const still = await target.run(['test', '-e', `/run/netns/${name}`], { allowFailure: true });
     if (still.exitCode !== 0) return null;
     said = (r.stderr || r.stdout).trim() || `exit status ${r.exitCode}, /run/netns/${name} still there`;
