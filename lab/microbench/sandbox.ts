@@ -7,6 +7,7 @@
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import * as bpftool from '../bpftool/index.ts';
+import { deleteNamespace } from '../testenv/testenv.ts';
 
 export interface Sandbox extends AsyncDisposable {
   readonly target: Target;
@@ -74,12 +75,13 @@ export async function openSandbox(target: Target, prefix: string): Promise<Sandb
       if (disposed) return;
       disposed = true;
       // Deleting the namespace deletes its veth pair, which detaches whatever XDP program is on it.
-      const nsLeft = ns ? await deleteNetns(target, ns.netns) : null;
+      const name = ns?.netns;
+      const refused = name ? await deleteNamespace(target, name) : null;
       await bpftool.unpin(target, pinRoot);
       await target.run(['rm', '-rf', '--', workDir], { allowFailure: true });
-      if (nsLeft) {
-        throw new LabError('COMMAND', `${target.name}: microbench namespace ${ns!.netns} could not be deleted: ${nsLeft}`, {
-          remedy: `Delete it by hand: ip netns del ${ns!.netns}`,
+      if (name && refused) {
+        throw new LabError('COMMAND', `${target.name}: microbench namespace ${name} could not be deleted: ${refused}`, {
+          remedy: `Delete it by hand: ip netns del ${name}`,
         });
       }
     },
@@ -88,22 +90,4 @@ export async function openSandbox(target: Target, prefix: string): Promise<Sandb
     },
   };
   return sandbox;
-}
-
-/**
- * Deletes a namespace, trying again a few times (a leaked namespace has been seen once in CI with
- * nothing said, so a failure is now retried and then reported); null once it is gone, else what
- * `ip netns del` said the last time.
- */
-async function deleteNetns(target: Target, name: string): Promise<string | null> {
-  let said = '';
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const r = await target.run(['ip', 'netns', 'del', name], { allowFailure: true });
-    if (r.exitCode === 0) return null;
-    const still = await target.run(['test', '-e', `/run/netns/${name}`], { allowFailure: true });
-    if (still.exitCode !== 0) return null;
-    said = (r.stderr || r.stdout).trim() || `exit status ${r.exitCode}, /run/netns/${name} still there`;
-    await new Promise((res) => setTimeout(res, 200 * attempt));
-  }
-  return said;
 }

@@ -283,6 +283,23 @@ export async function removeStaleNamespace(target: Target, netns: string): Promi
   return cleaned;
 }
 
+/**
+ * Deletes a namespace, asking again when `ip` refuses (a refusal with nothing said has left a
+ * namespace behind); null once it is gone, else what `ip netns del` said the last time.
+ */
+export async function deleteNamespace(target: Target, netns: string): Promise<string | null> {
+  let said = '';
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    if (attempt > 1) await new Promise((res) => setTimeout(res, 200 * (attempt - 1)));
+    const r = await target.run(['ip', 'netns', 'del', netns], { allowFailure: true });
+    if (r.exitCode === 0) return null;
+    const still = await target.run(['test', '-e', `/run/netns/${netns}`], { allowFailure: true });
+    if (still.exitCode !== 0) return null;
+    said = (r.stderr || r.stdout).trim() || `exit status ${r.exitCode}, /run/netns/${netns} still there`;
+  }
+  return said;
+}
+
 /** Both ends up with carrier: only then does the first ping get through. */
 async function waitCarrier(env: TestEnv): Promise<void> {
   const deadline = Date.now() + 10_000;
