@@ -8,7 +8,10 @@
  *     the userspace helper), delta entry -> return;
  *   - nanoseconds: bpf_ktime_get_ns delta;
  *   - packets: veth_poll's return value (packets processed in this poll, <= NAPI budget).
- * Totals accumulate in per-CPU arrays that programs/user/veth_probe_user.c sums at the end.
+ * Totals accumulate in per-CPU arrays that programs/user/veth_probe_user.c sums at the end, and so
+ * do calls and ns per poll size (packets taken by the call): total ns / packets mixes each poll's
+ * fixed cost with the per-packet one in proportions that change with how traffic batched, while a
+ * least-squares line through the poll sizes separates the two (lab/results/probe-fit.ts).
  *
  * Portable to 4.19: no global data (.data/.bss need 5.2), kprobes attached by section name,
  * per-CPU arrays (4.6), bpf_perf_event_read_value (4.15). BTF-defined maps are parsed by libbpf
@@ -39,6 +42,22 @@ struct probe_totals {
 	__u64 cycle_calls;   /* calls contributing to `cycles` */
 	__u64 orphan_returns;/* returns without an entry (attach raced with a call) */
 };
+
+/* NAPI's budget for veth is 64 packets a poll; a larger return (never seen) lands in the last slot. */
+#define POLL_SIZES 65
+
+/* Keep in sync with struct poll_size in programs/user/veth_probe_user.c. */
+struct poll_size {
+	__u64 calls;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, POLL_SIZES);
+	__type(key, __u32);
+	__type(value, struct poll_size);
+} by_size SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
@@ -94,6 +113,8 @@ int veth_poll_return(struct pt_regs *ctx)
 	__u32 key = 0;
 	struct entry_state *e = bpf_map_lookup_elem(&entry, &key);
 	struct probe_totals *t = bpf_map_lookup_elem(&totals, &key);
+	struct poll_size *sz;
+	__u32 size_key;
 	int done;
 
 	if (!e || !t)
@@ -108,6 +129,12 @@ int veth_poll_return(struct pt_regs *ctx)
 	if (done > 0)
 		t->packets += (__u64)done;
 	t->ns += now - e->ts;
+	size_key = done <= 0 ? 0 : done >= POLL_SIZES ? POLL_SIZES - 1 : (__u32)done;
+	sz = bpf_map_lookup_elem(&by_size, &size_key);
+	if (sz) {
+		sz->calls++;
+		sz->ns += now - e->ts;
+	}
 	if (cyc_ok && e->cycles_ok && cyc >= e->cycles) {
 		t->cycles += cyc - e->cycles;
 		t->cycle_calls++;

@@ -9,7 +9,7 @@
 import { LabError } from '../errors.ts';
 import type { Target } from '../target.ts';
 import { shellQuote } from '../target.ts';
-import type { ProbeTotals } from '../results/record.ts';
+import type { PollSize, ProbeTotals } from '../results/record.ts';
 import { type HelperLine, parseHelperLines } from '../programs/user.ts';
 
 export interface ProbeFiles {
@@ -28,6 +28,23 @@ export type ProbeStart =
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
+/** The helper's [packets, calls, ns] triples; undefined when the line has none (an older helper). */
+function pollSizesOf(line: HelperLine, where: string): PollSize[] | undefined {
+  const v = line.pollSizes;
+  if (v === undefined) return undefined;
+  const out: PollSize[] = [];
+  for (const t of Array.isArray(v) ? v : [v]) {
+    const [packets, calls, ns] = Array.isArray(t) && t.length === 3 ? t.map(num) : [null, null, null];
+    if (packets == null || calls == null || ns == null || !Number.isInteger(packets) || !Number.isInteger(calls) || calls <= 0 || packets < 0 || ns < 0) {
+      throw new LabError('BENCH', `${where}: probe helper printed a malformed poll size ${JSON.stringify(t)} (want [packets, calls, ns])`, {
+        remedy: 'Rebuild the helper (delete build/user) and rerun; report it if it persists.',
+      });
+    }
+    out.push({ packets, calls, ns });
+  }
+  return out;
+}
+
 /** Converts the helper's totals line into the schema's ProbeTotals (dropping helper-only fields). */
 export function toProbeTotals(line: HelperLine, where: string): ProbeTotals {
   const calls = num(line.calls);
@@ -40,6 +57,8 @@ export function toProbeTotals(line: HelperLine, where: string): ProbeTotals {
   }
   const cycles = num(line.cycles);
   const totals: ProbeTotals = { calls, packets, ns, cycles };
+  const sizes = pollSizesOf(line, where);
+  if (sizes) totals.pollSizes = sizes;
   if (cycles === null) {
     totals.cyclesNullReason = typeof line.cyclesNullReason === 'string' ? line.cyclesNullReason : 'cycles not reported by the helper';
   }

@@ -2,6 +2,7 @@
  * `npm run bench -- <patch|boot|deterministic|chain|coverage|latency|native>`: the benchmarks. Timings are reported,
  * never asserted; ratios are taken within one run.
  */
+import { resolve } from 'node:path';
 import { Command } from 'commander';
 import type { ApproachName } from '../results/record.ts';
 import { LabError } from '../errors.ts';
@@ -60,13 +61,14 @@ export function benchCommand(): Command {
     .description('reproducibility of instruction-timed guests: the same quick cells twice per kernel, each in a fresh boot under TCG icount; ns per packet of both runs and their difference')
     .argument('[versions...]', 'guest kernels', ['6.1', '5.10', '6.12'])
     .option('--approaches <list>', 'comma-separated approaches', parseApproaches, ['fused', 'manual', 'patched'] as ApproachName[])
-    .option('--runs <n>', 'iperf3 runs per cell', positiveInt, 2)
+    .option('--runs <n>', 'iperf3 runs per cell (more than 2, or --duration over 2, runs the cells outside quick mode, with a warm-up as long as a run)', positiveInt, 2)
     .option('--duration <s>', 'seconds per iperf3 run', positiveInt, 2)
-    .action(async (versions: string[], o: { approaches: ApproachName[]; runs: number; duration: number }) => {
+    .option('--keep <dir>', 'keep both repeats\' raw results under this directory (runs repeat-1 and repeat-2); default: a temporary directory, removed')
+    .action(async (versions: string[], o: { approaches: ApproachName[]; runs: number; duration: number; keep?: string }) => {
       const sink = consoleSink();
       const intr = interruptible(sink, 'stopping after the run in flight');
       try {
-        const rows = await benchDeterministic({ kernels: versions, approaches: o.approaches, runs: o.runs, durationS: o.duration, progress: sink, signal: intr.signal });
+        const rows = await benchDeterministic({ kernels: versions, approaches: o.approaches, runs: o.runs, durationS: o.duration, progress: sink, signal: intr.signal, ...(o.keep ? { keepDir: resolve(o.keep) } : {}) });
         sink.stop();
         for (const l of formatRepro(rows)) process.stdout.write(`${l}\n`);
       } finally {

@@ -10,6 +10,7 @@ import { kernelWarning } from './kernels.ts';
 import type { LoadedRun } from './load.ts';
 import { APPROACH_ORDER, METRIC_KEYS, MIN_RUNS, STATS_METRICS, type MetricKey } from './metrics.ts';
 import { summarize, type Summary } from './stats.ts';
+import { fitPolls } from '../results/probe-fit.ts';
 
 export interface Cell {
   kernel: string;
@@ -98,7 +99,7 @@ function perRunValues(cell: Cell, r: RunRecord, packetsAreCalls: boolean): void 
         : (r.bpfStatsNullReason ?? 'no BPF run-time statistics (no reason recorded)');
     for (const m of STATS_METRICS) addReason(cell, m, why);
   }
-  const probeMetrics: MetricKey[] = ['calls', 'packets', 'ns', 'cycles', 'nsPerCall', 'nsPerPacket', 'cyclesPerCall', 'cyclesPerPacket', 'packetsPerCall', 'effectiveGhz'];
+  const probeMetrics: MetricKey[] = ['calls', 'packets', 'ns', 'cycles', 'nsPerCall', 'nsPerPacket', 'nsPerAddedPacket', 'nsPerPoll', 'cyclesPerCall', 'cyclesPerPacket', 'packetsPerCall', 'effectiveGhz'];
   if (r.probe === null) {
     const why = r.probeNullReason ?? (r.approach === 'none' ? 'no XDP program: veth_poll does not run, so no probe data' : 'no probe data (no reason recorded)');
     for (const m of probeMetrics) addReason(cell, m, why);
@@ -110,7 +111,7 @@ function perRunValues(cell: Cell, r: RunRecord, packetsAreCalls: boolean): void 
   if (p.calls > 0) v.nsPerCall.push(p.ns / p.calls);
   else addReason(cell, 'nsPerCall', 'a run saw no veth_poll call');
   if (packetsAreCalls) {
-    for (const m of ['packets', 'nsPerPacket', 'cyclesPerPacket', 'packetsPerCall'] as const) {
+    for (const m of ['packets', 'nsPerPacket', 'nsPerAddedPacket', 'nsPerPoll', 'cyclesPerPacket', 'packetsPerCall'] as const) {
       addReason(cell, m, 'the thesis published veth_poll call counts only: true packet count unknown');
     }
   } else {
@@ -118,6 +119,13 @@ function perRunValues(cell: Cell, r: RunRecord, packetsAreCalls: boolean): void 
     if (p.calls > 0) v.packetsPerCall.push(p.packets / p.calls);
     if (p.packets > 0) v.nsPerPacket.push(p.ns / p.packets);
     else addReason(cell, 'nsPerPacket', 'a run processed no packet');
+    const fit = p.pollSizes ? fitPolls(p.pollSizes) : { ok: false as const, reason: 'not recorded: results written before the probe kept its calls by poll size' };
+    if (fit.ok) {
+      v.nsPerAddedPacket.push(fit.nsPerPacket);
+      v.nsPerPoll.push(fit.nsPerPoll);
+    } else {
+      for (const m of ['nsPerAddedPacket', 'nsPerPoll'] as const) addReason(cell, m, fit.reason);
+    }
   }
   if (p.cycles === null) {
     const why = p.cyclesNullReason ?? 'cycles not measured (no reason recorded)';

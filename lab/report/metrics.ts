@@ -36,6 +36,8 @@ export type MetricKey =
   | 'cycles'
   | 'nsPerCall'
   | 'nsPerPacket'
+  | 'nsPerAddedPacket'
+  | 'nsPerPoll'
   | 'cyclesPerCall'
   | 'cyclesPerPacket'
   | 'packetsPerCall'
@@ -63,6 +65,8 @@ export const METRICS: Record<MetricKey, MetricInfo> = {
   nsPerPacket: { label: 'ns per packet', unit: 'ns', count: false, table: '5.2' },
   cyclesPerCall: { label: 'cycles per call (the thesis\'s "per packet")', unit: 'cycles', count: false, table: '5.2' },
   cyclesPerPacket: { label: 'cycles per packet', unit: 'cycles', count: false, table: '5.2' },
+  nsPerAddedPacket: { label: 'ns per added packet (slope of a veth_poll call\'s ns over the packets it took)', unit: 'ns', count: false, table: 'extra' },
+  nsPerPoll: { label: 'ns of a veth_poll call itself (intercept of the same line)', unit: 'ns', count: false, table: 'extra' },
   packetsPerCall: { label: 'packets per veth_poll call', unit: 'packets', count: false, table: 'extra' },
   effectiveGhz: { label: 'effective GHz (cycles / ns)', unit: 'GHz', count: false, table: 'extra' },
   retransmits: { label: 'iperf3 retransmits per run', unit: 'segments', count: true, table: 'extra' },

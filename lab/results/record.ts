@@ -64,6 +64,13 @@ export function measuredOnFields(target: MeasuredTarget, runId: string, kernel: 
 /** A value that may be missing for a stated reason (no PMU, no probe data...) — never a fake zero. */
 export const nullable = <T extends z.ZodTypeAny>(t: T) => t.nullable();
 
+export const PollSize = z.object({
+  packets: z.number().int().nonnegative(),
+  calls: z.number().int().positive(),
+  ns: z.number().nonnegative(),
+});
+export type PollSize = z.infer<typeof PollSize>;
+
 export const ProbeTotals = z.object({
   /** veth_poll invocations seen by the kprobe/kretprobe pair during the run. */
   calls: z.number().int().nonnegative(),
@@ -74,6 +81,12 @@ export const ProbeTotals = z.object({
   /** CPU cycles inside veth_poll (perf hardware counter), null without a PMU. */
   cycles: z.number().nonnegative().nullable(),
   cyclesNullReason: z.string().optional(),
+  /**
+   * The same calls and ns by poll size (packets the call took), ascending, sizes seen only; absent
+   * in results written before the probe recorded them. lab/results/probe-fit.ts reads the cost of
+   * one more packet out of them.
+   */
+  pollSizes: z.array(PollSize).optional(),
 });
 export type ProbeTotals = z.infer<typeof ProbeTotals>;
 

@@ -9,7 +9,8 @@
  *
  * stdout, one JSON object per line:
  *   {"event":"ready","cpus":N,"cyclesAvailable":bool,"cyclesNullReason":"..."}   once attached
- *   {"event":"totals","calls":..,"packets":..,"ns":..,"cycles":N|null,"cyclesNullReason":"..",...}
+ *   {"event":"totals","calls":..,"packets":..,"ns":..,"cycles":N|null,"cyclesNullReason":"..",
+ *    "pollSizes":[[packets,calls,ns],...],...}   (pollSizes: the sizes seen, ascending)
  *   {"event":"error","stage":"open|load|attach|...","errno":N,"message":"..."}     then exit 2
  * libbpf's own warnings go to stderr. EOF on stdin is not a stop request (stdin may be /dev/null).
  * Built by lab/programs/user.ts with `cc ... -lbpf`; links dynamically against libbpf1.
@@ -44,7 +45,55 @@ struct probe_totals {
 	uint64_t orphan_returns;
 };
 
+/* Keep in sync with struct poll_size and POLL_SIZES in programs/veth_probe.c. */
+struct poll_size {
+	uint64_t calls;
+	uint64_t ns;
+};
+#define POLL_SIZES 65
+
 #include "helper_common.h"
+
+/* Prints ,"pollSizes":[[packets,calls,ns],...] summed over the CPUs, or nothing and -1 (errno set). */
+static int print_poll_sizes(struct bpf_object *obj, int ncpus)
+{
+	size_t stride = (sizeof(struct poll_size) + 7) & ~(size_t)7;
+	unsigned char *vals = calloc((size_t)ncpus, stride);
+	struct poll_size sums[POLL_SIZES] = { 0 };
+	int fd = bpf_object__find_map_fd_by_name(obj, "by_size");
+	const char *sep = "";
+	__u32 key;
+
+	if (!vals || fd < 0) {
+		free(vals);
+		errno = fd < 0 ? ENOENT : ENOMEM;
+		return -1;
+	}
+	/* Read every slot before printing, so a failed read prints nothing rather than half a list. */
+	for (key = 0; key < POLL_SIZES; key++) {
+		int i;
+
+		if (bpf_map_lookup_elem(fd, &key, vals) != 0) {
+			free(vals);
+			return -1;
+		}
+		for (i = 0; i < ncpus; i++) {
+			struct poll_size *s = (struct poll_size *)(vals + (size_t)i * stride);
+			sums[key].calls += s->calls;
+			sums[key].ns += s->ns;
+		}
+	}
+	free(vals);
+	printf(",\"pollSizes\":[");
+	for (key = 0; key < POLL_SIZES; key++) {
+		if (sums[key].calls == 0)
+			continue;
+		printf("%s[%u,%llu,%llu]", sep, key, (unsigned long long)sums[key].calls, (unsigned long long)sums[key].ns);
+		sep = ",";
+	}
+	printf("]");
+	return 0;
+}
 
 static int libbpf_to_stderr(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -279,8 +328,12 @@ int main(int argc, char **argv)
 			printf("\"cycles\":null,\"cyclesNullReason\":");
 			json_string(stdout, why);
 		}
-		printf(",\"cycleCalls\":%llu,\"orphanReturns\":%llu,\"cpus\":%d}\n", (unsigned long long)sum.cycle_calls,
+		printf(",\"cycleCalls\":%llu,\"orphanReturns\":%llu,\"cpus\":%d", (unsigned long long)sum.cycle_calls,
 		       (unsigned long long)sum.orphan_returns, ncpus);
+		/* The totals stand without the sizes: a failed read leaves them out rather than the run. */
+		if (print_poll_sizes(obj, ncpus) != 0)
+			fprintf(stderr, "veth_probe: cannot read the poll-size map: %s\n", strerror(errno));
+		printf("}\n");
 		fflush(stdout);
 		rc = 0;
 	}

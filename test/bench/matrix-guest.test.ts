@@ -69,6 +69,12 @@ describe.skipIf(need.skip)('quick matrix in a TCG guest', () => {
         expect(x.probe!.calls).toBeGreaterThan(0);
         expect(x.probe!.packets).toBeGreaterThan(0);
         expect(x.probe!.ns).toBeGreaterThan(0);
+        // The calls by poll size are the same calls, split: they add up to the totals exactly.
+        const sizes = x.probe!.pollSizes ?? [];
+        expect(sizes.length, `${k} ${x.approach}: poll sizes`).toBeGreaterThan(0);
+        expect(sizes.reduce((s, z) => s + z.calls, 0)).toBe(x.probe!.calls);
+        expect(sizes.reduce((s, z) => s + z.calls * z.packets, 0)).toBe(x.probe!.packets);
+        expect(sizes.reduce((s, z) => s + z.ns, 0)).toBe(x.probe!.ns);
         // TCG has no PMU: null with the reason, never zero.
         expect(x.probe!.cycles).toBeNull();
         expect(x.probe!.cyclesNullReason).toMatch(/perf_event_open|PMU/);

@@ -57,6 +57,10 @@ describe('probe helper build', () => {
     const t = toProbeTotals({ event: 'totals', calls: 3, packets: 40, ns: 900, cycles: null, cyclesNullReason: 'no PMU', cycleCalls: 0 }, 'x');
     expect(ProbeTotals.parse(t)).toEqual({ calls: 3, packets: 40, ns: 900, cycles: null, cyclesNullReason: 'no PMU' });
     expect(() => toProbeTotals({ event: 'totals', calls: 'x' }, 'x')).toThrow(/malformed totals/);
+    const sized = toProbeTotals({ event: 'totals', calls: 3, packets: 4, ns: 900, cycles: 7, pollSizes: [[1, 2, 500], [2, 1, 400]] }, 'x');
+    expect(ProbeTotals.parse(sized).pollSizes).toEqual([{ packets: 1, calls: 2, ns: 500 }, { packets: 2, calls: 1, ns: 400 }]);
+    expect(() => toProbeTotals({ event: 'totals', calls: 3, packets: 4, ns: 900, cycles: 7, pollSizes: [[1, 0, 5]] }, 'vm')).toThrow(/vm: .*malformed poll size \[1,0,5\]/);
+    expect(() => toProbeTotals({ event: 'totals', calls: 3, packets: 4, ns: 900, cycles: 7, pollSizes: [[1, 2]] }, 'vm')).toThrow(/malformed poll size/);
   });
 });
 
