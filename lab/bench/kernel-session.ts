@@ -3,6 +3,7 @@
  * between two namespaces with pinned iperf3) and the approaches. `lab/bench/open-session.ts` builds
  * the real ones from lab/vm, lab/testenv and lab/approaches; tests may inject their own.
  */
+import type { KernelImage } from '../kernels/types.ts';
 import type { KernelOrigin } from '../kernels/origin.ts';
 import type { Approach, ApproachContext } from '../approaches/approach.ts';
 import type { ApproachName } from '../results/record.ts';
@@ -45,6 +46,8 @@ export interface KernelSession {
   readonly configPath: string | null;
   /** Where the booted image came from (package, or source, toolchain and fix-ups); null on the host. */
   readonly kernelOrigin?: KernelOrigin | null;
+  /** The image the VM booted (its module headers serve the native baseline); null or absent on the host. */
+  readonly image?: KernelImage | null;
   readonly testbed: Testbed;
   /** Directory on the target holding the probe helper and veth_probe.o; null if no helper. */
   readonly probe: { helper: string; object: string; stateDir: string } | null;

@@ -5,6 +5,7 @@
  * Everything created here is released by dispose(), and by this function itself when it fails
  * half-way.
  */
+import type { KernelImage } from '../kernels/types.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApproachContext } from '../approaches/approach.ts';
@@ -85,6 +86,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
     let target: Target;
     let configPath: string | null = null;
     let kernelOrigin: KernelOrigin | null = null;
+    let image: KernelImage | null = null;
     let frequency: FrequencyInfo | undefined;
     let isolcpus: string | null | undefined;
     const warnings: string[] = [];
@@ -93,7 +95,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
     } else {
       const { resolveKernel } = await import('../kernels/resolve.ts');
       const { bootVm } = await import('../vm/boot.ts');
-      const image = await resolveKernel(kernel, { progress, localImage: options.localImage });
+      image = await resolveKernel(kernel, { progress, localImage: options.localImage });
       configPath = image.configPath;
       kernelOrigin = image.origin ?? null;
       const vm = await bootVm({ kernel: image, progress, clock: options.clock ?? 'wall' });
@@ -173,6 +175,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
       target,
       configPath,
       kernelOrigin,
+      image,
       testbed,
       probe: probePath ? { helper: helperPath, object: probePath, stateDir: `${target.workDir}/probe-${prefix}` } : null,
       bpfStats: { helper: statsHelperPath, stateDir: `${target.workDir}/stats-${prefix}` },

@@ -20,7 +20,7 @@ import type { KernelImage } from '../kernels/types.ts';
 import { bootVm } from '../vm/boot.ts';
 import { runMicrobenchDetailed } from '../microbench/index.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
-import { measureNative, nativeRatios, NATIVE_VARIANT, type NativeMeasurement } from '../native/measure.ts';
+import { measureNativeContained, nativeRatios, NATIVE_VARIANT, type NativeMeasurement } from '../native/measure.ts';
 import { positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 
@@ -36,7 +36,8 @@ export function formatNative(kernel: string, micro: readonly MicroRecord[], late
     for (const r of nativeRatios([...micro, native.record], kernel)) lines.push(`  ${r.variant.padEnd(16)} ${r.ns.toFixed(1).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`);
   }
   lines.push(`${kernel}: loading, ms (median)`);
-  if (native.insertMs.length > 0) lines.push(`  ${'native insmod'.padEnd(24)} ${median(native.insertMs).toFixed(2).padStart(9)}  (insmod's wall time, its exec included)`);
+  const insertMs = native.record.insertMs ?? [];
+  if (insertMs.length > 0) lines.push(`  ${'native insmod'.padEnd(24)} ${median(insertMs).toFixed(2).padStart(9)}  (insmod's wall time, its exec included)`);
   for (const l of latency.filter((x) => x.operation === 'object-load' && x.ms.length > 0)) lines.push(`  ${`${l.approach} object load`.padEnd(24)} ${median(l.ms).toFixed(2).padStart(9)}`);
   return lines;
 }
@@ -87,14 +88,14 @@ export function benchNativeCommand(): Command {
             parts: { approaches: true, scaling: false, latency: false, interpreter: false, loadTime: true },
             progress: sink,
           });
-          const native = await measureNative(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles });
-          const records = [...micro.records, native.record];
+          const nativeRecord = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles });
+          const records = [...micro.records, nativeRecord];
           for (const r of records) await appendRecord(rawFile, r);
           sink.stop();
           const parsed = records.map((r) => RawRecord.parse(r));
           const microRecs = parsed.filter((r): r is MicroRecord => r.kind === 'micro');
           const latency = parsed.filter((r): r is LatencyRecord => r.kind === 'latency');
-          for (const l of formatNative(o.kernel, microRecs, latency, native)) process.stdout.write(`${l}\n`);
+          for (const l of formatNative(o.kernel, microRecs, latency, { record: nativeRecord })) process.stdout.write(`${l}\n`);
           process.stdout.write(`results: ${rawFile} (${records.length} appended)\n`);
         } finally {
           await target[Symbol.asyncDispose]();

@@ -18,7 +18,9 @@ import { HOOK_CHOICES, validateKernelName, type HookChoice } from '../bench/plan
 import type { KernelSession } from '../bench/kernel-session.ts';
 import { rttStage } from '../bench/rtt-stage.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
-import { runMicrobenchToFile } from '../microbench/index.ts';
+import { runMicrobenchDetailed } from '../microbench/index.ts';
+import { measureNativeContained } from '../native/measure.ts';
+import { appendRecord } from '../results/jsonl.ts';
 import { formatMicrobench } from '../microbench/table.ts';
 import { renderReport } from '../report/index.ts';
 
@@ -55,7 +57,7 @@ function microbenchStage(): KernelStage {
       ctx.checkAbort();
       ctx.emit(`${s.kernel}: microbenchmarks (BPF_PROG_TEST_RUN${ctx.quick ? ', quick' : ''})`);
       try {
-        const r = await runMicrobenchToFile(s.target, ctx.rawFile, {
+        const r = await runMicrobenchDetailed(s.target, {
           runId: ctx.runId,
           kernel: s.kernel,
           quick: ctx.quick,
@@ -64,6 +66,12 @@ function microbenchStage(): KernelStage {
           progress: ctx.progress,
           signal: ctx.signal,
         });
+        // The native baseline beside them: same packet, same repeat; appended with them, so a
+        // resume measures both again or neither.
+        ctx.checkAbort();
+        const native = await measureNativeContained(s.target, s.image ?? null, { runId: ctx.runId, kernel: s.kernel, caseName: REPRESENTATIVE_CASE, repeat: r.repeat, repetitions: r.repetitions, insertCycles: ctx.quick ? 2 : 5 });
+        if (native.reason) ctx.emit(`${s.kernel}: native baseline not measured: ${native.reason}`);
+        for (const rec of [...r.records, native]) await appendRecord(ctx.rawFile, rec);
         done.add(s.kernel);
         const table = join(ctx.runDir, 'micro', `${s.kernel}.txt`);
         await mkdir(join(ctx.runDir, 'micro'), { recursive: true });

@@ -4,9 +4,9 @@
  * insertion time, or "not measured" with the reason (no module support, no headers, the build or
  * insmod failing). Ratios to native of the BPF variants measured on the same kernel in the same run.
  */
-import { isLabError } from '../errors.ts';
+import { errorMessage, isLabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { measuredOnFields, type MicroRecord } from '../results/record.ts';
+import { NATIVE_VARIANT, measuredOnFields, type MicroRecord } from '../results/record.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_TRIO_CONFIG } from '../programs/trio.ts';
@@ -14,7 +14,7 @@ import { imageFacts, moduleHeaders } from './headers.ts';
 import { buildNativeModule } from './build.ts';
 import { insertModule, moduleSupport, nativeNsPerPacket, removeModule } from './run.ts';
 
-export const NATIVE_VARIANT = 'native';
+export { NATIVE_VARIANT };
 
 export interface NativeOptions {
   runId: string;
@@ -28,13 +28,11 @@ export interface NativeOptions {
 }
 
 export interface NativeMeasurement {
-  /** nsPerPacket empty and `reason` set when not measured. */
+  /** nsPerPacket empty and `reason` set when not measured; insertMs: insmod's wall time per cycle. */
   record: MicroRecord;
-  /** insmod's wall time per cycle, ms (empty when not measured). */
-  insertMs: number[];
 }
 
-function record(target: Target, o: NativeOptions, ns: number[], reason?: string): MicroRecord {
+function record(target: Target, o: NativeOptions, ns: number[], reason?: string, insertMs?: number[]): MicroRecord {
   return {
     kind: 'micro',
     ...measuredOnFields(target, o.runId, o.kernel),
@@ -44,12 +42,13 @@ function record(target: Target, o: NativeOptions, ns: number[], reason?: string)
     repeat: o.repeat,
     nsPerPacket: ns,
     ...(reason ? { reason } : {}),
+    ...(insertMs ? { insertMs } : {}),
   };
 }
 
 /** `image`: the kernel the target booted (null on the host, which the lab did not provide). */
 export async function measureNative(target: Target, image: KernelImage | null, o: NativeOptions): Promise<NativeMeasurement> {
-  const none = (reason: string): NativeMeasurement => ({ record: record(target, o, [], reason), insertMs: [] });
+  const none = (reason: string): NativeMeasurement => ({ record: record(target, o, [], reason) });
   const support = await moduleSupport(target);
   if (!support.ok) return none(`unsupported: ${support.reason}`);
   if (!image) return none(`unsupported: kernel ${target.kernelRelease} on ${target.name}: no module build headers known for a kernel the lab did not provide`);
@@ -69,9 +68,22 @@ export async function measureNative(target: Target, image: KernelImage | null, o
       insertMs.push((await insertModule(target, ko)).insertMs);
     }
     const ns = await nativeNsPerPacket(target, frame, DEFAULT_TRIO_CONFIG, o.repeat, o.repetitions);
-    return { record: record(target, o, ns), insertMs };
+    return { record: record(target, o, ns, undefined, insertMs) };
   } finally {
     await removeModule(target).catch(() => undefined);
+  }
+}
+
+/**
+ * measureNative for a run that goes on whatever happens here (the matrix): a failure (the build,
+ * insmod, the measurement) becomes the record's "failed: ..." reason; only an interruption throws.
+ */
+export async function measureNativeContained(target: Target, image: KernelImage | null, o: NativeOptions): Promise<MicroRecord> {
+  try {
+    return (await measureNative(target, image, o)).record;
+  } catch (e) {
+    if (isLabError(e, 'INTERRUPTED')) throw e;
+    return record(target, o, [], `failed: ${errorMessage(e).replace(/\s*\n\s*/g, ' ')}`);
   }
 }
 

@@ -21,6 +21,7 @@ import { loadRun, type BadLine } from './load.ts';
 import { groupFlags, type Flag, type FlagGroup } from './flags.ts';
 import { METRICS, METRIC_KEYS, shownMetric } from './metrics.ts';
 import { latencyCsv, latencyTable, microCsv, microTables } from './micro-tables.ts';
+import { nativeTables } from './native.ts';
 import { buildModel, type ReportModel } from './model.ts';
 import { significanceCsv, significanceTables, statsCsv, statsTable } from './stats-tables.ts';
 import { toMarkdown } from './table.ts';
@@ -171,7 +172,7 @@ function writeAll(
   const statsExtra = metricsOf('extra').map((m) => statsTable(model, m));
   const comparison = comparisonTable(model);
   const significance = significanceTables(model);
-  const micro = microTables(model);
+  const micro = [...microTables(model), ...nativeTables(model)];
   const latency = latencyTable(model);
   const rtt = rttTables(model);
   const headline = headlineTable(model);

@@ -20,6 +20,7 @@
  * - Headline: per kernel, median(approach) / median(manual or fused) of the best per-packet metric
  *   the kernel has, a bootstrap CI of that ratio, and the verdict of the same pair's test.
  */
+import { nativeRows, type NativeRow } from './native.ts';
 import { buildCells, thesisRow, type Cell, type ThesisRow } from './cells.ts';
 import { compareWithThesis, type ComparisonRow } from './compare-thesis.ts';
 import { modelFlags, type Flag } from './flags.ts';
@@ -56,6 +57,8 @@ export interface ReportModel {
   sentences: { kernel: string; text: string }[];
   micro: MicroGroup[];
   latency: LatencyGroup[];
+  /** The native baseline per kernel that recorded one (the XDP section's: the module is the XDP trio's jobs). */
+  native: NativeRow[];
   /** Round trips through each approach of this hook, per kernel. */
   rtt: RttRow[];
   /** The run's flags, both hooks' (one warnings list); empty in the TC section's model. */
@@ -99,6 +102,7 @@ function hookModel(whole: LoadedRun, hook: ApproachHook, allKernels: KernelInfo[
   const cells = buildCells(run, kernels, opts.resamples);
   const table = cells.map((c) => thesisRow(c, kernelInfo.get(c.kernel) ?? null));
   const { pairs, sentences } = significance(cells, kernels, opts.resamples, hook);
+  const latency = latencyGroups(run.latency, kernelInfo, opts.resamples);
   return {
     runId,
     pseudoRun: run.pseudoRun,
@@ -113,7 +117,8 @@ function hookModel(whole: LoadedRun, hook: ApproachHook, allKernels: KernelInfo[
     pairs,
     sentences,
     micro: microGroups(run.micro, kernelInfo, opts.resamples),
-    latency: latencyGroups(run.latency, kernelInfo, opts.resamples),
+    latency,
+    native: hook === 'xdp' ? nativeRows(run.micro, latency, kernels, opts.resamples) : [],
     rtt: rttRows(run.rtt, kernels),
     flags: [],
     headline: headlineRows(cells, kernels, pairs, opts.resamples, profile),

@@ -187,6 +187,9 @@ export const CellRecord = z.object({
 export type CellRecord = z.infer<typeof CellRecord>;
 
 /** BPF_PROG_TEST_RUN microbenchmark: ns per packet for a chain. */
+/** The microbench variant of the native baseline (the trio as a kernel module, lab/native). */
+export const NATIVE_VARIANT = 'native';
+
 export const MicroRecord = z.object({
   kind: z.literal('micro'),
   ...measuredOn,
@@ -206,6 +209,11 @@ export const MicroRecord = z.object({
    * net.core.bpf_jit_enable was 0). Absent in records written before the interpreter variant: 'jit'.
    */
   execution: z.enum(['jit', 'interpreter']).optional(),
+  /**
+   * The native baseline only (variant "native"): insmod's wall time of the module per insertion,
+   * ms, its exec included; the BPF side's counterpart is the approaches' object-load latency.
+   */
+  insertMs: z.array(z.number().nonnegative()).optional(),
 });
 export type MicroRecord = z.infer<typeof MicroRecord>;
 

@@ -102,6 +102,10 @@ describe.skipIf(need.skip)('quick matrix on the host target', () => {
     for (const v of ['fused', 'manual']) expect(measured, [...measured].join(', ')).toContain(v);
     expect([...measured].some((v) => v.startsWith('patched'))).toBe(true);
     expect(records.filter((x) => x.kind === 'latency' && x.kernel === 'host').length).toBeGreaterThan(0);
+    // The native baseline beside them: this host has no module support, so not measured, saying why.
+    const native = micro.filter((x) => x.kind === 'micro' && x.variant === 'native');
+    expect(native).toHaveLength(1);
+    expect(native[0]).toMatchObject({ nsPerPacket: [], reason: expect.stringMatching(/^unsupported: .*(no module support|no module build headers)/) });
     // Round trips through every approach this kernel runs: every ping answered, 0 < p50 <= p99.
     const rtt = records.filter((x): x is RttRecord => x.kind === 'rtt');
     expect(rtt.map((x) => x.approach)).toEqual(approaches);

@@ -1,0 +1,100 @@
+/**
+ * The native baseline in the report: per kernel, the trio as a kernel module against the BPF
+ * variants measured on the same packet in the same run (ratios of medians with bootstrap CIs), and
+ * the module's insertion time next to the BPF objects' load time; or why native was not measured.
+ */
+import { NATIVE_VARIANT, type MicroRecord } from '../results/record.ts';
+import { fmtNum } from './format.ts';
+import type { KernelInfo } from './kernels.ts';
+import type { LatencyGroup } from './micro.ts';
+import { APPROACH_LABEL } from './metrics.ts';
+import { bootstrapMedianRatioCi, summarize, type Summary } from './stats.ts';
+import { banners, type Table } from './table.ts';
+import type { ReportModel } from './model.ts';
+
+/** The BPF variants set against native, in the order the microbenchmark names them. */
+export const NATIVE_COMPARED = ['fused', 'manual', 'patched-inline', 'patched-subprog', 'dispatcher'] as const;
+
+export interface NativeRow {
+  kernel: string;
+  tcg: boolean;
+  /** null: not measured, see reason. */
+  native: Summary | null;
+  reason: string | null;
+  variants: { variant: string; median: number; ratio: number; ci: [number, number] | null }[];
+  insertMs: Summary | null;
+  /** Median object load of each approach on this kernel (ms), from the load-time part. */
+  objectLoadMs: { approach: string; median: number }[];
+}
+
+const jit = (r: MicroRecord) => (r.execution ?? 'jit') === 'jit';
+
+/** One row per kernel that has a native record (measured or not); none for a run without native. */
+export function nativeRows(micro: readonly MicroRecord[], latency: readonly LatencyGroup[], kernels: readonly KernelInfo[], resamples?: number): NativeRow[] {
+  const rows: NativeRow[] = [];
+  for (const k of kernels) {
+    const mine = micro.filter((r) => r.kernel === k.label && jit(r) && r.chainLength === 1);
+    const nat = mine.filter((r) => r.variant === NATIVE_VARIANT);
+    if (nat.length === 0) continue;
+    const values = nat.flatMap((r) => r.nsPerPacket);
+    const native = summarize(values, `native/${k.label}`, resamples);
+    const insertMs = summarize(nat.flatMap((r) => r.insertMs ?? []), `native-insert/${k.label}`, resamples);
+    const row: NativeRow = {
+      kernel: k.label,
+      tcg: k.tcg,
+      native,
+      reason: native ? null : (nat.find((r) => r.reason)?.reason ?? 'no repetition recorded'),
+      variants: [],
+      insertMs,
+      objectLoadMs: latency.filter((l) => l.kernel === k.label && l.operation === 'object-load').map((l) => ({ approach: l.approach, median: l.stats.median })),
+    };
+    if (native && native.median > 0) {
+      for (const v of NATIVE_COMPARED) {
+        const xs = mine.filter((r) => r.variant === v).flatMap((r) => r.nsPerPacket);
+        const s = summarize(xs, `native-vs/${k.label}/${v}`, resamples);
+        if (!s) continue;
+        row.variants.push({ variant: v, median: s.median, ratio: s.median / native.median, ci: bootstrapMedianRatioCi(values, xs, `native/${k.label}/${v}`, resamples) });
+      }
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
+const ci = (c: [number, number] | null) => (c ? `[${c[0].toFixed(2)}, ${c[1].toFixed(2)}]` : '');
+
+export function nativeTables(model: ReportModel): Table[] {
+  if (model.native.length === 0) return [];
+  const kernels = model.native.map((r) => r.kernel);
+  const cost: Table = {
+    id: 'native-ratios',
+    title: 'Native baseline: the trio as a kernel module against BPF (same packet, BPF_PROG_TEST_RUN\'s way)',
+    banners: banners(model, kernels),
+    caption:
+      'The module includes the fused program\'s source (the parser and the three jobs are one implementation) and runs it on a copy of the representative packet `repeat` times with preemption off, timed with ktime_get_ns, as BPF_PROG_TEST_RUN times a program. Ratio = median of the variant / median of native, 95% bootstrap CI. A kernel without modules or headers says why.',
+    header: ['Linux', 'Variant', 'n', 'Median (ns per packet)', '÷ native', '95% CI', 'Note'],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'l'],
+    rows: model.native.flatMap((r): string[][] => {
+      if (!r.native) return [[r.kernel, 'native', '0', '—', '', '', `not measured: ${r.reason ?? ''}`]];
+      return [
+        [r.kernel, 'native (kernel module)', String(r.native.n), fmtNum(r.native.median), '1.00', '', r.tcg ? 'TCG' : ''],
+        ...r.variants.map((v) => [r.kernel, v.variant, '', fmtNum(v.median), v.ratio.toFixed(2), ci(v.ci), r.tcg ? 'TCG' : '']),
+      ];
+    }),
+    footnotes: [],
+  };
+  const load: Table = {
+    id: 'native-load',
+    title: 'Native baseline: inserting the module against loading the BPF objects',
+    banners: banners(model, kernels),
+    caption: 'Milliseconds, medians over the cycles: insmod\'s wall time (its exec included) against libbpf loading each approach\'s objects (maps, BTF, verification, JIT).',
+    header: ['Linux', 'What', 'Median (ms)'],
+    align: ['l', 'l', 'r'],
+    rows: model.native.flatMap((r): string[][] => [
+      ...(r.insertMs ? [[r.kernel, 'native: insmod', fmtNum(r.insertMs.median)]] : []),
+      ...r.objectLoadMs.map((o) => [r.kernel, `${APPROACH_LABEL[o.approach as keyof typeof APPROACH_LABEL] ?? o.approach}: object load`, fmtNum(o.median)]),
+    ]),
+    footnotes: [],
+  };
+  return [cost, ...(load.rows.length > 0 ? [load] : [])];
+}

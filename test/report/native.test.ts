@@ -1,0 +1,73 @@
+/**
+ * The native baseline in the report: each BPF variant's median over native's on the same kernel,
+ * with a bootstrap CI around it; a kernel whose native was not measured says why; insmod next to
+ * the object loads; interpreter rows and chain lengths never enter the ratios.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { nativeRows } from '../../lab/report/native.ts';
+import { latencyGroups } from '../../lab/report/micro.ts';
+import { renderReport } from '../../lab/report/index.ts';
+import { RawRecord, SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
+import type { KernelInfo } from '../../lab/report/kernels.ts';
+import { cleanScratch, scratchDir } from './helpers.ts';
+
+afterAll(cleanScratch);
+
+const base = { schema: SCHEMA_VERSION, runId: 'nat' } as const;
+const accelerator = (kernel: string) => (kernel === 'host' ? 'host' : 'tcg');
+function micro(kernel: string, variant: string, ns: number[], extra: Partial<MicroRecord> = {}): MicroRecord {
+  return RawRecord.parse({ kind: 'micro', ...base, accelerator: accelerator(kernel), kernel, kernelRelease: `${kernel}.0-x`, variant, chainLength: 1, hop: 'none', repeat: 1000, nsPerPacket: ns, ...extra }) as MicroRecord;
+}
+function load(kernel: string, approach: LatencyRecord['approach'], ms: number[]): LatencyRecord {
+  return RawRecord.parse({ kind: 'latency', ...base, accelerator: accelerator(kernel), kernel, approach, operation: 'object-load', ms }) as LatencyRecord;
+}
+const kernels = (labels: string[]): KernelInfo[] => labels.map((label) => ({ label, tcg: true }) as KernelInfo);
+
+const records = [
+  micro('6.1', 'native', [100, 98, 102], { insertMs: [230, 240] }),
+  micro('6.1', 'fused', [590, 600, 610]),
+  micro('6.1', 'manual', [700, 720, 710]),
+  // Neither the interpreter's fused nor a chain length of 4 may enter the ratios.
+  micro('6.1', 'fused', [9000, 9100, 9200], { execution: 'interpreter' }),
+  micro('6.1', 'manual', [5000], { chainLength: 4 }),
+  micro('host', 'native', [], { reason: 'unsupported: kernel 6.18 on host has no module support' }),
+  micro('host', 'fused', [90, 91, 92]),
+];
+const latency = [load('6.1', 'fused', [60, 70]), load('6.1', 'manual', [44, 45])];
+
+describe('nativeRows', () => {
+  it('ratios of medians to native with a CI around them, insmod and object loads; a kernel without native says why', () => {
+    const rows = nativeRows(records, latencyGroups(latency, new Map(), 200), kernels(['6.1', 'host', '5.10']), 200);
+    expect(rows.map((r) => r.kernel)).toEqual(['6.1', 'host']); // 5.10 recorded no native
+    const [k61, host] = rows;
+    expect(k61!.native!.median).toBe(100);
+    expect(k61!.variants.map((v) => [v.variant, v.median, v.ratio])).toEqual([['fused', 600, 6], ['manual', 710, 7.1]]);
+    for (const v of k61!.variants) {
+      expect(v.ci).not.toBeNull();
+      expect(v.ci![0]).toBeLessThanOrEqual(v.ratio);
+      expect(v.ci![1]).toBeGreaterThanOrEqual(v.ratio);
+    }
+    expect(k61!.insertMs!.median).toBe(235);
+    expect(k61!.objectLoadMs).toEqual([{ approach: 'manual', median: 44.5 }, { approach: 'fused', median: 65 }]);
+    expect(host).toMatchObject({ native: null, reason: 'unsupported: kernel 6.18 on host has no module support', variants: [], insertMs: null });
+  });
+});
+
+describe('the report with native records', () => {
+  it('has the native tables: ratios on a measured kernel, the reason on the other', async () => {
+    const dir = scratchDir('native');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'raw.jsonl'), [...records, ...latency].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const s = await renderReport(dir, { resamples: 200 });
+    const md = readFileSync(join(s.reportDir, 'report.md'), 'utf8');
+    expect(md).toContain('Native baseline: the trio as a kernel module against BPF');
+    expect(md).toMatch(/\| 6\.1 \| native \(kernel module\) \| 3 \| 100\.00 \| 1\.00 \|/);
+    expect(md).toMatch(/\| 6\.1 \| manual \|\s*\| 710\.00 \| 7\.10 \| \[\d+\.\d\d, \d+\.\d\d\] \|/);
+    expect(md).toMatch(/\| host \| native \| 0 \| — \|.*not measured: unsupported: kernel 6\.18 on host has no module support/);
+    expect(md).toMatch(/\| 6\.1 \| native: insmod \| 235\.00 \|/);
+    const html = readFileSync(join(s.reportDir, 'index.html'), 'utf8');
+    expect(html).toContain('Native baseline: inserting the module against loading the BPF objects');
+  });
+});
