@@ -20,23 +20,23 @@ import type { KernelImage } from '../kernels/types.ts';
 import { bootVm } from '../vm/boot.ts';
 import { runMicrobenchDetailed } from '../microbench/index.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
-import { measureNativeContained, nativeRatios, NATIVE_VARIANT, type NativeMeasurement } from '../native/measure.ts';
+import { measureNativeContained, nativeRatios, NATIVE_VARIANT } from '../native/measure.ts';
 import { positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 /** The terminal lines: ns per packet and ratio to native, then insertion against object load. */
-export function formatNative(kernel: string, micro: readonly MicroRecord[], latency: readonly LatencyRecord[], native: NativeMeasurement): string[] {
+export function formatNative(kernel: string, micro: readonly MicroRecord[], latency: readonly LatencyRecord[], native: MicroRecord): string[] {
   const lines = [`${kernel}: ${REPRESENTATIVE_CASE}, ns per packet (median), ratio to native`];
-  if (native.record.nsPerPacket.length === 0) {
-    lines.push(`  native: not measured: ${native.record.reason ?? 'no reason recorded'}`);
+  if (native.nsPerPacket.length === 0) {
+    lines.push(`  native: not measured: ${native.reason ?? 'no reason recorded'}`);
   } else {
-    lines.push(`  ${NATIVE_VARIANT.padEnd(16)} ${median(native.record.nsPerPacket).toFixed(1).padStart(9)}      1.00`);
-    for (const r of nativeRatios([...micro, native.record], kernel)) lines.push(`  ${r.variant.padEnd(16)} ${r.ns.toFixed(1).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`);
+    lines.push(`  ${NATIVE_VARIANT.padEnd(16)} ${median(native.nsPerPacket).toFixed(1).padStart(9)}      1.00`);
+    for (const r of nativeRatios([...micro, native], kernel)) lines.push(`  ${r.variant.padEnd(16)} ${r.ns.toFixed(1).padStart(9)} ${r.ratio.toFixed(2).padStart(9)}`);
   }
   lines.push(`${kernel}: loading, ms (median)`);
-  const insertMs = native.record.insertMs ?? [];
+  const insertMs = native.insertMs ?? [];
   if (insertMs.length > 0) lines.push(`  ${'native insmod'.padEnd(24)} ${median(insertMs).toFixed(2).padStart(9)}  (insmod's wall time, its exec included)`);
   for (const l of latency.filter((x) => x.operation === 'object-load' && x.ms.length > 0)) lines.push(`  ${`${l.approach} object load`.padEnd(24)} ${median(l.ms).toFixed(2).padStart(9)}`);
   return lines;
@@ -88,14 +88,14 @@ export function benchNativeCommand(): Command {
             parts: { approaches: true, scaling: false, latency: false, interpreter: false, loadTime: true },
             progress: sink,
           });
-          const nativeRecord = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles });
-          const records = [...micro.records, nativeRecord];
+          const native = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles });
+          const records = [...micro.records, native.record];
           for (const r of records) await appendRecord(rawFile, r);
           sink.stop();
           const parsed = records.map((r) => RawRecord.parse(r));
           const microRecs = parsed.filter((r): r is MicroRecord => r.kind === 'micro');
           const latency = parsed.filter((r): r is LatencyRecord => r.kind === 'latency');
-          for (const l of formatNative(o.kernel, microRecs, latency, { record: nativeRecord })) process.stdout.write(`${l}\n`);
+          for (const l of formatNative(o.kernel, microRecs, latency, native.record)) process.stdout.write(`${l}\n`);
           process.stdout.write(`results: ${rawFile} (${records.length} appended)\n`);
         } finally {
           await target[Symbol.asyncDispose]();

@@ -19,7 +19,9 @@ import type { KernelSession } from '../bench/kernel-session.ts';
 import { rttStage } from '../bench/rtt-stage.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
 import { runMicrobenchDetailed } from '../microbench/index.ts';
+import { SCALING_VARIANTS } from '../microbench/scaling.ts';
 import { measureNativeContained } from '../native/measure.ts';
+import { MAX_NATIVE_DEPTH } from '../native/run.ts';
 import { appendRecord } from '../results/jsonl.ts';
 import { formatMicrobench } from '../microbench/table.ts';
 import { renderReport } from '../report/index.ts';
@@ -69,9 +71,11 @@ function microbenchStage(): KernelStage {
         // The native baseline beside them: same packet, same repeat; appended with them, so a
         // resume measures both again or neither.
         ctx.checkAbort();
-        const native = await measureNativeContained(s.target, s.image ?? null, { runId: ctx.runId, kernel: s.kernel, caseName: REPRESENTATIVE_CASE, repeat: r.repeat, repetitions: r.repetitions, insertCycles: ctx.quick ? 2 : 5 });
-        if (native.reason) ctx.emit(`${s.kernel}: native baseline not measured: ${native.reason}`);
-        for (const rec of [...r.records, native]) await appendRecord(ctx.rawFile, rec);
+        // Its chain of nested calls at the lengths the tail-call chain was measured at.
+        const depths = [...(r.scaling.find((x) => x.variant === SCALING_VARIANTS.manualConstant.variant)?.medians.keys() ?? [])].filter((d) => d <= MAX_NATIVE_DEPTH);
+        const native = await measureNativeContained(s.target, s.image ?? null, { runId: ctx.runId, kernel: s.kernel, caseName: REPRESENTATIVE_CASE, repeat: r.repeat, repetitions: r.repetitions, insertCycles: ctx.quick ? 2 : 5, depths });
+        if (native.record.reason) ctx.emit(`${s.kernel}: native baseline not measured: ${native.record.reason}`);
+        for (const rec of [...r.records, native.record, ...native.chain]) await appendRecord(ctx.rawFile, rec);
         done.add(s.kernel);
         const table = join(ctx.runDir, 'micro', `${s.kernel}.txt`);
         await mkdir(join(ctx.runDir, 'micro'), { recursive: true });

@@ -12,7 +12,7 @@ import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_TRIO_CONFIG } from '../programs/trio.ts';
 import { imageFacts, moduleHeaders } from './headers.ts';
 import { buildNativeModule } from './build.ts';
-import { insertModule, moduleSupport, nativeNsPerPacket, removeModule } from './run.ts';
+import { insertModule, moduleSupport, nativeDepthNs, nativeNsPerPacket, removeModule } from './run.ts';
 
 export { NATIVE_VARIANT };
 
@@ -25,11 +25,34 @@ export interface NativeOptions {
   repetitions: number;
   /** insmod/rmmod cycles timed (at least 1: the one the measurement runs in). */
   insertCycles: number;
+  /**
+   * Also chains of this many nested native calls (variant NATIVE_CHAIN_VARIANT), against the
+   * microbench's tail-call chains of as many programs; none when empty or absent.
+   */
+  depths?: readonly number[];
 }
+
+/** The native chain's variant: a "chain/" series, so the report fits its cost per hop like the tail calls'. */
+export const NATIVE_CHAIN_VARIANT = 'chain/native-call';
 
 export interface NativeMeasurement {
   /** nsPerPacket empty and `reason` set when not measured; insertMs: insmod's wall time per cycle. */
   record: MicroRecord;
+  /** One record per depth asked for, measured or not (then with the same reason). */
+  chain: MicroRecord[];
+}
+
+function chainRecords(target: Target, o: NativeOptions, byDepth: ReadonlyMap<number, number[]> | null, reason?: string): MicroRecord[] {
+  return (o.depths ?? []).map((d) => ({
+    kind: 'micro',
+    ...measuredOnFields(target, o.runId, o.kernel),
+    variant: NATIVE_CHAIN_VARIANT,
+    chainLength: d,
+    hop: 'native-call',
+    repeat: o.repeat,
+    nsPerPacket: byDepth?.get(d) ?? [],
+    ...(reason ? { reason } : {}),
+  }));
 }
 
 function record(target: Target, o: NativeOptions, ns: number[], reason?: string, insertMs?: number[]): MicroRecord {
@@ -48,7 +71,7 @@ function record(target: Target, o: NativeOptions, ns: number[], reason?: string,
 
 /** `image`: the kernel the target booted (null on the host, which the lab did not provide). */
 export async function measureNative(target: Target, image: KernelImage | null, o: NativeOptions): Promise<NativeMeasurement> {
-  const none = (reason: string): NativeMeasurement => ({ record: record(target, o, [], reason) });
+  const none = (reason: string): NativeMeasurement => ({ record: record(target, o, [], reason), chain: chainRecords(target, o, null, reason) });
   const support = await moduleSupport(target);
   if (!support.ok) return none(`unsupported: ${support.reason}`);
   if (!image) return none(`unsupported: kernel ${target.kernelRelease} on ${target.name}: no module build headers known for a kernel the lab did not provide`);
@@ -68,7 +91,8 @@ export async function measureNative(target: Target, image: KernelImage | null, o
       insertMs.push((await insertModule(target, ko)).insertMs);
     }
     const ns = await nativeNsPerPacket(target, frame, DEFAULT_TRIO_CONFIG, o.repeat, o.repetitions);
-    return { record: record(target, o, ns, undefined, insertMs) };
+    const byDepth = o.depths && o.depths.length > 0 ? await nativeDepthNs(target, o.depths, o.repeat, o.repetitions) : null;
+    return { record: record(target, o, ns, undefined, insertMs), chain: chainRecords(target, o, byDepth) };
   } finally {
     await removeModule(target).catch(() => undefined);
   }
@@ -78,12 +102,13 @@ export async function measureNative(target: Target, image: KernelImage | null, o
  * measureNative for a run that goes on whatever happens here (the matrix): a failure (the build,
  * insmod, the measurement) becomes the record's "failed: ..." reason; only an interruption throws.
  */
-export async function measureNativeContained(target: Target, image: KernelImage | null, o: NativeOptions): Promise<MicroRecord> {
+export async function measureNativeContained(target: Target, image: KernelImage | null, o: NativeOptions): Promise<NativeMeasurement> {
   try {
-    return (await measureNative(target, image, o)).record;
+    return await measureNative(target, image, o);
   } catch (e) {
     if (isLabError(e, 'INTERRUPTED')) throw e;
-    return record(target, o, [], `failed: ${errorMessage(e).replace(/\s*\n\s*/g, ' ')}`);
+    const reason = `failed: ${errorMessage(e).replace(/\s*\n\s*/g, ' ')}`;
+    return { record: record(target, o, [], reason), chain: chainRecords(target, o, null, reason) };
   }
 }
 

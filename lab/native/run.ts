@@ -149,3 +149,38 @@ export async function nativeNsPerPacket(target: Target, frame: Uint8Array, cfg: 
     return r.totalNs / r.repeat;
   });
 }
+
+/** The module's deepest native chain (XCL_MAX_DEPTH). */
+export const MAX_NATIVE_DEPTH = 64;
+
+/** One "depth …" answer: a chain of `depth` nested native calls run `repeat` times in `totalNs`. */
+export function parseDepthLine(line: string): { depth: number; repeat: number; totalNs: number; verdict: number } {
+  // "depth D repeat R ...": the depth is the verb's argument, the rest are name-value pairs.
+  const f = fields(line.replace(/^depth \d+/, 'depth'));
+  const num = (k: string): number => {
+    const v = f.get(k);
+    if (v === undefined || !/^-?\d+$/.test(v)) throw new LabError('BENCH', `${MODULE_NAME}: "${line}" has no number "${k}"`);
+    return Number(v);
+  };
+  if (!line.startsWith('depth ')) throw new LabError('BENCH', `${MODULE_NAME}: expected a "depth" line, got "${line}"`);
+  return { depth: Number(line.trim().split(/\s+/)[1]), repeat: num('repeat'), totalNs: num('ns'), verdict: num('verdict') };
+}
+
+/**
+ * ns per packet of a chain of each depth, `repetitions` values per depth, measured interleaved
+ * (every depth once, then again) as the microbench measures its chains, so a drift of the
+ * machine moves all depths alike.
+ */
+export async function nativeDepthNs(target: Target, depths: readonly number[], repeat: number, repetitions: number): Promise<Map<number, number[]>> {
+  const bad = depths.filter((d) => !Number.isInteger(d) || d < 1 || d > MAX_NATIVE_DEPTH);
+  if (bad.length > 0) throw new LabError('BAD_INPUT', `${MODULE_NAME}: native chain depth ${bad.join(', ')} is outside 1..${MAX_NATIVE_DEPTH}`);
+  const lines = Array.from({ length: repetitions }, () => depths.map((d) => `depth ${d} ${repeat}`)).flat();
+  const out = await runScript(target, lines);
+  if (out.length !== lines.length) throw new LabError('BENCH', `${MODULE_NAME}: ${lines.length} depth runs gave ${out.length} answers`);
+  const byDepth = new Map<number, number[]>(depths.map((d) => [d, []]));
+  for (const l of out) {
+    const r = parseDepthLine(l);
+    byDepth.get(r.depth)?.push(r.totalNs / r.repeat);
+  }
+  return byDepth;
+}

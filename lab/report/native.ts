@@ -25,7 +25,16 @@ export interface NativeRow {
   insertMs: Summary | null;
   /** Median object load of each approach on this kernel (ms), from the load-time part. */
   objectLoadMs: { approach: string; median: number }[];
+  /**
+   * The seed study's depth experiment at the longest length both were measured at: a chain of
+   * `length` programs joined by constant tail calls against `length` nested native calls.
+   */
+  chain: { length: number; tailCalls: number; nativeCalls: number; ratio: number; ci: [number, number] | null } | null;
 }
+
+/** The tail-call chain the native chain is set against, and the native chain's variant. */
+const TAIL_CALL_CHAIN = 'chain/manual-constant';
+const NATIVE_CHAIN = 'chain/native-call';
 
 const jit = (r: MicroRecord) => (r.execution ?? 'jit') === 'jit';
 
@@ -33,7 +42,8 @@ const jit = (r: MicroRecord) => (r.execution ?? 'jit') === 'jit';
 export function nativeRows(micro: readonly MicroRecord[], latency: readonly LatencyGroup[], kernels: readonly KernelInfo[], resamples?: number): NativeRow[] {
   const rows: NativeRow[] = [];
   for (const k of kernels) {
-    const mine = micro.filter((r) => r.kernel === k.label && jit(r) && r.chainLength === 1);
+    const all = micro.filter((r) => r.kernel === k.label && jit(r));
+    const mine = all.filter((r) => r.chainLength === 1);
     const nat = mine.filter((r) => r.variant === NATIVE_VARIANT);
     if (nat.length === 0) continue;
     const values = nat.flatMap((r) => r.nsPerPacket);
@@ -47,6 +57,7 @@ export function nativeRows(micro: readonly MicroRecord[], latency: readonly Late
       variants: [],
       insertMs,
       objectLoadMs: latency.filter((l) => l.kernel === k.label && l.operation === 'object-load').map((l) => ({ approach: l.approach, median: l.stats.median })),
+      chain: depthPair(all, k.label, resamples),
     };
     if (native && native.median > 0) {
       for (const v of NATIVE_COMPARED) {
@@ -61,6 +72,20 @@ export function nativeRows(micro: readonly MicroRecord[], latency: readonly Late
   return rows;
 }
 
+function depthPair(recs: readonly MicroRecord[], kernel: string, resamples?: number): NativeRow['chain'] {
+  const at = (variant: string, len: number) => recs.filter((r) => r.variant === variant && r.chainLength === len).flatMap((r) => r.nsPerPacket);
+  const lengths = [...new Set(recs.filter((r) => r.variant === NATIVE_CHAIN && r.nsPerPacket.length > 0).map((r) => r.chainLength))].sort((a, b) => b - a);
+  for (const length of lengths) {
+    const nativeXs = at(NATIVE_CHAIN, length);
+    const tailXs = at(TAIL_CALL_CHAIN, length);
+    const n = summarize(nativeXs, `native-chain/${kernel}/${length}`, resamples);
+    const t = summarize(tailXs, `tail-chain/${kernel}/${length}`, resamples);
+    if (!n || !t || n.median <= 0) continue;
+    return { length, tailCalls: t.median, nativeCalls: n.median, ratio: t.median / n.median, ci: bootstrapMedianRatioCi(nativeXs, tailXs, `native-chain/${kernel}/${length}`, resamples) };
+  }
+  return null;
+}
+
 const ci = (c: [number, number] | null) => (c ? `[${c[0].toFixed(2)}, ${c[1].toFixed(2)}]` : '');
 
 export function nativeTables(model: ReportModel): Table[] {
@@ -71,7 +96,7 @@ export function nativeTables(model: ReportModel): Table[] {
     title: 'Native baseline: the trio as a kernel module against BPF (same packet, BPF_PROG_TEST_RUN\'s way)',
     banners: banners(model, kernels),
     caption:
-      'The module includes the fused program\'s source (the parser and the three jobs are one implementation) and runs it on a copy of the representative packet `repeat` times with preemption off, timed with ktime_get_ns, as BPF_PROG_TEST_RUN times a program. Ratio = median of the variant / median of native, 95% bootstrap CI. A kernel without modules or headers says why.',
+      'The module includes the fused program\'s source (the parser and the three jobs are one implementation) and runs it on a copy of the representative packet `repeat` times with preemption off, timed with ktime_get_ns, as BPF_PROG_TEST_RUN times a program. Ratio = median of the variant / median of native, 95% bootstrap CI. "Chain of N": the seed study\'s depth experiment, N programs that only pass the packet on, joined by constant-index tail calls, against N nested calls of a native function that only calls the next (its cost per hop is in the cost-per-hop table as chain/native-call). A kernel without modules or headers says why.',
     header: ['Linux', 'Variant', 'n', 'Median (ns per packet)', '÷ native', '95% CI', 'Note'],
     align: ['l', 'l', 'r', 'r', 'r', 'r', 'l'],
     rows: model.native.flatMap((r): string[][] => {
@@ -79,6 +104,12 @@ export function nativeTables(model: ReportModel): Table[] {
       return [
         [r.kernel, 'native (kernel module)', String(r.native.n), fmtNum(r.native.median), '1.00', '', r.tcg ? 'TCG' : ''],
         ...r.variants.map((v) => [r.kernel, v.variant, '', fmtNum(v.median), v.ratio.toFixed(2), ci(v.ci), r.tcg ? 'TCG' : '']),
+        ...(r.chain
+          ? [
+              [r.kernel, `chain of ${r.chain.length}: nested native calls`, '', fmtNum(r.chain.nativeCalls), '1.00', '', r.tcg ? 'TCG' : ''],
+              [r.kernel, `chain of ${r.chain.length}: ${TAIL_CALL_CHAIN} (tail calls)`, '', fmtNum(r.chain.tailCalls), r.chain.ratio.toFixed(2), ci(r.chain.ci), `÷ the nested calls${r.tcg ? '; TCG' : ''}`],
+            ]
+          : []),
       ];
     }),
     footnotes: [],

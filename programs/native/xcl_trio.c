@@ -26,6 +26,8 @@
  *                                   T: ns for all R runs; the record fields are the last record's
  *                                   when this run output one
  *   metrics                         prints "metrics" then packets and bytes of each class 0..9
+ *   depth D REPEAT                  runs a chain of D nested native calls (1..64) REPEAT times;
+ *                                   prints "depth D repeat R ns T verdict V"
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
@@ -93,12 +95,69 @@ static __printf(1, 2) void out(const char *fmt, ...)
 
 static __u32 native_ifindex = 1;
 
-/* As bpf_test_run: time only the runs; give the CPU up when asked (the pause is not timed). */
+/*
+ * As bpf_test_run: RUN `repeat` times with preemption off, timing only the runs, and give the CPU
+ * up when asked (the pause is not timed). A macro, not a function taking a callback: an indirect
+ * call per run would be timed with it.
+ */
+#define TIMED_RUNS(total, repeat, RUN)                                  \
+	do {                                                            \
+		__u64 __start;                                          \
+		u32 __i;                                                \
+		preempt_disable();                                      \
+		__start = ktime_get_ns();                               \
+		for (__i = 0; __i < (repeat); __i++) {                  \
+			RUN;                                            \
+			if (need_resched()) {                           \
+				(total) += ktime_get_ns() - __start;    \
+				preempt_enable();                       \
+				cond_resched();                         \
+				preempt_disable();                      \
+				__start = ktime_get_ns();               \
+			}                                               \
+		}                                                       \
+		(total) += ktime_get_ns() - __start;                    \
+		preempt_enable();                                       \
+	} while (0)
+
+/*
+ * One program of the native chain, against the microbenchmark's chain/manual-constant: those
+ * programs do nothing but pass the packet on, so this does nothing but call the next one. The
+ * barrier after the call keeps it out of tail position, so the compiler cannot turn the nesting
+ * into a jump or a loop: DEPTH hops are DEPTH nested calls (the seed study's native recursion).
+ */
+static noinline int xcl_hop(struct xcl_ctx *ctx, u32 left)
+{
+	int r;
+
+	if (left <= 1)
+		return XDP_PASS;
+	r = xcl_hop(ctx, left - 1);
+	barrier();
+	return r;
+}
+
+#define XCL_MAX_DEPTH 64
+
+/* depth D REPEAT: prints "depth D repeat R ns T verdict V", T for all R runs of a D-deep chain. */
+static int run_depth(u32 depth, u32 repeat)
+{
+	struct xcl_ctx ctx = { 0 };
+	__u64 total = 0;
+	int verdict = 0;
+
+	if (depth == 0 || depth > XCL_MAX_DEPTH || repeat == 0)
+		return -EINVAL;
+	TIMED_RUNS(total, repeat, verdict = xcl_hop(&ctx, depth));
+	out("depth %u repeat %u ns %llu verdict %d\n", depth, repeat, total, verdict);
+	return 0;
+}
+
 static int run_frame(const char *hex, size_t hex_len, u32 repeat)
 {
 	struct xcl_ctx ctx;
-	__u64 start, total = 0, records_before = native_records;
-	u32 i, len = hex_len / 2;
+	__u64 total = 0, records_before = native_records;
+	u32 len = hex_len / 2;
 	int verdict = 0;
 	__u8 *frame;
 
@@ -115,20 +174,7 @@ static int run_frame(const char *hex, size_t hex_len, u32 repeat)
 	ctx.data_end = (unsigned long)frame + len;
 	ctx.ingress_ifindex = native_ifindex;
 
-	preempt_disable();
-	start = ktime_get_ns();
-	for (i = 0; i < repeat; i++) {
-		verdict = xcl_fused(&ctx);
-		if (need_resched()) {
-			total += ktime_get_ns() - start;
-			preempt_enable();
-			cond_resched();
-			preempt_disable();
-			start = ktime_get_ns();
-		}
-	}
-	total += ktime_get_ns() - start;
-	preempt_enable();
+	TIMED_RUNS(total, repeat, verdict = xcl_fused(&ctx));
 	kfree(frame);
 
 	out("run verdict %d repeat %u ns %llu records %llu", verdict, repeat, total, native_records - records_before);
@@ -185,6 +231,14 @@ static int command(char *line)
 		if (!rep || kstrtou32(rep, 10, &repeat))
 			return -EINVAL;
 		return run_frame(line ? line : "", line ? strlen(line) : 0, repeat);
+	}
+	if (!strcmp(verb, "depth") && line) {
+		char *d = strsep(&line, " ");
+		u32 depth, repeat;
+
+		if (!d || kstrtou32(d, 10, &depth) || !line || kstrtou32(line, 10, &repeat))
+			return -EINVAL;
+		return run_depth(depth, repeat);
 	}
 	if (!strcmp(verb, "metrics")) {
 		out("metrics");

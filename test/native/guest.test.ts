@@ -20,7 +20,7 @@ import { XDP_ACTIONS } from '../../lab/bpf/uapi.ts';
 import { REPRESENTATIVE_CASE } from '../../lab/microbench/approaches.ts';
 import { imageFacts, moduleHeaders } from '../../lab/native/headers.ts';
 import { buildNativeModule } from '../../lab/native/build.ts';
-import { insertModule, moduleSupport, nativeNsPerPacket, PROC_FILE, removeModule, runCorpusNative, TEST_RUN_IFINDEX } from '../../lab/native/run.ts';
+import { insertModule, moduleSupport, nativeDepthNs, nativeNsPerPacket, parseDepthLine, PROC_FILE, removeModule, runCorpusNative, runScript, TEST_RUN_IFINDEX } from '../../lab/native/run.ts';
 import { requirements } from '../support/requirements.ts';
 import { expectedMetrics } from '../programs/support.ts';
 import { testKernel } from '../vm/kernels.ts';
@@ -94,6 +94,20 @@ describe.skipIf(need.skip)('the native trio in a Debian 6.1 guest', () => {
       expect(ns).toHaveLength(2);
       for (const n of ns) expect(n).toBeGreaterThan(0);
       console.log(`6.1 native: insmod ${inserted.insertMs.toFixed(1)} ms; ${REPRESENTATIVE_CASE}: ${ns.map((n) => n.toFixed(1)).join(', ')} ns per packet (TCG)`);
+
+      // The depth experiment's native chain: every depth asked for, each repetition, passing the packet.
+      const depths = await nativeDepthNs(vm, [1, 8, 33], 500, 2);
+      expect([...depths.keys()]).toEqual([1, 8, 33]);
+      for (const [d, xs] of depths) {
+        expect(xs, `depth ${d}`).toHaveLength(2);
+        for (const x of xs) expect(x).toBeGreaterThan(0);
+      }
+      const passed33 = await runScript(vm, ['depth 33 10']);
+      expect(parseDepthLine(passed33[0]!)).toMatchObject({ depth: 33, repeat: 10, verdict: XDP_ACTIONS.pass });
+      // Outside 1..64 the module refuses the script (EINVAL), and the lab before it.
+      await expect(runScript(vm, ['depth 65 10'])).rejects.toThrow();
+      await expect(nativeDepthNs(vm, [0], 10, 1)).rejects.toThrow(/outside 1\.\.64/);
+      console.log(`6.1 native chain: ${[...depths].map(([d, xs]) => `depth ${d} ${xs.map((x) => x.toFixed(1)).join('/')} ns`).join(', ')} (TCG)`);
     } finally {
       await removeModule(vm);
     }

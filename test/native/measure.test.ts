@@ -11,6 +11,7 @@ import { REPO_ROOT } from '../../lab/paths.ts';
 import { RawRecord, SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { measureNative, nativeRatios } from '../../lab/native/measure.ts';
 import { formatNative } from '../../lab/commands/bench-native.ts';
+import { parseDepthLine } from '../../lab/native/run.ts';
 
 const rec = (variant: string, ns: number[], over: Partial<MicroRecord> = {}): MicroRecord => ({
   kind: 'micro', schema: SCHEMA_VERSION, runId: 'r', kernel: '6.1', kernelRelease: '6.1.0-57-cloud-amd64', accelerator: 'tcg', clock: 'icount',
@@ -36,13 +37,13 @@ describe('ratios to native', () => {
   });
 
   it('prints the ratios, or native not measured with its reason, and insmod next to the object loads', () => {
-    const native = { record: { ...rec('native', [50]), insertMs: [3, 5] } };
+    const native = { ...rec('native', [50]), insertMs: [3, 5] };
     const lat: LatencyRecord[] = [{ kind: 'latency', schema: SCHEMA_VERSION, runId: 'r', kernel: '6.1', accelerator: 'tcg', approach: 'fused', operation: 'object-load', ms: [40, 44] }];
     const lines = formatNative('6.1', records, lat, native);
     expect(lines).toContain('  fused                100.0      2.00');
     expect(lines.some((l) => /native insmod\s+5\.00/.test(l))).toBe(true);
     expect(lines.some((l) => /fused object load\s+44\.00/.test(l))).toBe(true);
-    const refused = formatNative('host', [], [], { record: rec('native', [], { reason: 'unsupported: no modules' }) });
+    const refused = formatNative('host', [], [], rec('native', [], { reason: 'unsupported: no modules' }));
     expect(refused).toContain('  native: not measured: unsupported: no modules');
   });
 });
@@ -59,5 +60,13 @@ describe('native on this host', () => {
       expect(m.record.reason).toBe(`unsupported: kernel ${host.kernelRelease} on host has no module support (no /proc/modules: CONFIG_MODULES is not set)`);
     }
     expect(m.record.insertMs).toBeUndefined();
+  });
+});
+
+describe('the module\'s depth answer', () => {
+  it('reads the depth, its runs and their time, and refuses another answer', () => {
+    expect(parseDepthLine('depth 33 repeat 500 ns 37860 verdict 2')).toEqual({ depth: 33, repeat: 500, totalNs: 37860, verdict: 2 });
+    expect(() => parseDepthLine('run verdict 2 repeat 500 ns 1 records 0')).toThrow(/expected a "depth" line/);
+    expect(() => parseDepthLine('depth 3 repeat 5 verdict 2')).toThrow(/no number "ns"/);
   });
 });

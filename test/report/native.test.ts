@@ -32,6 +32,12 @@ const records = [
   // Neither the interpreter's fused nor a chain length of 4 may enter the ratios.
   micro('6.1', 'fused', [9000, 9100, 9200], { execution: 'interpreter' }),
   micro('6.1', 'manual', [5000], { chainLength: 4 }),
+  // The depth experiment: tail calls measured at 4 and 33 programs, native calls at 4, 33 and 64.
+  micro('6.1', 'chain/manual-constant', [400, 410, 405], { chainLength: 4, hop: 'tail-call-constant' }),
+  micro('6.1', 'chain/manual-constant', [3300, 3200, 3250], { chainLength: 33, hop: 'tail-call-constant' }),
+  micro('6.1', 'chain/native-call', [40, 42, 41], { chainLength: 4, hop: 'native-call' }),
+  micro('6.1', 'chain/native-call', [320, 330, 325], { chainLength: 33, hop: 'native-call' }),
+  micro('6.1', 'chain/native-call', [640, 650, 645], { chainLength: 64, hop: 'native-call' }),
   micro('host', 'native', [], { reason: 'unsupported: kernel 6.18 on host has no module support' }),
   micro('host', 'fused', [90, 91, 92]),
 ];
@@ -51,6 +57,11 @@ describe('nativeRows', () => {
     }
     expect(k61!.insertMs!.median).toBe(235);
     expect(k61!.objectLoadMs).toEqual([{ approach: 'manual', median: 44.5 }, { approach: 'fused', median: 65 }]);
+    // At the longest length both chains have (33: the tail-call chain stops there).
+    expect(k61!.chain).toMatchObject({ length: 33, tailCalls: 3250, nativeCalls: 325, ratio: 10 });
+    expect(k61!.chain!.ci![0]).toBeLessThanOrEqual(10);
+    expect(k61!.chain!.ci![1]).toBeGreaterThanOrEqual(10);
+    expect(host).toMatchObject({ chain: null });
     expect(host).toMatchObject({ native: null, reason: 'unsupported: kernel 6.18 on host has no module support', variants: [], insertMs: null });
   });
 });
@@ -66,6 +77,10 @@ describe('the report with native records', () => {
     expect(md).toMatch(/\| 6\.1 \| native \(kernel module\) \| 3 \| 100\.00 \| 1\.00 \|/);
     expect(md).toMatch(/\| 6\.1 \| manual \|\s*\| 710\.00 \| 7\.10 \| \[\d+\.\d\d, \d+\.\d\d\] \|/);
     expect(md).toMatch(/\| host \| native \| 0 \| — \|.*not measured: unsupported: kernel 6\.18 on host has no module support/);
+    expect(md).toMatch(/\| 6\.1 \| chain of 33: nested native calls \|\s*\| 325\.00 \| 1\.00 \|/);
+    expect(md).toMatch(/\| 6\.1 \| chain of 33: chain\/manual-constant \(tail calls\) \|\s*\| 3,?250(\.00)? \| 10\.00 \|/);
+    // The native chain's cost per hop sits in the cost-per-hop table beside the tail calls'.
+    expect(md).toMatch(/\| 6\.1 \| chain\/native-call \| native-call \| 4\.\.64 \(3\)/);
     expect(md).toMatch(/\| 6\.1 \| native: insmod \| 235\.00 \|/);
     const html = readFileSync(join(s.reportDir, 'index.html'), 'utf8');
     expect(html).toContain('Native baseline: inserting the module against loading the BPF objects');
