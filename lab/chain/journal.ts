@@ -68,9 +68,41 @@ export async function removeIntent(target: Target, pinDir: string): Promise<void
   await target.run(['rm', '-f', path, `${path}.tmp`], { allowFailure: true });
 }
 
-/** The steps a kill test may stop a chain operation after. */
-export type Failpoint = 'init:built' | 'init:attached' | 'replace:loaded' | 'replace:slot-set' | 'recreate:built' | 'recreate:swapped';
+/**
+ * The steps a kill test may stop a chain operation after. The `…:pin-moved` and `…:state-written`
+ * steps lie inside the one shell command that commits an operation (pins moved, state renamed
+ * into place, intent removed): there the shell is killed, as a Ctrl-C kills the whole process
+ * group, and then this process.
+ */
+export type Failpoint =
+  | 'init:built'
+  | 'init:attached'
+  | 'init:state-written'
+  | 'replace:loaded'
+  | 'replace:slot-set'
+  | 'replace:pin-moved'
+  | 'replace:state-written'
+  | 'recreate:built'
+  | 'recreate:swapped'
+  | 'recreate:state-written';
+
+const armed = (step: Failpoint, env: NodeJS.ProcessEnv): boolean => env.XCL_CHAIN_FAILPOINT === step;
 
 export function failpoint(step: Failpoint, env: NodeJS.ProcessEnv = process.env): void {
-  if (env.XCL_CHAIN_FAILPOINT === step) process.kill(process.pid, 'SIGKILL');
+  if (armed(step, env)) process.kill(process.pid, 'SIGKILL');
+}
+
+/** `command` preceded, when `step` is armed, by the shell killing itself there. */
+export function shellFailpoint(step: Failpoint, command: string, env: NodeJS.ProcessEnv = process.env): string {
+  return armed(step, env) ? `kill -9 $$ && ${command}` : command;
+}
+
+/** Runs a command holding shell failpoints; when one killed the shell, this process dies too. */
+export async function withShellFailpoints<T>(steps: readonly Failpoint[], run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    for (const s of steps) failpoint(s);
+    throw e;
+  }
 }

@@ -2,9 +2,10 @@
  * A chain operation killed (SIGKILL) right after each of its steps, then the next operation: the
  * chain is whole again, completed where the kernel had taken the decisive step (a replace's slot
  * update, a recreate's attach-point swap) and rolled back before it, with state and kernel in
- * agreement and nothing stray pinned or attached. Steps proven: init after the build and after the
- * attach; replace after the load and after the slot update; recreate after the build of the next
- * generation and after the swap.
+ * agreement and nothing stray pinned or attached. Steps proven: init after the build, after the
+ * attach and inside its last shell (state written, intent left); replace after the load, after the
+ * slot update, and inside its commit's shell (after the pin move, after the state write); recreate
+ * after the build of the next generation, after the swap and after the state write.
  */
 import { execa } from 'execa';
 import { join } from 'node:path';
@@ -94,7 +95,14 @@ describe.skipIf(need.skip)('chain operations killed after each step', () => {
     }, 120_000);
   }
 
-  for (const [at, action, expected] of [['replace:loaded', 'rolled back', [1, 2, 3]], ['replace:slot-set', 'completed', [1, 3, 4]]] as const) {
+  for (const [at, action, expected] of [
+    ['replace:loaded', 'rolled back', [1, 2, 3]],
+    ['replace:slot-set', 'completed', [1, 3, 4]],
+    // Inside the commit's one shell: the new pin already took the old one's name, the state not yet written.
+    ['replace:pin-moved', 'completed', [1, 3, 4]],
+    // The state written, only the intent left.
+    ['replace:state-written', 'completed', [1, 3, 4]],
+  ] as const) {
     it(`replace killed after ${at.split(':')[1]}: status reports it pending, repair finds it ${action}`, async () => {
       const pinDir = `${PIN}/r`;
       await chainInit(target, { pinDir, programs: [spec(1), spec(2), spec(3)], features });
@@ -107,6 +115,18 @@ describe.skipIf(need.skip)('chain operations killed after each step', () => {
     }, 120_000);
   }
 
+  it('init killed inside its last shell (state written, intent not yet removed): repair keeps the chain, attached and running', async () => {
+    const pinDir = `${PIN}/i`;
+    await killedAfter('init:state-written', { op: 'init', pinDir, programs: [obj.get(1), obj.get(2)], attach: attach() });
+    expect(await chainRepair(target, pinDir)).toMatchObject({ op: 'init', action: 'completed' });
+    await whole(pinDir);
+    const s = (await chainStatus(target, pinDir)).state;
+    expect(await attached()).toBe(s.attachment!.progId);
+    expect(await ran(pinDir)).toEqual([1, 2]);
+    await chainDetach(target, pinDir);
+    expect(await attached()).toBeNull();
+  }, 120_000);
+
   it('replace killed after the slot update: the next operation (a replace of another slot) completes it first', async () => {
     const pinDir = `${PIN}/r`;
     await chainInit(target, { pinDir, programs: [spec(1), spec(2), spec(3)], features });
@@ -118,7 +138,7 @@ describe.skipIf(need.skip)('chain operations killed after each step', () => {
     await chainDetach(target, pinDir);
   }, 120_000);
 
-  for (const [at, action] of [['recreate:built', 'rolled back'], ['recreate:swapped', 'completed']] as const) {
+  for (const [at, action] of [['recreate:built', 'rolled back'], ['recreate:swapped', 'completed'], ['recreate:state-written', 'completed']] as const) {
     it(`recreate killed after ${at.split(':')[1]}: ${action}; detach then knows the attached head`, async () => {
       const pinDir = `${PIN}/c`;
       const st = await chainInit(target, { pinDir, programs: [spec(1), spec(2)], features, attach: attach() });

@@ -11,7 +11,7 @@ import { hasClsact } from '../../tc/clsact.ts';
 import { DEFAULT_TC_PRIO, attachHead, detachHead, refuseOccupied, type AttachAt, type Attachment } from '../attach-point.ts';
 import type { Hook } from '../constants.ts';
 import { existsOn } from '../loader.ts';
-import { failpoint, intentPath, writeIntent } from '../journal.ts';
+import { failpoint, intentPath, shellFailpoint, withShellFailpoints, writeIntent } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import { readState, statePath, writeState, type ChainState } from '../state.ts';
 import { type BuiltGeneration, type ChainCommon, type ChainProgramSpec, buildGeneration, checkLength, defaultPatcher, hookOfPrograms, maxChainLength, resolveMode } from './build.ts';
@@ -113,7 +113,7 @@ async function chainInitLocked(target: Target, options: ChainInitOptions): Promi
       progress({ kind: 'log', level: 'info', message: `chain ${name}: head ${built.headId} attached to ${options.attach.ifname}${built.hook === 'sched_cls' ? ` (TC ingress, prio ${attached.tc?.prio})` : ''}` });
       failpoint('init:attached');
     }
-    await writeState(target, state, undefined, `rm -f ${shellQuote(intentPath(pinDir))}`);
+    await withShellFailpoints(['init:state-written'], () => writeState(target, state, undefined, shellFailpoint('init:state-written', `rm -f ${shellQuote(intentPath(pinDir))}`)));
     return state;
   } catch (e) {
     if (attached && built) await detachHead(target, built.hook, attached).catch(() => {});

@@ -12,7 +12,7 @@ import { detachHead, runningAt } from '../attach-point.ts';
 import { readIntent, removeIntent } from '../journal.ts';
 import { withChainLock } from '../lock.ts';
 import { readState } from '../state.ts';
-import { attachedId, commitReplace, finishRecreate, removeHalfBuiltChain } from './shared.ts';
+import { attachedId, commitReplace, dropGeneration, finishRecreate, genPaths, objectDirFor, removeHalfBuiltChain } from './shared.ts';
 
 export interface RepairResult {
   /** The operation found interrupted, or null when none was. */
@@ -23,10 +23,11 @@ export interface RepairResult {
 
 /**
  * Finishes or undoes an operation a killed process left half done, from its intent file: a
- * replace whose slot already holds the new program is completed (pins moved, state written),
- * otherwise its new pin is dropped; a recreate whose new head is attached is completed, otherwise
- * its next generation is dropped; an init is always undone (its head detached when it got that
- * far). Every chain operation runs this first; `chain repair` runs it alone.
+ * replace whose slot already holds the new program is completed (pins moved, state written: from
+ * wherever inside that last shell it was killed), otherwise its new pin is dropped; a recreate
+ * whose new head is attached is completed (whether or not the state already named it), otherwise
+ * its next generation is dropped; an init whose state was written is kept, any other undone (its
+ * head detached when it got that far). Every chain operation runs this first; `chain repair` runs it alone.
  */
 export async function chainRepair(target: Target, pinDir: string, progress?: ProgressSink): Promise<RepairResult> {
   return withChainLock(target, pinDir, 'chain repair', () => repairPending(target, pinDir, progress));
@@ -76,12 +77,30 @@ async function repairIntent(target: Target, pinDir: string, intent: NonNullable<
       await commitReplace(target, state, intent, fresh);
       return { op: 'replace', action: 'completed', detail: `slot ${intent.index} already ran program ${fresh.id}: pins and state updated` };
     }
+    // Killed inside the commit, after the new program's pin took the slot's pin name: the slot runs
+    // what that name pins, and the state still names the old program, or already the new one.
+    const recorded = state.programs[intent.index];
+    const named = !fresh && recorded ? await bpftool.progShow(target, { pinned: recorded.pin }).catch(() => null) : null;
+    if (named && slot === named.id) {
+      if (named.id === recorded!.id) {
+        await removeIntent(target, pinDir);
+        return { op: 'replace', action: 'completed', detail: `the state already names program ${named.id} in slot ${intent.index}: only the intent was left` };
+      }
+      await commitReplace(target, state, intent, named, true);
+      return { op: 'replace', action: 'completed', detail: `slot ${intent.index} already ran program ${named.id}, pinned under the slot's name: state updated` };
+    }
     await target.run(['rm', '-f', intent.newPin], { allowFailure: true });
     await removeIntent(target, pinDir);
     return { op: 'replace', action: 'rolled back', detail: `slot ${intent.index} still runs program ${slot ?? 'none'}: the new program's pin removed` };
   }
   // recreate
   const next = intent.next;
+  if (next && state.generation === next.generation) {
+    // Killed after the state named the next generation: only the old one is left to drop.
+    const prev = state.generation - 1;
+    await dropGeneration(target, { pinDir, genDir: genPaths(pinDir, prev).genDir, objectDir: objectDirFor(target, pinDir, prev) });
+    return { op: 'recreate', action: 'completed', detail: `the state already named generation ${state.generation}: generation ${prev} removed` };
+  }
   const current = await attachedId(target, state).catch(() => null);
   if (next && state.attachment && next.attachment && current === next.attachment.progId) {
     await finishRecreate(target, state, next);

@@ -13,7 +13,7 @@ import * as bpftool from '../../bpftool/index.ts';
 import { CHAIN_MAP, VERDICT_MAP } from '../constants.ts';
 import type { ChainMapPins } from '../loader.ts';
 import { runningAtAttachment } from '../attach-point.ts';
-import { intentPath, removeIntent, type IntentOf } from '../journal.ts';
+import { failpoint, intentPath, removeIntent, shellFailpoint, withShellFailpoints, type IntentOf } from '../journal.ts';
 import { readState, removeState, statePath, writeState, type ChainState } from '../state.ts';
 
 /** The pins of generation `generation` of the chain at `pinDir`. */
@@ -61,18 +61,30 @@ export const SLOT0_NOTE = 'slot 0 (behind the trampoline) replaced by a plain PR
  * finishing one): the state names it, its pin takes the slot's name, the old program's pin (and
  * with it the program) goes, and the intent is dropped, in one shell.
  */
-export async function commitReplace(target: Target, state: ChainState, intent: IntentOf<'replace'>, loaded: { id: number; tag: string }): Promise<void> {
+export async function commitReplace(target: Target, state: ChainState, intent: IntentOf<'replace'>, loaded: { id: number; tag: string }, pinMoved = false): Promise<void> {
   const oldPin = state.programs[intent.index]!.pin;
   state.programs[intent.index] = { index: intent.index, ...intent.program, id: loaded.id, tag: loaded.tag, pin: oldPin };
   if (intent.index === 0 && !state.notes.includes(SLOT0_NOTE)) state.notes.push(SLOT0_NOTE);
   state.updatedAt = new Date().toISOString();
-  await writeState(target, state, `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(intent.newPin)} ${shellQuote(oldPin)}`, `rm -f ${shellQuote(intentPath(state.pinDir))}`);
+  // pinMoved: a repair of a commit killed after this step (the new pin already has the slot's name).
+  const movePins = pinMoved ? 'true' : `rm -f ${shellQuote(oldPin)} && mv ${shellQuote(intent.newPin)} ${shellQuote(oldPin)}`;
+  await withShellFailpoints(['replace:pin-moved', 'replace:state-written'], () =>
+    writeState(target, state, `${movePins} && ${shellFailpoint('replace:pin-moved', 'true')}`, shellFailpoint('replace:state-written', `rm -f ${shellQuote(intentPath(state.pinDir))}`)),
+  );
 }
 
 /** The swap is done (or there was none): the next generation becomes the chain, the old one goes. */
 export async function finishRecreate(target: Target, old: ChainState, next: ChainState): Promise<void> {
   await writeState(target, next);
-  // The old generation is unreachable now; dropping its pins frees its programs and maps.
+  failpoint('recreate:state-written');
+  await dropGeneration(target, old);
+}
+
+/**
+ * A recreate's last step, after the state names the next generation: the old one is unreachable,
+ * so dropping its pins frees its programs and maps; then the intent goes.
+ */
+export async function dropGeneration(target: Target, old: Pick<ChainState, 'pinDir' | 'genDir' | 'objectDir'>): Promise<void> {
   await bpftool.unpin(target, old.genDir);
   await target.run(['rm', '-rf', old.objectDir], { allowFailure: true });
   await removeIntent(target, old.pinDir);
