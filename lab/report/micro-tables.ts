@@ -13,11 +13,13 @@ import { banners, warningOf, type Table } from './table.ts';
 export function microTables(model: ReportModel): Table[] {
   if (model.micro.length === 0) return [];
   const kernels = [...new Set(model.micro.map((g) => g.kernel))];
+  // On TC a test run builds one skb per packet: the TC section says skb.
+  const unit = model.profile.unit;
   const fits: Table = {
     id: 'micro-fit',
     title: 'Microbenchmark: cost per hop (BPF_PROG_TEST_RUN)',
     banners: banners(model, kernels),
-    caption: `Least-squares line through the median ns per packet at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33.`,
+    caption: `Least-squares line through the median ns per ${unit} at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33.`,
     header: ['Linux', 'Variant', 'Hop', 'Lengths', 'ns per hop', 'Intercept (ns)', 'r²', `ns per hop (≤${SHORT_CHAIN})`],
     align: ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'r'],
     rows: model.micro
@@ -36,7 +38,7 @@ export function microTables(model: ReportModel): Table[] {
   };
   const points: Table = {
     id: 'micro-points',
-    title: 'Microbenchmark: ns per packet',
+    title: `Microbenchmark: ns per ${unit}`,
     banners: banners(model, kernels),
     caption: `Each repetition is one BPF_PROG_TEST_RUN of \`repeat\` packets; n = repetitions. Median, IQR and bootstrap CI over repetitions.${model.profile.hook === 'tc' ? ' On TC a test run builds one skb of one frame per packet, so here per packet is per skb (unlike the per-skb figures of live traffic, where one skb may carry many frames).' : ''}`,
     header: ['Linux', 'Variant', 'Hop', 'Chain length', 'repeat', 'n', 'Median (ns)', 'IQR', '95% CI', 'Note'],

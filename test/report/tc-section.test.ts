@@ -192,6 +192,10 @@ describe('the TC section', () => {
     expect(new Set(readCsv(join(mixed, 'report', 'micro.csv')).map((r) => r.variant))).toEqual(new Set(['manual', 'fused']));
     expect(Number(tcRows('tc-micro.csv').find((r) => r.kernel === '6.6' && r.variant === 'tc-manual')!.median_ns)).toBe(41);
     expect(new Set(tcRows('tc-latency.csv').map((r) => r.approach))).toEqual(new Set(['tc-manual']));
+    // Each section's microbenchmark table speaks its own unit.
+    expect(read(mixed, 'tc.md')).toContain('TC — Microbenchmark: ns per skb');
+    expect(read(mixed, 'tc.md')).not.toContain('Microbenchmark: ns per packet');
+    expect(read(xdpOnly, 'report.md')).toContain('Microbenchmark: ns per packet');
   });
 
   it('no TC file in an XDP-only report', () => {
