@@ -17,7 +17,7 @@ import type { ProgressSink } from '../progress.ts';
 import { putBytes } from '../target.ts';
 import { kernelWalksChain, type Approach, type ApproachContext, type Description } from '../approaches/approach.ts';
 import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
-import { OBJECTS, TC_OBJECTS, type Stage } from '../programs/trio.ts';
+import { OBJECTS, STAGES, TC_OBJECTS, type Stage } from '../programs/trio.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
@@ -77,7 +77,18 @@ export interface ApproachMeasureOptions {
   checkpoint?: () => void;
   /** Approaches to measure (default: the lab's fused, manual, dispatcher, patched). */
   approaches?: readonly Approach[];
+  /**
+   * Also test-run the XDP manual and patched chains from each later stage on (STAGE_SUFFIX_UNITS):
+   * the difference between two suffixes is one stage and its hop, which splits a chain's cost by
+   * program (lab/results/breakdown.ts).
+   */
+  stageSuffixes?: boolean;
 }
+
+/** The units whose chains are test-run from each stage on too, when stageSuffixes is asked for. */
+export const STAGE_SUFFIX_UNITS: readonly string[] = ['manual', 'patched-inline', 'patched-subprog'];
+/** The variant of a chain test-run from `stage` on: "manual/from-metrics". */
+export const fromStageVariant = (variant: string, stage: string): string => `${variant}/from-${stage}`;
 
 export interface ApproachMeasurement {
   rows: ApproachRow[];
@@ -276,8 +287,11 @@ async function perPacketAll(
   notRunnable: (u: Unit, hop: Hop, reason: string) => void,
 ): Promise<ApproachRow[]> {
   const t = sb.target;
-  /** pins: the entry alone, or every stage of a kernel-walked chain in the order it runs them. */
-  const loaded: { u: Unit; ctx: ApproachContext; d: Description; pins: string[]; summed: boolean }[] = [];
+  /**
+   * pins: the entry alone; or every stage of a kernel-walked chain in the order it runs them
+   * (summed); or the chain's stages, each the start of the rest of the chain (suffixes).
+   */
+  const loaded: { u: Unit; ctx: ApproachContext; d: Description; pins: string[]; summed: boolean; suffixes: boolean }[] = [];
   const rows: ApproachRow[] = [];
   o.progress({ kind: 'phase-start', id: 'micro-approaches', label: `${t.name}: trio per approach (${units.map((u) => u.variant).join(', ')}), ${o.repetitions} × ${o.repeat}` });
   try {
@@ -292,13 +306,14 @@ async function perPacketAll(
         if (!d.programs[0]) throw new LabError('BENCH', `${t.name}: ${u.variant}: describe() lists no program`);
         const summed = kernelWalksChain(d.hop);
         if (summed) notRunnable(u, d.hop, notTestRunnableReason(u.approach.name));
+        const suffixes = !summed && o.stageSuffixes === true && STAGE_SUFFIX_UNITS.includes(u.variant) && d.programs.every((p) => (STAGES as readonly string[]).includes(p.role));
         const pins: string[] = [];
-        for (const [k, p] of (summed ? d.programs : d.programs.slice(0, 1)).entries()) {
+        for (const [k, p] of (summed || suffixes ? d.programs : d.programs.slice(0, 1)).entries()) {
           const pin = `${sb.pinRoot}/entry-${u.variant.replace(/\//g, '_')}-${k}`;
           await t.run(['bpftool', 'prog', 'pin', 'id', String(p.id), pin]);
           pins.push(pin);
         }
-        loaded.push({ u, ctx, d, pins, summed });
+        loaded.push({ u, ctx, d, pins, summed, suffixes });
       } catch (e) {
         await u.approach.detach(ctx).catch(() => undefined);
         fail(u, e);
@@ -320,17 +335,25 @@ async function perPacketAll(
     }
     const runs = await progRunBatch(t, cmds, `trio per approach on ${o.packet}`);
     const ns = loaded.map(() => [] as number[]);
+    /** Per unit with suffixes: ns of the chain from stage k on, k ≥ 1. */
+    const fromStage = loaded.map((l) => l.pins.map(() => [] as number[]));
     const wrong = new Map<number, string>();
     let acc = 0;
     runs.forEach((r, i) => {
       const { idx, k, measured } = slots[i]!;
       const l = loaded[idx]!;
       const last = k === l.pins.length - 1;
-      // A stage that continues a kernel-walked chain answers TC_ACT_UNSPEC; the end of the trio passes.
-      const expected = last ? passVerdict(l.u.approach.name) : TC_ACT_UNSPEC;
+      // A stage that continues a kernel-walked chain answers TC_ACT_UNSPEC; the end of the trio passes,
+      // and so does a chain run from a later stage on.
+      const expected = last || l.suffixes ? passVerdict(l.u.approach.name) : TC_ACT_UNSPEC;
       // bpftool prints the u32 retval: TC_ACT_UNSPEC comes back as 4294967295.
       if ((r.retval | 0) !== expected && !wrong.has(idx)) wrong.set(idx, `${l.summed ? `stage ${k + 1} (${l.d.programs[k]!.name}) ` : ''}got verdict ${r.retval | 0}, expected ${expected}`);
       if (!measured) return;
+      if (l.suffixes) {
+        if (k === 0) ns[idx]!.push(r.durationNs);
+        else fromStage[idx]![k]!.push(r.durationNs);
+        return;
+      }
       acc += r.durationNs;
       if (last) {
         ns[idx]!.push(acc);
@@ -352,6 +375,18 @@ async function perPacketAll(
         chainLength: name === 'fused' || name === 'tc-fused' ? 1 : stagesRun(l.d),
         nsPerPacket: ns[i]!,
         notes: l.summed ? [...l.d.notes, `sum of ${l.pins.length} stages each test-run alone on the same packet; the kernel's walk between them is not included`] : l.d.notes,
+      });
+      if (!l.suffixes) return;
+      l.d.programs.forEach((p, k) => {
+        if (k === 0) return;
+        rows.push({
+          variant: fromStageVariant(l.u.variant, p.role),
+          approach: name,
+          hop: l.d.hop,
+          chainLength: l.d.programs.length - k,
+          nsPerPacket: fromStage[i]![k]!,
+          notes: [`the chain test-run from its ${p.role} (program ${p.id}) on, in the same rounds as the whole chain`],
+        });
       });
     });
     o.progress({ kind: 'phase-end', id: 'micro-approaches', ok: true });

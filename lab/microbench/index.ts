@@ -236,6 +236,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         repetitions,
         latencyCycles: parts.latency ? (opts.latencyCycles ?? (opts.quick ? 2 : 5)) : 0,
         perPacket: parts.approaches,
+        stageSuffixes: true,
         approaches: measured,
         progress,
         checkpoint,

@@ -43,6 +43,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
       ),
     );
     if (rows.some((a) => a.variant.endsWith('/sum-of-stages'))) out.push('  */sum-of-stages: each stage test-run alone, added up; the kernel\'s walk between them is not included');
+    if (rows.some((a) => a.variant.includes('/from-'))) out.push('  */from-<stage>: the same chain test-run from that stage on (the cost breakdown splits the trio by program from these)');
   }
 
   if (r.interpreted.length > 0) {
@@ -113,7 +114,7 @@ export function targetVerdict(r: MicrobenchResult): string[] {
   const manual = row('manual');
   const fused = row('fused');
   const hop = r.scaling.find((s) => s.variant === 'chain/manual-constant')?.fit?.slope ?? null;
-  const patchedRows = r.approaches.filter((a) => a.variant.startsWith('patched') && a.nsPerPacket.length > 0);
+  const patchedRows = r.approaches.filter((a) => a.variant.startsWith('patched') && !a.variant.includes('/') && a.nsPerPacket.length > 0);
   if (patchedRows.length === 0 || (!manual && !fused)) return [];
   const out = ['Target: patched within measurement error of manual, and within two tail calls of fused:'];
   const range = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
@@ -158,7 +159,7 @@ export function costTargets(r: MicrobenchResult): string[] {
     return p ? ` — largest part: ${p.what}, ${fmt(p.ns, 2)} ns per ${p.per}` : '';
   };
   const out: string[] = [];
-  for (const p of r.approaches.filter((a) => a.variant.startsWith('patched') && a.nsPerPacket.length > 0)) {
+  for (const p of r.approaches.filter((a) => a.variant.startsWith('patched') && !a.variant.includes('/') && a.nsPerPacket.length > 0)) {
     if (!manual) break;
     const ratio = medianOf(p.nsPerPacket)! / medianOf(manual.nsPerPacket)!;
     out.push(`  ${p.variant} / manual = ${fmt(ratio, 3)} on the trio (target ≤ ${TARGET_TRIO_RATIO}): ${ratio <= TARGET_TRIO_RATIO ? 'met' : `MISSED${why(p.variant)}`}`);

@@ -237,7 +237,9 @@ async function microCharts(
       tcg: sub.tcg,
     });
   }
-  const single = model.micro.filter((g) => g.kind === 'approach');
+  // A chain test-run from a later stage on ("manual/from-metrics") is a part of a bar, not a bar:
+  // the breakdown table uses it.
+  const single = model.micro.filter((g) => g.kind === 'approach' && !g.variant.includes('/from-'));
   const singleId = `${model.profile.idPrefix}micro-approaches`;
   const singleTitle = `${sectionTitle(model)}ns per packet per approach (BPF_PROG_TEST_RUN)`;
   if (single.length === 0) {

@@ -9,6 +9,10 @@
  *   end-of-chain verdict read             per packet    manual-end-lookup − manual-constant, at each length
  *   the rest, on the trio                 per packet    what the trio's excess over manual leaves
  *                                                       after 3 × the per-program parts and one read
+ *   each stage's excess                   per packet    the same excess split by program: a stage's
+ *                                                       cost is the chain run from it on minus the
+ *                                                       chain run from the next stage on (the
+ *                                                       "…/from-<stage>" rows); patched − manual
  *
  * Slopes are through the medians of chains of at most SHORT_CHAIN programs (the regime of short
  * chains, where the trio lives). The rest is what the parts do not explain: the bodies' own code,
@@ -32,7 +36,8 @@ export interface BreakdownInput {
   trio: ReadonlyMap<string, number>;
 }
 
-export type CostPartId = 'spill-test' | 'call-frame' | 'end-read' | 'rest-inline' | 'rest-subprog';
+export type StagePartId = `stage-${'filter' | 'metrics' | 'logger'}-${'inline' | 'subprog'}`;
+export type CostPartId = 'spill-test' | 'call-frame' | 'end-read' | 'rest-inline' | 'rest-subprog' | StagePartId;
 
 export interface CostPart {
   id: CostPartId;
@@ -43,7 +48,9 @@ export interface CostPart {
   from: string;
 }
 
-const PART_WHAT: Record<CostPartId, string> = {
+const STAGE_ORDER = ['filter', 'metrics', 'logger'] as const;
+
+const PART_WHAT: Record<Exclude<CostPartId, StagePartId>, string> = {
   'spill-test': 'ctx spill, verdict test, ctx reload (inline mode)',
   'call-frame': 'bpf-to-bpf call frame of the body (subprog mode)',
   'end-read': 'end-of-chain read of the remembered verdict',
@@ -63,7 +70,7 @@ export function costBreakdown(input: BreakdownInput): CostPart[] {
   const inline = slope('chain/patched-inline');
   const subprog = slope('chain/patched-subprog');
   const out: CostPart[] = [];
-  const part = (id: CostPartId, ns: number, per: CostPart['per'], from: string): void => {
+  const part = (id: Exclude<CostPartId, StagePartId>, ns: number, per: CostPart['per'], from: string): void => {
     out.push({ id, what: PART_WHAT[id], ns, per, from });
   };
   const spill = manual !== null && inline !== null ? inline - manual : null;
@@ -88,12 +95,37 @@ export function costBreakdown(input: BreakdownInput): CostPart[] {
   };
   rest('rest-inline', 'patched-inline', spill);
   rest('rest-subprog', 'patched-subprog', spill !== null && frame !== null ? spill + frame : null);
+  for (const mode of ['inline', 'subprog'] as const) out.push(...stageParts(input.trio, mode));
+  return out;
+}
+
+/**
+ * The trio's excess of patched over manual, program by program: a stage's own cost (its body, its
+ * hop, and for the last its chain end) is the chain test-run from that stage on minus the chain
+ * run from the next one on; the parts add up to the excess exactly. Empty without every suffix.
+ */
+function stageParts(trio: ReadonlyMap<string, number>, mode: 'inline' | 'subprog'): CostPart[] {
+  const variant = `patched-${mode}`;
+  const from = (v: string, k: number): number | undefined => (k >= STAGE_ORDER.length ? 0 : k === 0 ? trio.get(v) : trio.get(`${v}/from-${STAGE_ORDER[k]}`));
+  const out: CostPart[] = [];
+  for (const [k, stage] of STAGE_ORDER.entries()) {
+    const [p, pNext, m, mNext] = [from(variant, k), from(variant, k + 1), from('manual', k), from('manual', k + 1)];
+    if (p === undefined || pNext === undefined || m === undefined || mNext === undefined) return [];
+    out.push({
+      id: `stage-${stage}-${mode}`,
+      what: `the ${stage}'s own excess, ${mode} mode (its body, hop${k === STAGE_ORDER.length - 1 ? ' and the chain\'s end' : ''})`,
+      ns: p - pNext - (m - mNext),
+      per: 'packet',
+      from: `${variant} − manual, each from the ${stage} on minus from the ${STAGE_ORDER[k + 1] ?? 'end'} on`,
+    });
+  }
   return out;
 }
 
 /** The part that costs the most per packet of the trio (per-program parts count three times). */
 export function largestPart(parts: readonly CostPart[], mode: 'inline' | 'subprog'): CostPart | null {
-  const relevant = parts.filter((p) => (mode === 'inline' ? p.id !== 'call-frame' && p.id !== 'rest-subprog' : p.id !== 'rest-inline'));
+  // The per-stage parts split the same excess another way: counting them too would count it twice.
+  const relevant = parts.filter((p) => !p.id.startsWith('stage-') && (mode === 'inline' ? p.id !== 'call-frame' && p.id !== 'rest-subprog' : p.id !== 'rest-inline'));
   const weight = (p: CostPart): number => (p.per === 'program' ? TRIO_PROGRAMS * p.ns : p.ns);
   return relevant.reduce<CostPart | null>((best, p) => (best === null || weight(p) > weight(best) ? p : best), null);
 }

@@ -59,3 +59,36 @@ describe('cost breakdown of the patched chain', () => {
     expect(text).toContain('+3.00 ns per packet');
   });
 });
+
+describe('the excess split by program', () => {
+  // From each stage on: manual 60 (whole), 40 (metrics on), 15 (logger on);
+  // patched-inline 66, 44, 16: the filter owes 66−44 − (60−40) = 2, metrics 28 − 25 = 3, logger 16 − 15 = 1.
+  const trio = new Map([
+    ...input.trio,
+    ['manual/from-metrics', 40],
+    ['manual/from-logger', 15],
+    ['patched-inline/from-metrics', 44],
+    ['patched-inline/from-logger', 16],
+  ]);
+
+  it('gives each stage its part, and the parts add up to the trio\'s excess', () => {
+    const parts = costBreakdown({ scaling: input.scaling, trio });
+    const stage = parts.filter((p) => p.id.startsWith('stage-'));
+    expect(stage.map((p) => [p.id, p.ns])).toEqual([
+      ['stage-filter-inline', 2],
+      ['stage-metrics-inline', 3],
+      ['stage-logger-inline', 1],
+    ]);
+    expect(stage.reduce((s, p) => s + p.ns, 0)).toBe(66 - 60);
+    expect(stage[2]!.what).toMatch(/logger.*chain's end/);
+    // subprog has no suffixes here: no stage parts for it, and the heaviest part is found as before.
+    expect(parts.some((p) => p.id.endsWith('-subprog') && p.id.startsWith('stage-'))).toBe(false);
+    expect(largestPart(parts, 'inline')?.id).toBe('end-read');
+  });
+
+  it('gives none when one suffix is missing', () => {
+    const partial = new Map(trio);
+    partial.delete('manual/from-logger');
+    expect(costBreakdown({ scaling: input.scaling, trio: partial }).some((p) => p.id.startsWith('stage-'))).toBe(false);
+  });
+});

@@ -16,6 +16,8 @@ import { isLabError } from '../../lab/errors.ts';
 import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { runMicrobenchDetailed, runMicrobenchToFile, supportedPatchModes, type MicrobenchResult } from '../../lab/microbench/index.ts';
+import { breakdownInput } from '../../lab/microbench/table.ts';
+import { costBreakdown } from '../../lab/results/breakdown.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PREFIX = 'xt8';
@@ -156,6 +158,20 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
       expect(p!.nsPerPacket, `patched-${m}: ${(p as MicroRecord & { reason?: string }).reason ?? ''}`).toHaveLength(REPETITIONS);
       expect(p!.hop).toBe('tail-call-constant');
     }
+    // Manual and each patch mode also from each later stage on: the rest of the chain, passing.
+    for (const v of ['manual', ...supportedPatchModes(features).modes.map((m) => `patched-${m}`)]) {
+      for (const [stage, programs] of [['metrics', 2], ['logger', 1]] as const) {
+        const r = byVariant.get(`${v}/from-${stage}`);
+        expect(r, `${v}/from-${stage}`).toBeDefined();
+        expect(r!.chainLength).toBe(programs);
+        expect(r!.nsPerPacket).toHaveLength(REPETITIONS);
+        for (const ns of r!.nsPerPacket) expect(ns).toBeGreaterThan(0);
+      }
+    }
+    expect([...byVariant.keys()].filter((v) => v.includes('/from-') && !/^(manual|patched-(inline|subprog))\//.test(v))).toEqual([]);
+    // And the breakdown splits the trio's excess by program from them.
+    const stageParts = costBreakdown(breakdownInput(result)).filter((p) => p.id.startsWith('stage-') && p.id.endsWith('-inline'));
+    expect(stageParts.map((p) => p.id)).toEqual(['stage-filter-inline', 'stage-metrics-inline', 'stage-logger-inline']);
     const disp = byVariant.get('dispatcher');
     expect(disp, 'dispatcher record').toBeDefined();
     if (!agree('freplace', features.features.freplace.ok, features.features.freplace.detail)) {
