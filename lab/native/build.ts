@@ -5,6 +5,7 @@
  */
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { LabError } from '../errors.ts';
 import { REPO_ROOT } from '../paths.ts';
 import { exists, onPath, tool } from '../kernels/exec.ts';
@@ -27,10 +28,21 @@ async function compilerOf(headers: ModuleHeaders): Promise<string | null> {
   return /(gcc-\d+)\s*$/m.exec(vars)?.[1] ?? null;
 }
 
+/** Whether apt could install `pkg` from this machine's sources (apt-cache policy names a candidate). */
+async function aptCandidate(pkg: string): Promise<boolean> {
+  const r = await execa('apt-cache', ['policy', pkg], { reject: false });
+  const m = /Candidate:\s*(\S+)/.exec(String(r.stdout));
+  return m !== null && m[1] !== '(none)';
+}
+
 export async function buildNativeModule(headers: ModuleHeaders): Promise<string> {
   const cc = await compilerOf(headers);
   if (cc && !(await onPath(cc))) {
-    throw new LabError('MISSING_TOOL', `kernel ${headers.release}'s modules are built with ${cc}, which is not installed`, { remedy: `apt-get install ${cc} (a module must be built with the kernel's compiler).` });
+    const candidate = await aptCandidate(cc);
+    const remedy = candidate
+      ? `apt-get install ${cc} (a module must be built with the kernel's compiler).`
+      : `This machine's apt sources have no ${cc} (Debian 12 has gcc-11 and gcc-12; older ones are in older releases, gcc-10 in Debian 11 bullseye): add a release that has it to the apt sources (e.g. "deb http://deb.debian.org/debian bullseye main" in /etc/apt/sources.list.d/bullseye.list), then apt-get update and apt-get install ${cc}. A module must be built with the kernel's compiler.`;
+    throw new LabError('MISSING_TOOL', `kernel ${headers.release}'s modules are built with ${cc}, which is not installed${candidate ? '' : ' and has no installation candidate here'}`, { remedy });
   }
   const dir = join(NATIVE_BUILD_DIR, headers.release);
   await rm(dir, { recursive: true, force: true });

@@ -79,12 +79,14 @@ export function modelFlags(run: LoadedRun, kernels: readonly KernelInfo[], cells
   }
   if (!hasReference) flags.push({ level: 'info', text: 'thesis reference tables not found: no side-by-side comparison.' });
   for (const m of run.microReasons) {
+    // The interpreter's refusals are not the JIT's: a variant measured with the JIT may fail without it.
+    const where = m.execution === 'interpreter' ? ' in the interpreter' : '';
     flags.push({
       level: 'info',
       kernel: m.kernel,
-      cell: `${m.kernel} / ${m.variant} (length ${m.chainLength})`,
-      cause: `microbenchmark not measured — ${m.reason}`,
-      text: `${m.kernel} / microbenchmark ${m.variant} (length ${m.chainLength}): not measured — ${m.reason}`,
+      cell: `${m.kernel} / ${m.variant}${where} (length ${m.chainLength})`,
+      cause: `microbenchmark${where} not measured — ${m.reason}`,
+      text: `${m.kernel} / microbenchmark ${m.variant}${where} (length ${m.chainLength}): not measured — ${m.reason}`,
     });
   }
   for (const r of run.micro) {

@@ -53,7 +53,7 @@ export interface LoadedRun {
    * Microbenchmark variants recorded as not measured: the bench writes them as MicroRecords with no
    * repetitions and a `reason` field the schema does not name (zod drops it, so it is kept here).
    */
-  microReasons: { kernel: string; variant: string; chainLength: number; reason: string }[];
+  microReasons: { kernel: string; variant: string; chainLength: number; reason: string; execution?: 'jit' | 'interpreter' }[];
   pseudoRun: PseudoRunMarker | null;
   badLines: BadLine[];
   /** Problems with whole files (provenance, marker) and duplicates, in words. */
@@ -118,7 +118,7 @@ export function loadRun(runDir: string): LoadedRun {
       else if (r.kind === 'micro') {
         out.micro.push(r);
         const reason = (json as { reason?: unknown }).reason;
-        if (typeof reason === 'string') out.microReasons.push({ kernel: r.kernel, variant: r.variant, chainLength: r.chainLength, reason });
+        if (typeof reason === 'string') out.microReasons.push({ kernel: r.kernel, variant: r.variant, chainLength: r.chainLength, reason, ...(r.execution ? { execution: r.execution } : {}) });
       }
       else if (r.kind === 'rtt') out.rtt.push(r);
       else out.latency.push(r);

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { isLabError } from '../../lab/errors.ts';
+import { isLabError, type LabError } from '../../lab/errors.ts';
 import { HostTarget } from '../../lab/target.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import type { KernelImage } from '../../lab/kernels/types.ts';
@@ -66,6 +66,14 @@ describe('where module headers come from', () => {
     expect(headerSource(facts({ image: image({ provider: 'local' }), origin: {} }))).toMatchObject({ kind: 'none', reason: expect.stringMatching(/no module build headers known/) });
     expect(headerSource(facts({ origin: { suite: 'bookworm' } }))).toMatchObject({ kind: 'none', reason: expect.stringMatching(/names no package version/) });
     expect(headerSource(facts({ modules: null, image: image({ modulesRoot: null }) }))).toMatchObject({ kind: 'none', reason: expect.stringMatching(/no modules and no \.config/) });
+  });
+
+  it('refuses headers whose compiler is missing, saying how to get it when apt has no candidate for it', async () => {
+    // No Debian release this machine's apt knows has a gcc-3: the remedy cannot be "apt-get install" alone.
+    const err = await buildNativeModule({ release: 'r', dir: '/nonexistent', makeVars: ['CC=gcc-3'] }).catch((e: unknown) => e);
+    expect(isLabError(err, 'MISSING_TOOL')).toBe(true);
+    expect((err as Error).message).toBe("kernel r's modules are built with gcc-3, which is not installed and has no installation candidate here");
+    expect((err as LabError).remedy).toMatch(/apt sources have no gcc-3.*add a release that has it.*apt-get install gcc-3/);
   });
 
   it('kbuild is driven as make -C <headers> M=<dir>, with the kernel\'s compiler when it has its own', () => {

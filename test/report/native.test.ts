@@ -70,7 +70,9 @@ describe('the report with native records', () => {
   it('has the native tables: ratios on a measured kernel, the reason on the other', async () => {
     const dir = scratchDir('native');
     mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'raw.jsonl'), [...records, ...latency].map((r) => JSON.stringify(r)).join('\n') + '\n');
+    // A refusal of the interpreter's, beside the same variant measured with the JIT.
+    const refused = micro('6.1', 'manual', [], { execution: 'interpreter', reason: 'failed: the verifier refused it without the JIT' });
+    writeFileSync(join(dir, 'raw.jsonl'), [...records, refused, ...latency].map((r) => JSON.stringify(r)).join('\n') + '\n');
     const s = await renderReport(dir, { resamples: 200 });
     const md = readFileSync(join(s.reportDir, 'report.md'), 'utf8');
     expect(md).toContain('Native baseline: the trio as a kernel module against BPF');
@@ -82,6 +84,7 @@ describe('the report with native records', () => {
     // The native chain's cost per hop sits in the cost-per-hop table beside the tail calls'.
     expect(md).toMatch(/\| 6\.1 \| chain\/native-call \| native-call \| 4\.\.64 \(3\)/);
     expect(md).toMatch(/\| 6\.1 \| native: insmod \| 235\.00 \|/);
+    expect(s.flags.map((f) => f.text)).toContain('6.1 / microbenchmark manual in the interpreter (length 1): not measured — failed: the verifier refused it without the JIT');
     const html = readFileSync(join(s.reportDir, 'index.html'), 'utf8');
     expect(html).toContain('Native baseline: inserting the module against loading the BPF objects');
   });
