@@ -18,6 +18,7 @@ import { putBytes } from '../target.ts';
 import { kernelWalksChain, type Approach, type ApproachContext, type Description } from '../approaches/approach.ts';
 import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
 import { OBJECTS, STAGES, TC_OBJECTS, type Stage } from '../programs/trio.ts';
+import { STAGE_SUFFIX_UNITS, fromStageVariant, notTestRunnableReason, sumOfStagesVariant } from './variants.ts';
 import { APPROACHES } from '../approaches/index.ts';
 import { patched } from '../approaches/patched.ts';
 import type { KernelFeatures } from '../features.ts';
@@ -85,11 +86,6 @@ export interface ApproachMeasureOptions {
   stageSuffixes?: boolean;
 }
 
-/** The units whose chains are test-run from each stage on too, when stageSuffixes is asked for. */
-export const STAGE_SUFFIX_UNITS: readonly string[] = ['manual', 'patched-inline', 'patched-subprog'];
-/** The variant of a chain test-run from `stage` on: "manual/from-metrics". */
-export const fromStageVariant = (variant: string, stage: string): string => `${variant}/from-${stage}`;
-
 export interface ApproachMeasurement {
   rows: ApproachRow[];
   latency: LatencyRow[];
@@ -101,14 +97,6 @@ export interface ApproachMeasurement {
 const BASELINES: readonly ApproachName[] = ['none', 'tc-none'];
 /** The approaches the bench measures, in table order: every registered one with a program to time. */
 export const MEASURED_APPROACHES: readonly ApproachName[] = APPROACH_NAMES.filter((a) => !BASELINES.includes(a));
-
-/** The variant of the row that adds up the stages of a chain the kernel walks itself. */
-export const sumOfStagesVariant = (approach: ApproachName): string => `${approach}/sum-of-stages`;
-
-/** Why a chain the kernel walks itself has no test-run of the whole chain. */
-export function notTestRunnableReason(approach: ApproachName): string {
-  return `${approach}: the kernel runs its programs one after another on TC ingress (TC_ACT_UNSPEC: next, by cls_bpf priority or tcx's program list), outside any program, and BPF_PROG_TEST_RUN runs one program: it cannot run the chain; see ${sumOfStagesVariant(approach)} for the sum of its stages each test-run alone`;
-}
 
 /** The verdict of the representative packet at the end of the trio on the approach's hook. */
 export function passVerdict(approach: ApproachName): number {

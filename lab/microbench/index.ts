@@ -40,7 +40,7 @@ import { latencyRecord, microRecord, unsupportedRecord, type UnsupportedMicroRec
 
 export { unsupportedRecord };
 
-export type { Hop, Unsupported, HopFit, ApproachRow };
+export type { Hop, Unsupported, HopFit, ApproachRow, UnsupportedMicroRecord };
 
 export interface MicrobenchOptions {
   runId: string;
@@ -79,7 +79,6 @@ export interface MicrobenchOptions {
   signal?: AbortSignal;
 }
 
-export type { UnsupportedMicroRecord };
 export type MicrobenchRecord = MicroRecord | LatencyRecord;
 
 export interface ScalingRow {
