@@ -20,7 +20,8 @@ import type { KernelImage } from '../kernels/types.ts';
 import { bootVm } from '../vm/boot.ts';
 import { runMicrobenchDetailed } from '../microbench/index.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
-import { measureNativeContained, nativeRatios, NATIVE_VARIANT } from '../native/measure.ts';
+import { measureNativeContained, nativeRatios } from '../native/measure.ts';
+import { NATIVE_VARIANT } from '../results/variants.ts';
 import { positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 

@@ -3,9 +3,10 @@
  * variant (median ns per packet, fitted ns per hop with its 95% CI), the trio per approach, and
  * the latencies. Pure formatting: the numbers come from runMicrobenchDetailed.
  */
-import type { MicrobenchRecord, MicrobenchResult } from './index.ts';
+import type { ApproachRow, MicrobenchRecord, MicrobenchResult } from './index.ts';
 import { hookOfApproach, type ApproachHook, type LatencyRecord } from '../results/record.ts';
 import { costBreakdown, formatBreakdown, largestPart, SHORT_CHAIN, shortChainSlope, type BreakdownInput } from '../results/breakdown.ts';
+import { isFromStageVariant } from '../results/variants.ts';
 import { medianOf } from './stats.ts';
 
 function grid(header: readonly string[], rows: readonly (readonly string[])[], alignRight: (col: number) => boolean = (c) => c > 0): string {
@@ -43,7 +44,7 @@ export function formatMicrobench(r: MicrobenchResult): string {
       ),
     );
     if (rows.some((a) => a.variant.endsWith('/sum-of-stages'))) out.push('  */sum-of-stages: each stage test-run alone, added up; the kernel\'s walk between them is not included');
-    if (rows.some((a) => a.variant.includes('/from-'))) out.push('  */from-<stage>: the same chain test-run from that stage on (the cost breakdown splits the trio by program from these)');
+    if (rows.some((a) => isFromStageVariant(a.variant))) out.push('  */from-<stage>: the same chain test-run from that stage on (the cost breakdown splits the trio by program from these)');
   }
 
   if (r.interpreted.length > 0) {
@@ -114,7 +115,7 @@ export function targetVerdict(r: MicrobenchResult): string[] {
   const manual = row('manual');
   const fused = row('fused');
   const hop = r.scaling.find((s) => s.variant === 'chain/manual-constant')?.fit?.slope ?? null;
-  const patchedRows = r.approaches.filter((a) => a.variant.startsWith('patched') && !a.variant.includes('/') && a.nsPerPacket.length > 0);
+  const patchedRows = wholePatchedRows(r);
   if (patchedRows.length === 0 || (!manual && !fused)) return [];
   const out = ['Target: patched within measurement error of manual, and within two tail calls of fused:'];
   const range = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
@@ -159,7 +160,7 @@ export function costTargets(r: MicrobenchResult): string[] {
     return p ? ` — largest part: ${p.what}, ${fmt(p.ns, 2)} ns per ${p.per}` : '';
   };
   const out: string[] = [];
-  for (const p of r.approaches.filter((a) => a.variant.startsWith('patched') && !a.variant.includes('/') && a.nsPerPacket.length > 0)) {
+  for (const p of wholePatchedRows(r)) {
     if (!manual) break;
     const ratio = medianOf(p.nsPerPacket)! / medianOf(manual.nsPerPacket)!;
     out.push(`  ${p.variant} / manual = ${fmt(ratio, 3)} on the trio (target ≤ ${TARGET_TRIO_RATIO}): ${ratio <= TARGET_TRIO_RATIO ? 'met' : `MISSED${why(p.variant)}`}`);
@@ -174,6 +175,11 @@ export function costTargets(r: MicrobenchResult): string[] {
 }
 
 /** One run's medians in the breakdown's terms. */
+/** The measured rows of each patch mode's whole trio (not a chain run from a later stage on). */
+function wholePatchedRows(r: MicrobenchResult): ApproachRow[] {
+  return r.approaches.filter((a) => a.variant.startsWith('patched') && !isFromStageVariant(a.variant) && a.nsPerPacket.length > 0);
+}
+
 export function breakdownInput(r: MicrobenchResult): BreakdownInput {
   return {
     scaling: new Map(r.scaling.map((s) => [s.variant, s.medians])),

@@ -1,8 +1,10 @@
 /**
- * The names of the per-approach rows that are not one approach's whole trio: a kernel-walked
- * chain's stages added up, and a chain test-run from a later stage on; and why the first exists.
+ * The per-approach rows that are not one approach's whole trio: a kernel-walked chain's stages
+ * added up (its name, and why it exists), and which chains are also test-run from each later stage
+ * on (named by lab/results/variants.ts, which the report reads them by).
  */
 import type { ApproachName } from '../results/record.ts';
+
 
 /** The variant of the row that adds up the stages of a chain the kernel walks itself. */
 export const sumOfStagesVariant = (approach: ApproachName): string => `${approach}/sum-of-stages`;
@@ -14,5 +16,3 @@ export function notTestRunnableReason(approach: ApproachName): string {
 
 /** The units whose chains are test-run from each stage on too, when stageSuffixes is asked for. */
 export const STAGE_SUFFIX_UNITS: readonly string[] = ['manual', 'patched-inline', 'patched-subprog'];
-/** The variant of a chain test-run from `stage` on: "manual/from-metrics". */
-export const fromStageVariant = (variant: string, stage: string): string => `${variant}/from-${stage}`;

@@ -6,15 +6,14 @@
  */
 import { errorMessage, isLabError } from '../errors.ts';
 import type { Target } from '../target.ts';
-import { NATIVE_VARIANT, measuredOnFields, type MicroRecord } from '../results/record.ts';
+import { measuredOnFields, type MicroRecord } from '../results/record.ts';
+import { NATIVE_CHAIN_VARIANT, NATIVE_COMPARED, NATIVE_VARIANT } from '../results/variants.ts';
 import type { KernelImage } from '../kernels/types.ts';
 import { buildCorpus } from '../packets/corpus.ts';
 import { DEFAULT_TRIO_CONFIG } from '../programs/trio.ts';
 import { imageFacts, moduleHeaders } from './headers.ts';
 import { buildNativeModule } from './build.ts';
 import { insertModule, moduleSupport, nativeDepthNs, nativeNsPerPacket, removeModule } from './run.ts';
-
-export { NATIVE_VARIANT };
 
 export interface NativeOptions {
   runId: string;
@@ -31,9 +30,6 @@ export interface NativeOptions {
    */
   depths?: readonly number[];
 }
-
-/** The native chain's variant: a "chain/" series, so the report fits its cost per hop like the tail calls'. */
-export const NATIVE_CHAIN_VARIANT = 'chain/native-call';
 
 export interface NativeMeasurement {
   /** nsPerPacket empty and `reason` set when not measured; insertMs: insmod's wall time per cycle. */
@@ -131,7 +127,7 @@ function median(xs: readonly number[]): number | null {
  * Each measured JIT variant of one kernel's microbench records against that kernel's native row
  * (medians; interpreter rows and chain-length rows left out). Empty when native was not measured.
  */
-export function nativeRatios(records: readonly MicroRecord[], kernel: string, variants: readonly string[] = ['fused', 'manual', 'patched-inline', 'patched-subprog', 'dispatcher']): NativeRatio[] {
+export function nativeRatios(records: readonly MicroRecord[], kernel: string, variants: readonly string[] = NATIVE_COMPARED): NativeRatio[] {
   const of = (v: string) => records.find((r) => r.kernel === kernel && r.variant === v && (r.execution ?? 'jit') === 'jit' && r.nsPerPacket.length > 0);
   const nativeNs = median(of(NATIVE_VARIANT)?.nsPerPacket ?? []);
   if (nativeNs === null || nativeNs <= 0) return [];

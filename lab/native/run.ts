@@ -42,14 +42,18 @@ function fields(line: string): Map<string, string> {
   return m;
 }
 
-/** One "run …" answer of the module. */
-export function parseRunLine(line: string): RunLine {
-  const f = fields(line);
-  const num = (k: string): number => {
+/** A reader of the integer fields of one answer line, refusing a field that is missing or not a number. */
+function numbersOf(line: string, f: Map<string, string>): (k: string) => number {
+  return (k) => {
     const v = f.get(k);
     if (v === undefined || !/^-?\d+$/.test(v)) throw new LabError('BENCH', `${MODULE_NAME}: "${line}" has no number "${k}"`);
     return Number(v);
   };
+}
+
+/** One "run …" answer of the module. */
+export function parseRunLine(line: string): RunLine {
+  const num = numbersOf(line, fields(line));
   if (!line.startsWith('run ')) throw new LabError('BENCH', `${MODULE_NAME}: expected a "run" line, got "${line}"`);
   const records = num('records');
   let last: NativeRecord | null = null;
@@ -156,12 +160,7 @@ export const MAX_NATIVE_DEPTH = 64;
 /** One "depth …" answer: a chain of `depth` nested native calls run `repeat` times in `totalNs`. */
 export function parseDepthLine(line: string): { depth: number; repeat: number; totalNs: number; verdict: number } {
   // "depth D repeat R ...": the depth is the verb's argument, the rest are name-value pairs.
-  const f = fields(line.replace(/^depth \d+/, 'depth'));
-  const num = (k: string): number => {
-    const v = f.get(k);
-    if (v === undefined || !/^-?\d+$/.test(v)) throw new LabError('BENCH', `${MODULE_NAME}: "${line}" has no number "${k}"`);
-    return Number(v);
-  };
+  const num = numbersOf(line, fields(line.replace(/^depth \d+/, 'depth')));
   if (!line.startsWith('depth ')) throw new LabError('BENCH', `${MODULE_NAME}: expected a "depth" line, got "${line}"`);
   return { depth: Number(line.trim().split(/\s+/)[1]), repeat: num('repeat'), totalNs: num('ns'), verdict: num('verdict') };
 }

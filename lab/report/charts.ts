@@ -3,6 +3,7 @@
  * approach), our per-true-packet variants, microbenchmark and latency charts; for the TC section its
  * own set (throughput, ns per skb, relative throughput, microbenchmarks, latency) under ids of its own.
  */
+import { isFromStageVariant } from '../results/variants.ts';
 import type { ChartConfiguration } from 'chart.js';
 import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
 import { CANVAS_OPTIONS, CHART_HEIGHT, CHART_WIDTH, canvas, errorBarPlugin, interval, renderBar, type ErrorBarKind } from './chart-draw.ts';
@@ -239,7 +240,7 @@ async function microCharts(
   }
   // A chain test-run from a later stage on ("manual/from-metrics") is a part of a bar, not a bar:
   // the breakdown table uses it.
-  const single = model.micro.filter((g) => g.kind === 'approach' && !g.variant.includes('/from-'));
+  const single = model.micro.filter((g) => g.kind === 'approach' && !isFromStageVariant(g.variant));
   const singleId = `${model.profile.idPrefix}micro-approaches`;
   const singleTitle = `${sectionTitle(model)}ns per packet per approach (BPF_PROG_TEST_RUN)`;
   if (single.length === 0) {

@@ -3,7 +3,8 @@
  * variants measured on the same packet in the same run (ratios of medians with bootstrap CIs), and
  * the module's insertion time next to the BPF objects' load time; or why native was not measured.
  */
-import { NATIVE_VARIANT, type MicroRecord } from '../results/record.ts';
+import type { MicroRecord } from '../results/record.ts';
+import { NATIVE_CHAIN_VARIANT, NATIVE_COMPARED, NATIVE_VARIANT } from '../results/variants.ts';
 import { fmtNum } from './format.ts';
 import type { KernelInfo } from './kernels.ts';
 import type { LatencyGroup } from './micro.ts';
@@ -11,9 +12,6 @@ import { APPROACH_LABEL } from './metrics.ts';
 import { bootstrapMedianRatioCi, summarize, type Summary } from './stats.ts';
 import { banners, type Table } from './table.ts';
 import type { ReportModel } from './model.ts';
-
-/** The BPF variants set against native, in the order the microbenchmark names them. */
-export const NATIVE_COMPARED = ['fused', 'manual', 'patched-inline', 'patched-subprog', 'dispatcher'] as const;
 
 export interface NativeRow {
   kernel: string;
@@ -32,9 +30,8 @@ export interface NativeRow {
   chain: { length: number; tailCalls: number; nativeCalls: number; ratio: number; ci: [number, number] | null } | null;
 }
 
-/** The tail-call chain the native chain is set against, and the native chain's variant. */
+/** The tail-call chain the native chain is set against. */
 const TAIL_CALL_CHAIN = 'chain/manual-constant';
-const NATIVE_CHAIN = 'chain/native-call';
 
 const jit = (r: MicroRecord) => (r.execution ?? 'jit') === 'jit';
 
@@ -75,9 +72,9 @@ export function nativeRows(micro: readonly MicroRecord[], latency: readonly Late
 
 function depthPair(recs: readonly MicroRecord[], kernel: string, resamples?: number): NativeRow['chain'] {
   const at = (variant: string, len: number) => recs.filter((r) => r.variant === variant && r.chainLength === len).flatMap((r) => r.nsPerPacket);
-  const lengths = [...new Set(recs.filter((r) => r.variant === NATIVE_CHAIN && r.nsPerPacket.length > 0).map((r) => r.chainLength))].sort((a, b) => b - a);
+  const lengths = [...new Set(recs.filter((r) => r.variant === NATIVE_CHAIN_VARIANT && r.nsPerPacket.length > 0).map((r) => r.chainLength))].sort((a, b) => b - a);
   for (const length of lengths) {
-    const nativeXs = at(NATIVE_CHAIN, length);
+    const nativeXs = at(NATIVE_CHAIN_VARIANT, length);
     const tailXs = at(TAIL_CALL_CHAIN, length);
     const n = summarize(nativeXs, `native-chain/${kernel}/${length}`, resamples);
     const t = summarize(tailXs, `tail-chain/${kernel}/${length}`, resamples);

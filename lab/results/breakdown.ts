@@ -19,6 +19,7 @@
  * which clang compiles differently with and without a tail call in them.
  */
 import { linearRegression, median } from 'simple-statistics';
+import { fromStageVariant } from './variants.ts';
 
 /** Longest chain counted as "short" for the second slope (and the breakdown's slopes). */
 export const SHORT_CHAIN = 8;
@@ -106,7 +107,7 @@ export function costBreakdown(input: BreakdownInput): CostPart[] {
  */
 function stageParts(trio: ReadonlyMap<string, number>, mode: 'inline' | 'subprog'): CostPart[] {
   const variant = `patched-${mode}`;
-  const from = (v: string, k: number): number | undefined => (k >= STAGE_ORDER.length ? 0 : k === 0 ? trio.get(v) : trio.get(`${v}/from-${STAGE_ORDER[k]}`));
+  const from = (v: string, k: number): number | undefined => (k >= STAGE_ORDER.length ? 0 : k === 0 ? trio.get(v) : trio.get(fromStageVariant(v, STAGE_ORDER[k]!)));
   const out: CostPart[] = [];
   for (const [k, stage] of STAGE_ORDER.entries()) {
     const [p, pNext, m, mNext] = [from(variant, k), from(variant, k + 1), from('manual', k), from('manual', k + 1)];

@@ -187,9 +187,6 @@ export const CellRecord = z.object({
 export type CellRecord = z.infer<typeof CellRecord>;
 
 /** BPF_PROG_TEST_RUN microbenchmark: ns per packet for a chain. */
-/** The microbench variant of the native baseline (the trio as a kernel module, lab/native). */
-export const NATIVE_VARIANT = 'native';
-
 export const MicroRecord = z.object({
   kind: z.literal('micro'),
   ...measuredOn,
