@@ -89,14 +89,21 @@ async function detachOurs(ctx: ApproachContext): Promise<void> {
   const ours = new Set(await pinnedIds(ctx));
   if (ours.size === 0) return;
   for (const p of await tcxIngress(ctx.target, ctx.ifname, ctx.netns)) {
-    if (!ours.has(p.id)) continue;
-    const h = await tcxHelper(ctx.target, ['--op', 'detach', '--ifname', ctx.ifname, '--netns', ctx.netns, '--id', String(p.id)]);
-    // Exit 3: gone between the listing and the detach, which is what was wanted.
-    if (h.exitCode !== 0 && h.exitCode !== 3) {
-      throw new LabError('ATTACH', `${ctx.target.name}: detaching program ${p.id} from tcx ingress of ${ctx.ifname} failed: ${helperWords(h)}`, {
-        remedy: `Detach it by hand: nsenter --net=/run/netns/${ctx.netns} bpftool net show dev ${ctx.ifname}, then remove the pins under ${ctx.pinDir}.`,
-      });
-    }
+    if (ours.has(p.id)) await detachTcxProgram(ctx.target, ctx.ifname, ctx.netns, p.id, `remove the pins under ${ctx.pinDir}`);
+  }
+}
+
+/**
+ * Detaches program `id` from tcx ingress of `ifname` in `netns`, and no other (bpftool's own
+ * detach removes whichever is last). Already gone is not an error: that is what was wanted.
+ */
+export async function detachTcxProgram(target: Target, ifname: string, netns: string, id: number, thenByHand = 'remove its pins'): Promise<void> {
+  const h = await tcxHelper(target, ['--op', 'detach', '--ifname', ifname, '--netns', netns, '--id', String(id)]);
+  // Exit 3: gone between the listing and the detach.
+  if (h.exitCode !== 0 && h.exitCode !== 3) {
+    throw new LabError('ATTACH', `${target.name}: detaching program ${id} from tcx ingress of ${ifname} failed: ${helperWords(h)}`, {
+      remedy: `Detach it by hand: nsenter --net=/run/netns/${netns} bpftool net show dev ${ifname}, then ${thenByHand}.`,
+    });
   }
 }
 

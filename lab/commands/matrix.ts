@@ -7,7 +7,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { APPROACH_NAMES, type ApproachName } from '../results/record.ts';
+import { APPROACH_NAMES, hookOfApproach, type ApproachName } from '../results/record.ts';
 import { errorMessage, isLabError, LabError } from '../errors.ts';
 import { KERNEL_VERSIONS } from '../kernels/types.ts';
 import { silent, type ProgressSink } from '../progress.ts';
@@ -57,7 +57,8 @@ function microbenchStage(): KernelStage {
     pending: (kernel, recorded) => !done.has(kernel) && !recorded.has('micro') && !recorded.has('latency'),
     async run(s, ctx) {
       ctx.checkAbort();
-      ctx.emit(`${s.kernel}: microbenchmarks (BPF_PROG_TEST_RUN${ctx.quick ? ', quick' : ''})`);
+      const tc = ctx.approaches.some((a) => hookOfApproach(a) === 'tc');
+      ctx.emit(`${s.kernel}: microbenchmarks (BPF_PROG_TEST_RUN${tc ? ', and the TC chains the kernel walks under live traffic' : ''}${ctx.quick ? ', quick' : ''})`);
       try {
         const r = await runMicrobenchDetailed(s.target, {
           runId: ctx.runId,
@@ -67,6 +68,8 @@ function microbenchStage(): KernelStage {
           prefix: `${ctx.prefix}m`,
           progress: ctx.progress,
           signal: ctx.signal,
+          // The TC chains under live traffic: iperf3 on the CPUs the kernel's cells used.
+          liveTc: { cpus: { server: s.testbed.serverCpu, client: s.testbed.clientCpu } },
         });
         // The native baseline beside them: same packet, same repeat; appended with them, so a
         // resume measures both again or neither.

@@ -3,8 +3,9 @@
  *   1. ns per packet of each approach running the trio on a representative IPv6/TCP packet;
  *   2. ns per packet against chain length for each kind of hop, and the fitted cost per hop;
  *   3. load+attach, replace and detach latency of each approach.
- * Everything is measured with BPF_PROG_TEST_RUN through `bpftool prog run ... repeat R` (the kernel
- * times R runs of the entry program and reports the mean), so no traffic and no NIC are involved.
+ * All but one part is measured with BPF_PROG_TEST_RUN through `bpftool prog run ... repeat R` (the
+ * kernel times R runs of the entry program and reports the mean), so no traffic is involved; the
+ * TC chains the kernel walks between programs run under live traffic, timed in-band (tc-live.ts).
  * Library code: it reports progress events and returns records; the CLI prints and writes them.
  */
 import { LabError, isLabError } from '../errors.ts';
@@ -37,6 +38,7 @@ import { MEASURED_APPROACHES, measureApproaches, putRepresentativePacket, type A
 import { interpreterRecords, measureInterpreted } from './interpreter.ts';
 import { loadTimeRecords, measureLoadTimes } from './load-time.ts';
 import { latencyRecord, microRecord, unsupportedRecord, type UnsupportedMicroRecord } from './records.ts';
+import { measureTcLiveScaling, tcLiveRecords, type TcLiveSettings } from './tc-live.ts';
 
 export { unsupportedRecord };
 
@@ -77,6 +79,8 @@ export interface MicrobenchOptions {
   patchModes?: readonly PatchMode[];
   /** Stops at the next measurement boundary with LabError('INTERRUPTED'), after cleaning up. */
   signal?: AbortSignal;
+  /** The TC chains the kernel walks, under live traffic (with scaling and the TC hook; false: not measured). */
+  liveTc?: TcLiveSettings | false;
 }
 
 export type MicrobenchRecord = MicroRecord | LatencyRecord;
@@ -122,17 +126,6 @@ function measuresTc(opts: Pick<MicrobenchOptions, 'approaches'>): boolean {
   return opts.approaches === undefined || opts.approaches.some((a) => hookOfApproach(a) === 'tc');
 }
 
-/**
- * cls_bpf filters (and tcx programs) are chained by the kernel's walk between programs, which
- * BPF_PROG_TEST_RUN cannot run: their scaling needs live traffic per chain length, a matrix of
- * its own (minutes per length under TCG); the trio's three filters are measured by the matrix.
- */
-export const TC_FILTERS_SCALING = {
-  variant: 'chain/tc-filters',
-  reason:
-    'not measured: the kernel walks cls_bpf filter priorities between programs, outside any program, so BPF_PROG_TEST_RUN cannot run a chain of them; a length sweep needs live traffic per length, beyond the few minutes the microbenchmarks take per kernel; the trio as three filters is measured with live traffic by the matrix (BPF statistics summed over its filters)',
-} as const;
-
 function checkPositiveInt(name: string, v: number | undefined, min = 1): void {
   if (v !== undefined && (!Number.isInteger(v) || v < min)) {
     throw new LabError('BAD_INPUT', `microbench: ${name} must be an integer ≥ ${min}, got ${v}`);
@@ -173,7 +166,8 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
   checkPositiveInt('repetitions', opts.repetitions);
   checkPositiveInt('maxLength', opts.maxLength);
   checkPositiveInt('latencyCycles', opts.latencyCycles, 0);
-  for (const l of [...(opts.lengths ?? []), ...(opts.dispatcherLengths ?? [])]) checkPositiveInt('chain length', l);
+  for (const l of [...(opts.lengths ?? []), ...(opts.dispatcherLengths ?? []), ...((opts.liveTc && opts.liveTc.lengths) || [])]) checkPositiveInt('chain length', l);
+  if (opts.liveTc) for (const [k, v] of [['live TC repetitions', opts.liveTc.repetitions], ['live TC seconds', opts.liveTc.durationS]] as const) checkPositiveInt(k, v);
   const repeat = opts.repeat ?? (opts.quick ? 100_000 : 1_000_000);
   const repetitions = opts.repetitions ?? (opts.quick ? 3 : 5);
   const base = { approaches: true, scaling: true, latency: true, ...opts.parts };
@@ -293,7 +287,6 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
         if (measuresTc(opts)) {
           // The TC manual chain's hop: the same tail calls between sched_cls programs.
           await load('tc-manual-constant', () => loadManualChain(sb, SCALING_VARIANTS.tcManualConstant, objects.tcChainConstant, false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_OK }));
-          result.unsupported.push({ variant: TC_FILTERS_SCALING.variant, hop: 'tc-next', status: 'unsupported', reason: TC_FILTERS_SCALING.reason });
         }
 
         const supported = supportedPatchModes(features);
@@ -342,6 +335,15 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
           result.unsupported.push({ variant: d.variant, hop: d.hop, status: 'failed', reason: failureReason(e) });
         }
       }
+      // The chains the kernel walks (cls_bpf priorities, tcx) under live traffic, timed in-band.
+      if (measuresTc(opts) && opts.liveTc !== false) {
+        checkpoint();
+        const live = await phase(progress, 'micro-tc-live', `${target.name}: TC chains under live traffic (filters, tcx, tail calls), timed in-band`, () =>
+          measureTcLiveScaling(sb, { ...opts.liveTc, quick: opts.quick, maxTailPrograms: result.maxChainPrograms, envName: `${prefix}lv`, progress, checkpoint }));
+        result.scaling.push(...live.measurements.map(scalingRow));
+        result.records.push(...tcLiveRecords(target, opts, live));
+        result.unsupported.push(...live.unsupported);
+      }
       for (const u of result.unsupported.filter((x) => x.variant.startsWith('chain/'))) result.records.push(unsupportedRecord(target, opts, u, repeat));
     }
     // Last, and contained: the interpreter is the kernel's least exercised path (Debian's 6.12.117
@@ -373,11 +375,6 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
     });
   }
   return result;
-}
-
-/** The raw records of one target's microbenchmarks, for callers that write them themselves. */
-export async function runMicrobench(target: Target, opts: MicrobenchOptions): Promise<MicrobenchRecord[]> {
-  return (await runMicrobenchDetailed(target, opts)).records;
 }
 
 /**

@@ -8,6 +8,7 @@ import { hookOfApproach, type ApproachHook, type LatencyRecord } from '../result
 import { costBreakdown, formatBreakdown, largestPart, SHORT_CHAIN, shortChainSlope, type BreakdownInput } from '../results/breakdown.ts';
 import { isFromStageVariant } from '../results/variants.ts';
 import { medianOf } from './stats.ts';
+import { isLiveVariant } from './tc-live.ts';
 
 function grid(header: readonly string[], rows: readonly (readonly string[])[], alignRight: (col: number) => boolean = (c) => c > 0): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
@@ -83,6 +84,10 @@ export function formatMicrobench(r: MicrobenchResult): string {
     out.push(`ns/hop: least-squares slope through every repetition (±95% CI); ns/hop min: through the fastest repetition of each length; ns/hop ≤${SHORT_CHAIN}: through the medians of chains of at most ${SHORT_CHAIN} programs.`);
     out.push('', 'Hop kind of each variant:');
     for (const s of r.scaling) out.push(`  ${s.variant.replace(/^chain\//, '').padEnd(18)} ${s.hop.padEnd(20)} ${s.explains}`);
+    const live = r.scaling.filter((s) => isLiveVariant(s.variant)).map((s) => s.variant.replace(/^chain\//, ''));
+    if (live.length > 0) {
+      out.push(`  ${live.join(', ')}: not BPF_PROG_TEST_RUN (it runs one program, never the kernel's walk between programs): ns per skb of iperf3 traffic between a clock filter before the chain and one after it, whose own cost is in every length alike; the slope is what compares with the test-run rows.`);
+    }
   }
 
   const latency = r.records.filter((x): x is LatencyRecord => x.kind === 'latency');

@@ -27,6 +27,12 @@ export const MICRO_OBJECTS = {
   chainCountIndirect: { source: 'chain.c', defines: ['INDIRECT', 'COUNT'] },
   /** chainConstant as sched_cls programs ending in TC_ACT_OK: the TC manual chain's hop. */
   tcChainConstant: { source: 'chain.c', defines: ['XCL_HOOK_TC'] },
+  /** tcChainConstant ending in TC_ACT_UNSPEC: a tail-call chain the next filter follows (live TC scaling). */
+  tcChainContinue: { source: 'chain.c', defines: ['XCL_HOOK_TC', 'XCL_TC_CONTINUE'] },
+  /** The clock filters around a live TC chain: stamp_start, stamp_end and their per-CPU sum. */
+  tcStamp: { source: 'tc_stamp.c', defines: [] as string[] },
+  /** One sched_cls program returning TC_ACT_UNSPEC: a link of a cls_bpf or tcx chain. */
+  tcNext: { source: 'tc_stamp.c', defines: ['NEXT_ONLY'] },
   /** One program returning XDP_PASS: what the patched chain and the dispatcher chain. */
   pass: { source: 'pass.c', defines: [] as string[] },
   /** XDP_PASS and a run counter: the tests' proof that a patched chain of length L runs L programs. */

@@ -204,7 +204,7 @@ async function microCharts(
       type: 'scatter',
       data: {
         datasets: series.map((g, i) => ({
-          label: `${g.variant} (${g.hop}${g.fit ? `, ${g.fit.slope.toFixed(2)} ns/hop` : ''})`,
+          label: `${g.variant} (${g.hop}${g.timing === 'in-band' ? ', live, in-band' : ''}${g.fit ? `, ${g.fit.slope.toFixed(2)} ns/hop` : ''})`,
           data: g.points.map((p) => ({ x: p.chainLength, y: p.stats.median })),
           showLine: true,
           borderColor: EXTRA_COLORS[i % EXTRA_COLORS.length],
@@ -221,7 +221,7 @@ async function microCharts(
         },
         scales: {
           x: { type: 'linear', min: 0, max: Math.max(...series.flatMap((g) => g.points.map((p) => p.chainLength))) + 1, title: { display: true, text: 'chain length (programs a packet goes through)', font: { size: 14 }, color: '#111' }, ticks: { precision: 0, color: '#111' } },
-          y: { beginAtZero: true, suggestedMax: top * 1.05, title: { display: true, text: 'ns per packet (BPF_PROG_TEST_RUN)', font: { size: 14 }, color: '#111' }, ticks: { color: '#111' } },
+          y: { beginAtZero: true, suggestedMax: top * 1.05, title: { display: true, text: series.some((g) => g.timing === 'in-band') ? 'ns per packet (BPF_PROG_TEST_RUN) or per skb (live, in-band)' : 'ns per packet (BPF_PROG_TEST_RUN)', font: { size: 14 }, color: '#111' }, ticks: { color: '#111' } },
         },
       },
       plugins: [errorBarPlugin(series.map((g) => g.points.map((p) => interval(p.stats, errorBars))))],
@@ -231,7 +231,7 @@ async function microCharts(
       id,
       file: `figures/${id}.png`,
       title: `${sectionTitle(model)}ns per packet vs chain length — ${k}`,
-      caption: `Microbenchmark (BPF_PROG_TEST_RUN). ${errorText}.${sub.warning}`,
+      caption: `Microbenchmark (BPF_PROG_TEST_RUN${series.some((g) => g.timing === 'in-band') ? '; series marked "live, in-band": ns per skb of iperf3 traffic between a clock program before the chain and one after it, for the chains the kernel walks, which a test run cannot run' : ''}). ${errorText}.${sub.warning}`,
       png: await canvas().renderToBuffer(config),
       width: CHART_WIDTH,
       height: CHART_HEIGHT,

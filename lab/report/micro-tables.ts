@@ -10,6 +10,14 @@ import { APPROACH_LABEL } from './metrics.ts';
 import type { ReportModel } from './model.ts';
 import { banners, warningOf, type Table } from './table.ts';
 
+/** What "in-band" means, said once under the tables that hold such rows. */
+const TIMING_NOTE =
+  'Rows marked "live, in-band" are not BPF_PROG_TEST_RUN, which runs one program and never the kernel\'s walk between programs (cls_bpf priorities, tcx): they are ns per skb of iperf3 traffic between a clock program before the chain and one after it; the clock\'s own cost is in every length alike, so their slope compares with the others\' and their intercept does not.';
+
+function hopLabel(g: ReportModel['micro'][number]): string {
+  return g.timing === 'in-band' ? `${g.hop} (live, in-band)` : g.hop;
+}
+
 export function microTables(model: ReportModel): Table[] {
   if (model.micro.length === 0) return [];
   const kernels = [...new Set(model.micro.map((g) => g.kernel))];
@@ -17,9 +25,9 @@ export function microTables(model: ReportModel): Table[] {
   const unit = model.profile.unit;
   const fits: Table = {
     id: 'micro-fit',
-    title: 'Microbenchmark: cost per hop (BPF_PROG_TEST_RUN)',
+    title: 'Microbenchmark: cost per hop',
     banners: banners(model, kernels),
-    caption: `Least-squares line through the median ns per ${unit} at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33.`,
+    caption: `Least-squares line through the median ns per ${unit} at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33. ${TIMING_NOTE}`,
     header: ['Linux', 'Variant', 'Hop', 'Lengths', 'ns per hop', 'Intercept (ns)', 'r²', `ns per hop (≤${SHORT_CHAIN})`],
     align: ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'r'],
     rows: model.micro
@@ -27,7 +35,7 @@ export function microTables(model: ReportModel): Table[] {
       .map((g) => [
         g.kernel,
         g.variant,
-        g.hop,
+        hopLabel(g),
         `${g.points[0]!.chainLength}..${g.points[g.points.length - 1]!.chainLength} (${g.points.length})`,
         fmtNum(g.fit!.slope),
         fmtNum(g.fit!.intercept),
@@ -40,11 +48,11 @@ export function microTables(model: ReportModel): Table[] {
     id: 'micro-points',
     title: `Microbenchmark: ns per ${unit}`,
     banners: banners(model, kernels),
-    caption: `Each repetition is one BPF_PROG_TEST_RUN of \`repeat\` packets; n = repetitions. Median, IQR and bootstrap CI over repetitions.${model.profile.hook === 'tc' ? ' On TC a test run builds one skb of one frame per packet, so here per packet is per skb (unlike the per-skb figures of live traffic, where one skb may carry many frames).' : ''}`,
+    caption: `Each repetition is one BPF_PROG_TEST_RUN of \`repeat\` packets (in-band rows: one iperf3 run, \`repeat\` its fewest skbs); n = repetitions. Median, IQR and bootstrap CI over repetitions.${model.profile.hook === 'tc' ? ' On TC a test run builds one skb of one frame per packet, so here per packet is per skb (unlike the per-skb figures of live traffic, where one skb may carry many frames).' : ''}`,
     header: ['Linux', 'Variant', 'Hop', 'Chain length', 'repeat', 'n', 'Median (ns)', 'IQR', '95% CI', 'Note'],
     align: ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     rows: model.micro.flatMap((g) =>
-      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), fmtNum(p.stats.median), fmtNum(p.stats.iqr), fmtCi(p.stats), g.tcg ? 'TCG' : '']),
+      g.points.map((p) => [g.kernel, g.variant, hopLabel(g), String(p.chainLength), String(p.repeat), String(p.stats.n), fmtNum(p.stats.median), fmtNum(p.stats.iqr), fmtCi(p.stats), g.tcg ? 'TCG' : '']),
     ),
     footnotes: [],
   };
@@ -88,7 +96,7 @@ export function latencyTable(model: ReportModel): Table[] {
 export function microCsv(model: ReportModel): string {
   return stringify(
     model.micro.flatMap((g) =>
-      g.points.map((p) => [g.kernel, g.variant, g.hop, String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), csvNum(p.stats.ci?.[0]), csvNum(p.stats.ci?.[1]), csvNum(g.fit?.slope), csvNum(g.fit?.intercept), csvNum(g.shortFit?.slope), warningOf(model, g.kernel)]),
+      g.points.map((p) => [g.kernel, g.variant, hopLabel(g), String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), csvNum(p.stats.ci?.[0]), csvNum(p.stats.ci?.[1]), csvNum(g.fit?.slope), csvNum(g.fit?.intercept), csvNum(g.shortFit?.slope), warningOf(model, g.kernel)]),
     ),
     { header: true, columns: ['kernel', 'variant', 'hop', 'chain_length', 'repeat', 'n', 'median_ns', 'q1', 'q3', 'ci95_low', 'ci95_high', 'fit_ns_per_hop', 'fit_intercept_ns', `fit_ns_per_hop_le${SHORT_CHAIN}`, 'flag'] },
   );

@@ -18,6 +18,8 @@ export interface MicroGroup {
    */
   kind: 'scaling' | 'approach';
   hop: string;
+  /** Who timed it: BPF_PROG_TEST_RUN, or a clock program before and after the chain under live traffic. */
+  timing: 'test-run' | 'in-band';
   tcg: boolean;
   points: { chainLength: number; repeat: number; stats: Summary }[];
   /** Cost per added hop, for variants measured at two or more chain lengths. */
@@ -43,14 +45,15 @@ export interface LatencyGroup {
  * representative packet (bar chart). The fit goes through the median at each length.
  */
 export function microGroups(recs: MicroRecord[], kernelInfo: Map<string, KernelInfo>, resamples?: number): MicroGroup[] {
-  const map = new Map<string, { kernel: string; variant: string; hops: Set<string>; byLen: Map<number, { values: number[]; repeat: number }> }>();
+  const map = new Map<string, { kernel: string; variant: string; hops: Set<string>; inBand: boolean; byLen: Map<number, { values: number[]; repeat: number }> }>();
   for (const r of recs) {
     // The interpreter's numbers are another variant, never pooled with the JIT's.
     const variant = r.execution === 'interpreter' ? `${r.variant} (interpreter)` : r.variant;
     const k = `${r.kernel}\u0000${variant}`;
     let g = map.get(k);
-    if (!g) map.set(k, (g = { kernel: r.kernel, variant, hops: new Set(), byLen: new Map() }));
+    if (!g) map.set(k, (g = { kernel: r.kernel, variant, hops: new Set(), inBand: false, byLen: new Map() }));
     g.hops.add(r.hop);
+    g.inBand ||= r.timing === 'in-band';
     const e = g.byLen.get(r.chainLength) ?? { values: [], repeat: r.repeat };
     e.values.push(...r.nsPerPacket);
     g.byLen.set(r.chainLength, e);
@@ -71,6 +74,7 @@ export function microGroups(recs: MicroRecord[], kernelInfo: Map<string, KernelI
       variant: g.variant,
       kind,
       hop: [...g.hops].join('+'),
+      timing: g.inBand ? 'in-band' : 'test-run',
       tcg: kernelInfo.get(g.kernel)?.tcg ?? false,
       points,
       fit: kind === 'scaling' && points.length >= 2 ? fitLine(points.map((p) => [p.chainLength, p.stats.median] as const)) : null,

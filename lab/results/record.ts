@@ -207,6 +207,13 @@ export const MicroRecord = z.object({
    */
   execution: z.enum(['jit', 'interpreter']).optional(),
   /**
+   * Who timed nsPerPacket: 'test-run' (absent in older records): the kernel's BPF_PROG_TEST_RUN,
+   * `repeat` runs of one packet; 'in-band': live traffic, a clock program before the chain and one
+   * after it (lab/microbench/tc-live.ts), each value the mean over a run's skbs, `repeat` the fewest
+   * skbs of a run.
+   */
+  timing: z.enum(['test-run', 'in-band']).optional(),
+  /**
    * The native baseline only (variant "native"): insmod's wall time of the module per insertion,
    * ms, its exec included; the BPF side's counterpart is the approaches' object-load latency.
    */

@@ -17,6 +17,8 @@
  *                 programs one packet really ran (the kernel's limit, the bench's chain lengths).
  *   -DXCL_HOOK_TC the same chain as sched_cls programs (section "tc", struct __sk_buff), ending in
  *                 TC_ACT_OK: the TC manual chain's hop, test-run on the same frame as an skb.
+ *   -DXCL_TC_CONTINUE (with XCL_HOOK_TC) ending in TC_ACT_UNSPEC instead, so the filter after the
+ *                 chain's runs: the tail-call chain between tc_stamp.c's clock filters (live traffic).
  *   -DEND_LOOKUP  where the chain ends (the tail call failed), the program reads a remembered
  *                 verdict from a one-entry per-CPU array and returns it when set, as the patched
  *                 chain's end does: the difference to the default build is that read's cost,
@@ -28,7 +30,11 @@
 #ifdef XCL_HOOK_TC
 #define CHAIN_SEC "tc"
 #define CHAIN_CTX struct __sk_buff
+#ifdef XCL_TC_CONTINUE
+#define CHAIN_PASS -1 /* TC_ACT_UNSPEC */
+#else
 #define CHAIN_PASS 0 /* TC_ACT_OK */
+#endif
 #else
 #define CHAIN_SEC "xdp"
 #define CHAIN_CTX struct xdp_md

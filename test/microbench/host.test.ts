@@ -17,17 +17,19 @@ import { RawRecord, type LatencyRecord, type MicroRecord } from '../../lab/resul
 import { probeFeatures, type KernelFeatures } from '../../lab/features.ts';
 import { runMicrobenchDetailed, runMicrobenchToFile, supportedPatchModes, type MicrobenchResult } from '../../lab/microbench/index.ts';
 import { breakdownInput } from '../../lab/microbench/table.ts';
+import { isLiveVariant } from '../../lab/microbench/tc-live.ts';
 import { costBreakdown } from '../../lab/results/breakdown.ts';
 
 const need = requirements('root', 'bpf', 'bpftool', 'clang');
 const PREFIX = 'xt8';
 const LENGTHS = [1, 2, 4, 8, 16, 33];
 const REPETITIONS = 3;
+const LIVE = { lengths: [1, 4], durationS: 1, repetitions: 2 };
 
 function leftovers(): string[] {
   const pins = execFileSync('ls', ['/sys/fs/bpf']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}-micro-`));
-  const ns = execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}m`));
-  const links = execFileSync('ip', ['-o', 'link']).toString().split('\n').filter((l) => new RegExp(`: ${PREFIX}[ab]`).test(l));
+  const ns = execFileSync('ip', ['netns', 'list']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}m`) || n.startsWith(`${PREFIX}lv`));
+  const links = execFileSync('ip', ['-o', 'link']).toString().split('\n').filter((l) => new RegExp(`: ${PREFIX}([ab]|lv)`).test(l));
   return [...pins, ...ns, ...links];
 }
 
@@ -52,6 +54,7 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
       latencyCycles: 2,
       prefix: PREFIX,
       features,
+      liveTc: LIVE,
     });
     lines = (await readFile(join(dir, 'raw.jsonl'), 'utf8'))
       .split('\n')
@@ -100,20 +103,21 @@ describe.skipIf(need.skip)('bench chain on the host kernel (quick)', () => {
     }
   });
 
-  it('records the TC filter chain\'s scaling as not measured, with the reason', () => {
+  it('measures the TC filter chain\'s scaling under live traffic, timed in-band, beside the test-run rows', () => {
     const recs = micro().filter((r) => r.variant === 'chain/tc-filters');
-    expect(recs).toHaveLength(1);
-    expect(recs[0]).toMatchObject({ hop: 'tc-next', nsPerPacket: [] });
-    expect(recs[0]!.reason).toMatch(/^unsupported: not measured: .*BPF_PROG_TEST_RUN cannot run a chain of them/);
+    expect(recs.map((r) => r.chainLength)).toEqual(LIVE.lengths);
+    for (const r of recs) expect(r).toMatchObject({ hop: 'tc-next', timing: 'in-band' });
+    for (const r of micro().filter((x) => !isLiveVariant(x.variant))) expect(r.timing).toBeUndefined();
   });
 
   it('fits a positive cost per hop for every scaling variant it measured', () => {
     expect(result.scaling.length).toBeGreaterThanOrEqual(3);
     for (const s of result.scaling) {
+      const lengths = isLiveVariant(s.variant) ? LIVE.lengths : LENGTHS;
       expect(s.fit, s.variant).not.toBeNull();
       expect(Number.isFinite(s.fit!.slope), s.variant).toBe(true);
-      expect(s.fit!.n).toBe(LENGTHS.length * REPETITIONS);
-      expect([...s.medians.keys()]).toEqual(LENGTHS);
+      expect(s.fit!.n).toBe(lengths.length * (isLiveVariant(s.variant) ? LIVE.repetitions : REPETITIONS));
+      expect([...s.medians.keys()]).toEqual(lengths);
     }
   });
 

@@ -1,0 +1,43 @@
+/**
+ * The report's TC section with the chains the kernel walks, measured under live traffic and timed
+ * in-band: chain/tc-filters at 100 + 50L ns per skb, beside chain/tc-manual-constant test-run at
+ * 18 + 1L ns. Their rows are marked, the caption says what in-band timing is, and the fitted cost
+ * per added program is the construction's 50 ns.
+ */
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderReport } from '../../lab/report/index.ts';
+import { cleanScratch, FIXTURES, scratchDir } from './helpers.ts';
+
+afterAll(cleanScratch);
+
+const LENGTHS = [1, 2, 4, 8];
+
+function micro(variant: string, hop: string, chainLength: number, median: number, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    kind: 'micro', schema: 1, runId: 'fixture-tc-live', kernel: 'host', kernelRelease: '6.18.0-1-amd64', accelerator: 'host',
+    variant, chainLength, hop, repeat: 20_000, nsPerPacket: [median - 1, median, median + 1], ...extra,
+  });
+}
+
+describe('report: TC chains timed in-band under live traffic', () => {
+  it('marks their rows, says how they were timed and fits their cost per program', async () => {
+    const dir = scratchDir('tc-live');
+    const lines = LENGTHS.flatMap((L) => [
+      micro('chain/tc-filters', 'tc-next', L, 100 + 50 * L, { timing: 'in-band' }),
+      micro('chain/tc-manual-constant', 'tail-call-constant', L, 18 + L),
+    ]);
+    writeFileSync(join(dir, 'raw.jsonl'), `${lines.join('\n')}\n`);
+    mkdirSync(join(dir, 'provenance'));
+    copyFileSync(join(FIXTURES, 'micro', 'provenance', 'host.json'), join(dir, 'provenance', 'host.json'));
+    await renderReport(dir, { resamples: 200 });
+    const files = readdirSync(join(dir, 'report'), { recursive: true }).map(String).filter((f) => f.endsWith('.md'));
+    const md = files.map((f) => readFileSync(join(dir, 'report', f), 'utf8')).find((t) => t.includes('chain/tc-filters')) ?? '';
+    const fitTable = md.slice(md.indexOf('cost per hop'));
+    const row = (variant: string): string => fitTable.split('\n').find((l) => l.includes(`| ${variant} `)) ?? '';
+    expect(row('chain/tc-filters')).toMatch(/tc-next \(live, in-band\)\s*\|[^|]*\|\s*50(\.0*)?\s*\|/);
+    expect(row('chain/tc-manual-constant')).toMatch(/\| tail-call-constant\s*\|[^|]*\|\s*1(\.0*)?\s*\|/);
+    expect(fitTable).toMatch(/not BPF_PROG_TEST_RUN, which runs one program and never the kernel's walk between programs/);
+  });
+});
