@@ -70,6 +70,26 @@ if [ "${VERSION_CODENAME:-bookworm}" = bookworm ]; then
   fi
 fi
 
+# The native baseline builds a kernel module with the compiler its kernel was built with: Debian 11's
+# 5.10 with gcc-10, which Debian 12 does not have. bullseye's gcc-10 installs on bookworm as four
+# packages (gcc-10, cpp-10, gcc-10-base, libgcc-10-dev) and nothing else; bullseye is pinned below
+# bookworm (priority 100), so no other package ever comes from it.
+if [ "${VERSION_CODENAME:-bookworm}" = bookworm ] && ! command -v gcc-10 >/dev/null; then
+  src=/etc/apt/sources.list.d/xcl-bullseye.sources
+  pin=/etc/apt/preferences.d/xcl-bullseye
+  if ! grep -rqsE '(^|[[:space:]])bullseye([[:space:]]|$)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    say "adding bullseye to apt, pinned below bookworm (for gcc-10, the compiler of Debian 11's 5.10)"
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bullseye' 'Components: main' \
+      'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$src"
+    printf '%s\n' 'Package: *' 'Pin: release n=bullseye' 'Pin-Priority: 100' > "$pin"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq || fail "apt-get update failed after adding bullseye" "check the machine reaches deb.debian.org, or remove $src and $pin."
+  fi
+  say "installing gcc-10 from bullseye"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends -t bullseye gcc-10 >/dev/null \
+    || fail "apt-get install -t bullseye gcc-10 failed" "run \`apt-get install -t bullseye gcc-10\` to see apt's message (the native baseline on 5.10 needs it; everything else works without)."
+fi
+
 # Node.js: the lab needs 20 or newer (commander, execa, vitest).
 if ! command -v node >/dev/null; then
   say "installing Debian's nodejs and npm"

@@ -39,7 +39,9 @@ export async function buildNativeModule(headers: ModuleHeaders): Promise<string>
   const cc = await compilerOf(headers);
   if (cc && !(await onPath(cc))) {
     const candidate = await aptCandidate(cc);
-    const remedy = candidate
+    const remedy = cc === 'gcc-10'
+      ? `bash lab/setup.sh (it adds bullseye, pinned below bookworm, and installs its gcc-10), or apt-get install ${candidate ? '' : '-t bullseye '}gcc-10 yourself. A module must be built with the kernel's compiler.`
+      : candidate
       ? `apt-get install ${cc} (a module must be built with the kernel's compiler).`
       : `This machine's apt sources have no ${cc} (Debian 12 has gcc-11 and gcc-12; older ones are in older releases, gcc-10 in Debian 11 bullseye): add a release that has it to the apt sources (e.g. "deb http://deb.debian.org/debian bullseye main" in /etc/apt/sources.list.d/bullseye.list), then apt-get update and apt-get install ${cc}. A module must be built with the kernel's compiler.`;
     throw new LabError('MISSING_TOOL', `kernel ${headers.release}'s modules are built with ${cc}, which is not installed${candidate ? '' : ' and has no installation candidate here'}`, { remedy });

@@ -116,3 +116,15 @@ describe.skipIf(need.skip)('building xcl_trio.ko for Debian 6.1', () => {
     expect(info.split(' ')[0]).toBe(f.image.release);
   });
 });
+
+const need510 = requirements('root', 'gcc-10');
+describe.skipIf(need510.skip)('building xcl_trio.ko for Debian 5.10', () => {
+  it('builds with gcc-10, the compiler Debian 11 built 5.10 with, named by its headers', { timeout: 900_000 }, async () => {
+    const f = await imageFacts(await testKernel('5.10'));
+    const headers = await moduleHeaders(f);
+    const ko = await buildNativeModule(headers);
+    expect(execFileSync('modinfo', ['-F', 'vermagic', ko], { encoding: 'utf8' }).split(' ')[0]).toBe(f.image.release);
+    // The compiler that built it, as the object's .comment says.
+    expect(execFileSync('readelf', ['-p', '.comment', ko], { encoding: 'utf8' })).toMatch(/GCC: \(Debian 10\./);
+  });
+});

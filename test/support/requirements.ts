@@ -30,7 +30,8 @@ export type StaticRequirement =
   | 'debootstrap'
   | 'chromium'
   | 'kprobes'        // kprobe events (tracefs kprobe_events or the perf kprobe PMU)
-  | 'bpf-stats';     // BPF run-time statistics (kernel.bpf_stats_enabled)
+  | 'bpf-stats'      // BPF run-time statistics (kernel.bpf_stats_enabled)
+  | 'gcc-10';        // Debian 11's kernel compiler, for modules of its 5.10 (lab/setup.sh: from bullseye)
 
 /** Known only by probing with the lab's code: the test states the probe's answer with agree(). */
 export type ProbedFeature =
@@ -46,7 +47,7 @@ export type Requirement = StaticRequirement;
 
 const STATIC: readonly StaticRequirement[] = [
   'root', 'bpf', 'veth', 'clang', 'llvm', 'bpftool', 'xdp-loader', 'libxdp-objects', 'iperf3', 'qemu',
-  'debootstrap', 'chromium', 'kprobes', 'bpf-stats',
+  'debootstrap', 'chromium', 'kprobes', 'bpf-stats', 'gcc-10',
 ];
 const PROBED: readonly ProbedFeature[] = ['kvm', 'freplace', 'debian-mirror', 'kernel-build-tools', 'tcx'];
 const ALL_FEATURES: readonly Feature[] = [...STATIC, ...PROBED];
@@ -104,6 +105,7 @@ const checks: Record<StaticRequirement, () => string | null> = {
     }
     return 'kernel has no kprobe events';
   },
+  'gcc-10': tool('gcc-10', '-t bullseye gcc-10 with bullseye in the apt sources'),
   'bpf-stats': () => (existsSync('/proc/sys/kernel/bpf_stats_enabled') ? null : 'kernel has no BPF run-time statistics (/proc/sys/kernel/bpf_stats_enabled absent)'),
 };
 
