@@ -4,7 +4,7 @@
  * median, per sample size. A benchmark of the statistics, not a test: it prints, never judges.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { positiveInt } from '../ui/cli.ts';
+import { nonNegativeInt, positiveInt } from '../ui/cli.ts';
 import { COVERAGE_DISTRIBUTIONS, bootstrapCoverage, type CoverageDistribution, type CoverageResult } from '../report/coverage.ts';
 import { BOOTSTRAP_RESAMPLES, CONFIDENCE } from '../report/stats.ts';
 
@@ -26,11 +26,6 @@ function distributions(value: string): CoverageDistribution[] {
   return [d];
 }
 
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
-  return n;
-}
 
 export function formatCoverage(rows: readonly CoverageResult[]): string[] {
   const head = ['distribution', 'n', 'coverage', '± s.e.', 'nominal', 'mean width', 'trials', 'resamples'];

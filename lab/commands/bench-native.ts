@@ -21,8 +21,9 @@ import { bootVm } from '../vm/boot.ts';
 import { runMicrobenchDetailed } from '../microbench/index.ts';
 import { REPRESENTATIVE_CASE } from '../microbench/approaches.ts';
 import { measureNativeContained, nativeRatios } from '../native/measure.ts';
-import { NATIVE_VARIANT } from '../results/variants.ts';
-import { positiveInt, printError } from '../ui/cli.ts';
+import { NATIVE_CHAIN_VARIANT, NATIVE_VARIANT } from '../results/variants.ts';
+import { SCALING_VARIANTS } from '../microbench/scaling.ts';
+import { nonNegativeInt, positiveInt, printError } from '../ui/cli.ts';
 import { consoleSink } from '../ui/render.ts';
 
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
@@ -43,7 +44,20 @@ export function formatNative(kernel: string, micro: readonly MicroRecord[], late
   return lines;
 }
 
+/** The depth line: N programs joined by constant tail calls against N nested native calls. */
+export function formatDepth(micro: readonly MicroRecord[], depth: number): string[] {
+  const at = (variant: string): number[] => micro.find((r) => r.variant === variant && r.chainLength === depth)?.nsPerPacket ?? [];
+  const tail = at(SCALING_VARIANTS.manualConstant.variant);
+  const native = micro.find((r) => r.variant === NATIVE_CHAIN_VARIANT && r.chainLength === depth);
+  if (tail.length === 0) return [`depth ${depth}: tail-call chain not measured`];
+  if (!native || native.nsPerPacket.length === 0) return [`depth ${depth}: ${median(tail).toFixed(1)} ns through ${depth} programs joined by tail calls; nested native calls not measured: ${native?.reason ?? 'no record'}`];
+  const t = median(tail);
+  const n = median(native.nsPerPacket);
+  return [`depth ${depth} (ns per packet, median): ${depth} programs joined by constant tail calls ${t.toFixed(1)}, ${depth} nested native calls ${n.toFixed(1)}, ratio ${(t / n).toFixed(2)}`];
+}
+
 interface NativeCliOptions {
+  depth: number;
   kernel: string;
   repeat?: number;
   repetitions?: number;
@@ -65,6 +79,7 @@ export function benchNativeCommand(): Command {
     .option('--repetitions <n>', 'measurements per variant (default 3)', positiveInt)
     .option('--cycles <n>', 'insmod and BPF object-load cycles (default 2)', positiveInt)
     .option('--out <dir>', 'results directory; its name is the run id (default results/<UTC time>)')
+    .option('--depth <n>', 'the seed study\'s depth experiment: a chain of n programs joined by constant tail calls against n nested native calls (0: not run)', nonNegativeInt, 32)
     .action(async (o: NativeCliOptions) => {
       const sink = consoleSink();
       try {
@@ -86,17 +101,21 @@ export function benchNativeCommand(): Command {
             repetitions,
             latencyCycles: cycles,
             prefix: 'xtn',
-            parts: { approaches: true, scaling: false, latency: false, interpreter: false, loadTime: true },
+            // The depth experiment needs the constant tail-call chain at 1 and n programs only.
+            parts: { approaches: true, scaling: o.depth > 0, latency: false, interpreter: false, loadTime: true },
+            ...(o.depth > 0 ? { lengths: [...new Set([1, o.depth])], dispatcherLengths: [1], patchModes: [], liveTc: false as const } : {}),
             progress: sink,
           });
-          const native = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles });
-          const records = [...micro.records, native.record];
+          const depths = o.depth > 0 ? [...new Set([1, o.depth])] : [];
+          const native = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles, depths });
+          const records = [...micro.records, native.record, ...native.chain];
           for (const r of records) await appendRecord(rawFile, r);
           sink.stop();
           const parsed = records.map((r) => RawRecord.parse(r));
           const microRecs = parsed.filter((r): r is MicroRecord => r.kind === 'micro');
           const latency = parsed.filter((r): r is LatencyRecord => r.kind === 'latency');
           for (const l of formatNative(o.kernel, microRecs, latency, native.record)) process.stdout.write(`${l}\n`);
+          if (o.depth > 0) for (const l of formatDepth(microRecs, o.depth)) process.stdout.write(`${l}\n`);
           process.stdout.write(`results: ${rawFile} (${records.length} appended)\n`);
         } finally {
           await target[Symbol.asyncDispose]();

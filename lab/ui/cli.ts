@@ -14,6 +14,13 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** commander parser for counts that may be 0 (a seed, an experiment turned off). */
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
+  return n;
+}
+
 /** How long the lab may take to stop cleanly once its launcher is gone, before it exits anyway. */
 export const ORPHAN_GRACE_MS = 120_000;
 

@@ -10,7 +10,7 @@ import { HostTarget } from '../../lab/target.ts';
 import { REPO_ROOT } from '../../lab/paths.ts';
 import { RawRecord, SCHEMA_VERSION, type LatencyRecord, type MicroRecord } from '../../lab/results/record.ts';
 import { measureNative, nativeRatios } from '../../lab/native/measure.ts';
-import { formatNative } from '../../lab/commands/bench-native.ts';
+import { formatDepth, formatNative } from '../../lab/commands/bench-native.ts';
 import { parseDepthLine } from '../../lab/native/run.ts';
 
 const rec = (variant: string, ns: number[], over: Partial<MicroRecord> = {}): MicroRecord => ({
@@ -45,6 +45,18 @@ describe('ratios to native', () => {
     expect(lines.some((l) => /fused object load\s+44\.00/.test(l))).toBe(true);
     const refused = formatNative('host', [], [], rec('native', [], { reason: 'unsupported: no modules' }));
     expect(refused).toContain('  native: not measured: unsupported: no modules');
+  });
+});
+
+describe('the depth line of bench native', () => {
+  it('sets n tail-called programs against n nested native calls, or says what was not measured', () => {
+    const tail = rec('chain/manual-constant', [300, 330, 320], { chainLength: 32, hop: 'tail-call-constant' });
+    const nested = rec('chain/native-call', [200, 160, 150], { chainLength: 32, hop: 'native-call' });
+    expect(formatDepth([tail, nested], 32)).toEqual(['depth 32 (ns per packet, median): 32 programs joined by constant tail calls 320.0, 32 nested native calls 160.0, ratio 2.00']);
+    expect(formatDepth([tail, { ...nested, nsPerPacket: [], reason: 'unsupported: no modules' }], 32)).toEqual([
+      'depth 32: 320.0 ns through 32 programs joined by tail calls; nested native calls not measured: unsupported: no modules',
+    ]);
+    expect(formatDepth([nested], 32)).toEqual(['depth 32: tail-call chain not measured']);
   });
 });
 
