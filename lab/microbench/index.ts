@@ -339,7 +339,7 @@ export async function runMicrobenchDetailed(target: Target, opts: MicrobenchOpti
       if (measuresTc(opts) && opts.liveTc !== false) {
         checkpoint();
         const live = await phase(progress, 'micro-tc-live', `${target.name}: TC chains under live traffic (filters, tcx, tail calls), timed in-band`, () =>
-          measureTcLiveScaling(sb, { ...opts.liveTc, quick: opts.quick, maxTailPrograms: result.maxChainPrograms, envName: `${prefix}lv`, progress, checkpoint }));
+          measureTcLiveScaling(sb, { ...opts.liveTc, quick: opts.quick, maxTailPrograms: result.maxChainPrograms, envName: `${prefix}lv`, progress, phaseId: 'micro-tc-live', checkpoint }));
         result.scaling.push(...live.measurements.map(scalingRow));
         result.records.push(...tcLiveRecords(target, opts, live));
         result.unsupported.push(...live.unsupported);

@@ -72,6 +72,8 @@ export interface TcLiveOptions extends TcLiveSettings {
   /** Base name of the test environment (1-10 of [a-z0-9-]). */
   envName: string;
   progress?: ProgressSink;
+  /** The phase whose progress (cells of variant × length done, of a fixed total) is reported. */
+  phaseId?: string;
   /** Throws to stop at the next length (Ctrl-C). */
   checkpoint?: () => void;
 }
@@ -251,12 +253,13 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
     const linkCount = Math.max(0, ...lengths.filter((l) => run.some((v) => v !== 'tail' && l <= maxLinks(v, maxTail))));
     if (run.includes('tail')) tail = await loadManualChain(sb, TC_LIVE_VARIANTS.tail, await buildMicroObject('tcChainContinue'), false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_UNSPEC });
     const parts: Parts = { place, clock, links: await links(linkCount), tail };
+    const total = run.reduce((n, v) => n + lengths.filter((l) => l <= maxLinks(v, maxTail)).length, 0);
+    let done = 0;
     for (const len of lengths) {
       for (const v of run) {
         if (len > maxLinks(v, maxTail)) continue;
         opts.checkpoint?.();
         const what = `${target.name}: ${TC_LIVE_VARIANTS[v].variant}, ${len} program(s)`;
-        opts.progress?.({ kind: 'log', level: 'info', message: `${what}: ${repetitions} × ${durationS} s of iperf3` });
         const undo = await attach(parts, v, len);
         try {
           for (let r = 0; r < repetitions; r++) {
@@ -269,6 +272,7 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
         } finally {
           await undo();
         }
+        if (opts.phaseId) opts.progress?.({ kind: 'phase-progress', id: opts.phaseId, done: ++done, total, note: `${TC_LIVE_VARIANTS[v].variant.replace(/^chain\//, '')} × ${len}, ${repetitions} × ${durationS} s of iperf3` });
       }
     }
   } catch (e) {

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkFeature, requirements } from '../support/requirements.ts';
 import { RUN_TAG } from '../support/names.ts';
 import { isLabError } from '../../lab/errors.ts';
+import type { ProgressEvent } from '../../lab/progress.ts';
 import { HostTarget, type CommandResult, type RunOptions, type Target } from '../../lab/target.ts';
 import { RawRecord } from '../../lab/results/record.ts';
 import { tcx } from '../../lab/approaches/tcx.ts';
@@ -109,6 +110,7 @@ describe.skipIf(need.skip)('TC chains under live traffic on the host kernel', ()
   let target: HostTarget;
   let result: TcLiveResult;
   let withTcx: boolean;
+  const events: ProgressEvent[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), `${PREFIX}-`));
@@ -117,11 +119,18 @@ describe.skipIf(need.skip)('TC chains under live traffic on the host kernel', ()
     withTcx = !checkFeature('tcx', s.supported ? null : s.reason).skip;
     const sb = await openSandbox(target, PREFIX);
     try {
-      result = await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv` });
+      result = await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv`, phaseId: 'live', progress: (e) => events.push(e) });
     } finally {
       await sb.dispose();
     }
   }, 600_000);
+
+  it('reports progress against a total fixed from the start, one step per variant and length', () => {
+    const steps = events.filter((e): e is Extract<ProgressEvent, { kind: 'phase-progress' }> => e.kind === 'phase-progress' && e.id === 'live');
+    const cells = result.measurements.length * LENGTHS.length;
+    expect(steps.map((e) => e.done)).toEqual(Array.from({ length: cells }, (_, i) => i + 1));
+    expect(new Set(steps.map((e) => e.total))).toEqual(new Set([cells]));
+  });
 
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
