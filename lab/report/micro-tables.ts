@@ -27,7 +27,7 @@ export function microTables(model: ReportModel): Table[] {
     id: 'micro-fit',
     title: 'Microbenchmark: cost per hop',
     banners: banners(model, kernels),
-    caption: `Least-squares line through the median ns per ${unit} at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33. ${TIMING_NOTE}`,
+    caption: `Least-squares line through the median ns per ${unit} at each chain length; slope = ns per added program (hop). "≤${SHORT_CHAIN}": the same line through chains of at most ${SHORT_CHAIN} programs, since the cost per hop need not be constant over 1..33.${model.micro.some((g) => g.timing === 'in-band') ? ` ${TIMING_NOTE}` : ''}`,
     header: ['Linux', 'Variant', 'Hop', 'Lengths', 'ns per hop', 'Intercept (ns)', 'r²', `ns per hop (≤${SHORT_CHAIN})`],
     align: ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'r'],
     rows: model.micro

@@ -27,6 +27,7 @@ describe('report: TC chains timed in-band under live traffic', () => {
     const lines = LENGTHS.flatMap((L) => [
       micro('chain/tc-filters', 'tc-next', L, 100 + 50 * L, { timing: 'in-band' }),
       micro('chain/tc-manual-constant', 'tail-call-constant', L, 18 + L),
+      micro('chain/manual-constant', 'tail-call-constant', L, 6 + L),
     ]);
     writeFileSync(join(dir, 'raw.jsonl'), `${lines.join('\n')}\n`);
     mkdirSync(join(dir, 'provenance'));
@@ -39,5 +40,8 @@ describe('report: TC chains timed in-band under live traffic', () => {
     expect(row('chain/tc-filters')).toMatch(/tc-next \(live, in-band\)\s*\|[^|]*\|\s*50(\.0*)?\s*\|/);
     expect(row('chain/tc-manual-constant')).toMatch(/\| tail-call-constant\s*\|[^|]*\|\s*1(\.0*)?\s*\|/);
     expect(fitTable).toMatch(/not BPF_PROG_TEST_RUN, which runs one program and never the kernel's walk between programs/);
+    // The XDP section has no in-band row: its caption does not explain them.
+    const xdp = readFileSync(join(dir, 'report', 'micro.md'), 'utf8');
+    expect(xdp).not.toMatch(/live, in-band/);
   });
 });
