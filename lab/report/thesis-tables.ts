@@ -79,7 +79,8 @@ export function headlineTable(model: ReportModel): Table {
     align: ['l', 'l', 'l', 'l', 'r', 'r', ...refs.flatMap((): ('l' | 'r')[] => ['r', 'l'])],
     rows,
     tcgRows,
-    footnotes: headlineNotes(model),
+    // An empty answer says where the answer is: a run of the TC hook alone has it in its own section.
+    footnotes: rows.length === 0 && !tc ? ['No XDP approach has a per-packet figure in this run; a run of the TC hook (--hook tc) gives its answer under "TC ingress".', ...headlineNotes(model)] : headlineNotes(model),
   };
 }
 

@@ -2,7 +2,7 @@
  * The report's TC section with the chains the kernel walks, measured under live traffic and timed
  * in-band: chain/tc-filters at 100 + 50L ns per skb, beside chain/tc-manual-constant test-run at
  * 18 + 1L ns. Their rows are marked, the caption says what in-band timing is, and the fitted cost
- * per added program is the construction's 50 ns.
+ * per added program is the construction's 50 ns. With no XDP cell, the answer points to the TC one.
  */
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,5 +43,9 @@ describe('report: TC chains timed in-band under live traffic', () => {
     // The XDP section has no in-band row: its caption does not explain them.
     const xdp = readFileSync(join(dir, 'report', 'micro.md'), 'utf8');
     expect(xdp).not.toMatch(/live, in-band/);
+    // No XDP cell ran: the answer says where a TC run's answer is rather than only "no data".
+    const page = readFileSync(join(dir, 'report', 'report.md'), 'utf8');
+    const answer = page.slice(page.indexOf('## The answer'), page.indexOf('\n## ', page.indexOf('## The answer') + 3));
+    expect(answer).toMatch(/No XDP approach has a per-packet figure in this run; a run of the TC hook \(--hook tc\) gives its answer under "TC ingress"/);
   });
 });
