@@ -39,7 +39,10 @@ const TC_HEADLINE_CAPTION =
   'the kernel runs on the skb, over Δrun_cnt of the first). "÷ tc-manual" = median(approach) / median(tc-manual), ' +
   `with its 95% bootstrap CI (${BOOTSTRAP_NOTE}); then the verdict of the pair's test on the same metric ("real": the ` +
   'CI of the difference excludes 0 and the Holm-adjusted Mann-Whitney p is below 0.05; "noise" otherwise; "untestable" ' +
-  'below 2 runs). tc-none attaches no program: its throughput is the baseline of the relative throughput.';
+  'below 2 runs). tc-none attaches no program: its throughput is the baseline of the relative throughput. ' +
+  'For tc-filters and tcx the kernel\'s step from one program to the next (the cls_bpf priority walk, bpf_mprog\'s ' +
+  'loop) runs outside every program, so no statistic holds it: the microbenchmark\'s chain/tc-filters and chain/tcx ' +
+  'rows (live traffic, timed in-band) give that step\'s cost per added program.';
 
 /** The first thing a section says: per kernel, what each approach costs per packet (skb) relative to manual and fused. */
 export function headlineTable(model: ReportModel): Table {
