@@ -18,7 +18,7 @@ import { HostTarget, type Target } from '../target.ts';
 import { createTestEnv, type TestEnv } from '../testenv/testenv.ts';
 import { buildProbeHelper, buildStatsHelper } from '../programs/user.ts';
 import { REPO_ROOT } from '../paths.ts';
-import { parseCpuList } from './provenance.ts';
+import { iperfCpus } from '../testenv/cpus.ts';
 import type { FrequencyInfo, KernelSession, OpenKernelOptions, Testbed } from './kernel-session.ts';
 
 /** `ethtool -k` output → feature name → on/off ("[fixed]" and "[requested on]" notes ignored). */
@@ -29,16 +29,6 @@ export function parseEthtoolFeatures(text: string): Record<string, boolean> {
     if (m?.[1] && m[2]) out[m[1]] = m[2] === 'on';
   }
   return out;
-}
-
-/** Server and client CPUs: two isolated CPUs when there are, else the two highest online ones. */
-export function chooseIperfCpus(isolated: readonly number[], online: readonly number[]): { server: number; client: number; note?: string } {
-  if (isolated.length >= 2) return { server: isolated[0]!, client: isolated[1]! };
-  if (online.length >= 2) {
-    const [client, server] = online.slice(-2) as [number, number];
-    return { server, client, note: `fewer than 2 isolated CPUs: iperf3 server on CPU ${server}, client on CPU ${client}, shared with the system` };
-  }
-  return { server: online[0] ?? 0, client: online[0] ?? 0, note: 'only one CPU: iperf3 server and client share it' };
 }
 
 function vmFrequency(t: { tuning?: { cpufreq: { applied: boolean; cpus: { governor: string; minKHz: number; maxKHz: number }[]; reason?: string } } }, hostMhz: number | null): FrequencyInfo | undefined {
@@ -128,9 +118,7 @@ export async function openKernelSession(kernel: string, options: OpenKernelOptio
     cleanups.push(() => env[Symbol.asyncDispose]());
     for (const line of env.staleCleaned) progress?.({ kind: 'log', level: 'warn', message: `${target.name}: cleaned up: ${line}` });
 
-    const iso = parseCpuList((await target.sh('cat /sys/devices/system/cpu/isolated', { allowFailure: true })).stdout.trim());
-    const online = parseCpuList((await target.sh('cat /sys/devices/system/cpu/online', { allowFailure: true })).stdout.trim());
-    const cpus = chooseIperfCpus(iso, online);
+    const cpus = await iperfCpus(target);
     if (cpus.note) warnings.push(cpus.note);
 
     const testbed: Testbed = {

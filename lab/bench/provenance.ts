@@ -99,25 +99,6 @@ export async function targetIsolcpus(target: Target): Promise<string | null> {
   return s === '' ? null : s;
 }
 
-/** Online CPU numbers on the target. */
-export async function targetCpus(target: Target): Promise<number[]> {
-  const r = await target.sh('cat /sys/devices/system/cpu/online', { allowFailure: true, timeoutMs: 30_000 });
-  return parseCpuList(r.stdout.trim());
-}
-
-/** Parses a sysfs CPU list such as "0-2,4". */
-export function parseCpuList(list: string): number[] {
-  const out: number[] = [];
-  for (const part of list.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part);
-    if (!m) continue;
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    for (let c = a; c <= b; c++) out.push(c);
-  }
-  return out;
-}
-
 /** Versions of the tools the results depend on: clang and libbpf-dev on the host (they build), the rest on the target. */
 export async function toolVersions(target: Target, helperHash: string | null): Promise<Record<string, string>> {
   const tools: Record<string, string> = {};

@@ -20,6 +20,7 @@ import { BPFTOOL_PROG_TYPE } from '../programs/hook.ts';
 import { buildMicroObject } from '../programs/micro.ts';
 import { clsactSupport, freshClsact, ingressFilters, removeClsact, setIngressFilter, type TcPlace } from '../tc/clsact.ts';
 import type { MicroRecord } from '../results/record.ts';
+import { iperfCpus } from '../testenv/cpus.ts';
 import { createTestEnv } from '../testenv/testenv.ts';
 import { microRecord, type RecordStamp } from './records.ts';
 import { failureReason, loadManualChain, type ScalingMeasurement, type SlotChain, type Unsupported, type VariantInfo } from './scaling.ts';
@@ -61,7 +62,7 @@ export interface TcLiveSettings {
   durationS?: number;
   /** iperf3 runs per length and variant (default 3; quick 2). */
   repetitions?: number;
-  /** CPUs of the iperf3 server and client (default 1 and 0; on one CPU both 0). */
+  /** CPUs of the iperf3 server and client (default: the test environment's rule, lab/testenv/cpus.ts). */
   cpus?: { server: number; client: number };
 }
 
@@ -238,10 +239,12 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
   const durationS = opts.durationS ?? (opts.quick ? 1 : 2);
   const repetitions = opts.repetitions ?? (opts.quick ? 2 : 3);
   const maxTail = opts.maxTailPrograms ?? 34;
-  const cpus = opts.cpus ?? (await defaultCpus(target));
+  const cpus = opts.cpus ?? (await iperfCpus(target));
   const { run, unsupported } = await variantsOn(target);
   const result: TcLiveResult = { measurements: [], skbs: new Map(), unsupported };
   if (run.length === 0) return result;
+  // The lengths each variant runs at: up to what its hook holds.
+  const lengthsOf = (v: Variant): number[] => lengths.filter((l) => l <= maxLinks(v, maxTail));
   const byLength = new Map(run.map((v) => [v, new Map<number, number[]>()]));
   const skbs = new Map(run.map((v) => [v, new Map<number, number[]>()]));
   let tail: SlotChain | null = null;
@@ -250,14 +253,14 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
     const place = { target, ifname: env.b.ifname, netns: env.b.netns };
     const { clock, links } = await loadClock(sb);
     // Links for the longest chain the kernel walks here (the tail chain has its own programs).
-    const linkCount = Math.max(0, ...lengths.filter((l) => run.some((v) => v !== 'tail' && l <= maxLinks(v, maxTail))));
+    const linkCount = Math.max(0, ...run.filter((v) => v !== 'tail').flatMap(lengthsOf));
     if (run.includes('tail')) tail = await loadManualChain(sb, TC_LIVE_VARIANTS.tail, await buildMicroObject('tcChainContinue'), false, { type: BPFTOOL_PROG_TYPE.tc, pass: TC_ACT_UNSPEC });
     const parts: Parts = { place, clock, links: await links(linkCount), tail };
-    const total = run.reduce((n, v) => n + lengths.filter((l) => l <= maxLinks(v, maxTail)).length, 0);
+    const total = run.reduce((n, v) => n + lengthsOf(v).length, 0);
     let done = 0;
     for (const len of lengths) {
       for (const v of run) {
-        if (len > maxLinks(v, maxTail)) continue;
+        if (!lengthsOf(v).includes(len)) continue;
         opts.checkpoint?.();
         const what = `${target.name}: ${TC_LIVE_VARIANTS[v].variant}, ${len} program(s)`;
         const undo = await attach(parts, v, len);
@@ -278,7 +281,7 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
   } catch (e) {
     const reason = failureReason(e);
     // What was measured before the failure stays; a variant not measured at every length is failed, with the reason.
-    for (const v of run) if ((byLength.get(v)?.size ?? 0) < lengths.filter((l) => l <= maxLinks(v, maxTail)).length) result.unsupported.push({ ...TC_LIVE_VARIANTS[v], status: 'failed', reason });
+    for (const v of run) if ((byLength.get(v)?.size ?? 0) < lengthsOf(v).length) result.unsupported.push({ ...TC_LIVE_VARIANTS[v], status: 'failed', reason });
   } finally {
     await tail?.teardown().catch(() => undefined);
   }
@@ -288,12 +291,6 @@ export async function measureTcLiveScaling(sb: Sandbox, opts: TcLiveOptions): Pr
     result.skbs.set(TC_LIVE_VARIANTS[v].variant, skbs.get(v)!);
   }
   return result;
-}
-
-/** Server on CPU 1 and client on CPU 0, or both on CPU 0 where there is one. */
-async function defaultCpus(target: Target): Promise<{ server: number; client: number }> {
-  const n = Number((await target.run(['nproc'], { allowFailure: true })).stdout.trim());
-  return n >= 2 ? { server: 1, client: 0 } : { server: 0, client: 0 };
 }
 
 /**
