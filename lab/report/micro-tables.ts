@@ -96,9 +96,9 @@ export function latencyTable(model: ReportModel): Table[] {
 export function microCsv(model: ReportModel): string {
   return stringify(
     model.micro.flatMap((g) =>
-      g.points.map((p) => [g.kernel, g.variant, hopLabel(g), String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), csvNum(p.stats.ci?.[0]), csvNum(p.stats.ci?.[1]), csvNum(g.fit?.slope), csvNum(g.fit?.intercept), csvNum(g.shortFit?.slope), warningOf(model, g.kernel)]),
+      g.points.map((p) => [g.kernel, g.variant, g.hop, g.timing, String(p.chainLength), String(p.repeat), String(p.stats.n), String(p.stats.median), String(p.stats.q1), String(p.stats.q3), csvNum(p.stats.ci?.[0]), csvNum(p.stats.ci?.[1]), csvNum(g.fit?.slope), csvNum(g.fit?.intercept), csvNum(g.shortFit?.slope), warningOf(model, g.kernel)]),
     ),
-    { header: true, columns: ['kernel', 'variant', 'hop', 'chain_length', 'repeat', 'n', 'median_ns', 'q1', 'q3', 'ci95_low', 'ci95_high', 'fit_ns_per_hop', 'fit_intercept_ns', `fit_ns_per_hop_le${SHORT_CHAIN}`, 'flag'] },
+    { header: true, columns: ['kernel', 'variant', 'hop', 'timing', 'chain_length', 'repeat', 'n', 'median_ns', 'q1', 'q3', 'ci95_low', 'ci95_high', 'fit_ns_per_hop', 'fit_intercept_ns', `fit_ns_per_hop_le${SHORT_CHAIN}`, 'flag'] },
   );
 }
 

@@ -40,6 +40,12 @@ describe('report: TC chains timed in-band under live traffic', () => {
     expect(row('chain/tc-filters')).toMatch(/tc-next \(live, in-band\)\s*\|[^|]*\|\s*50(\.0*)?\s*\|/);
     expect(row('chain/tc-manual-constant')).toMatch(/\| tail-call-constant\s*\|[^|]*\|\s*1(\.0*)?\s*\|/);
     expect(fitTable).toMatch(/not BPF_PROG_TEST_RUN, which runs one program and never the kernel's walk between programs/);
+    // The CSV keeps the kernel's hop word and says the timing in a column of its own.
+    const csv = readFileSync(join(dir, 'report', 'tc-micro.csv'), 'utf8').split('\n');
+    expect(csv[0]).toMatch(/^kernel,variant,hop,timing,chain_length,/);
+    expect(csv.filter((l) => l.startsWith('host,chain/tc-filters,'))).toHaveLength(LENGTHS.length);
+    for (const l of csv.filter((x) => x.startsWith('host,chain/tc-filters,'))) expect(l).toMatch(/^host,chain\/tc-filters,tc-next,in-band,/);
+    for (const l of csv.filter((x) => x.startsWith('host,chain/tc-manual-constant,'))) expect(l).toMatch(/,tail-call-constant,test-run,/);
     // The XDP section has no in-band row: its caption does not explain them.
     const xdp = readFileSync(join(dir, 'report', 'micro.md'), 'utf8');
     expect(xdp).not.toMatch(/live, in-band/);
