@@ -26,7 +26,6 @@ function distributions(value: string): CoverageDistribution[] {
   return [d];
 }
 
-
 export function formatCoverage(rows: readonly CoverageResult[]): string[] {
   const head = ['distribution', 'n', 'coverage', '± s.e.', 'nominal', 'mean width', 'trials', 'resamples'];
   const body = rows.map((r) => [

@@ -92,6 +92,8 @@ export function benchNativeCommand(): Command {
         const repeat = o.repeat ?? 100_000;
         const repetitions = o.repetitions ?? 3;
         const cycles = o.cycles ?? 2;
+        // The depth experiment: the constant tail-call chain and the nested native calls at 1 and n.
+        const depths = o.depth > 0 ? [...new Set([1, o.depth])] : [];
         const { target, image } = await openTarget(o.kernel);
         try {
           const micro = await runMicrobenchDetailed(target, {
@@ -102,12 +104,11 @@ export function benchNativeCommand(): Command {
             repetitions,
             latencyCycles: cycles,
             prefix: 'xtn',
-            // The depth experiment needs the constant tail-call chain at 1 and n programs only.
-            parts: { approaches: true, scaling: o.depth > 0, latency: false, interpreter: false, loadTime: true },
-            ...(o.depth > 0 ? { lengths: [...new Set([1, o.depth])], dispatcherLengths: [1], patchModes: [], liveTc: false as const } : {}),
+            // The scaling part only for the depth experiment's tail-call chain, at its lengths.
+            parts: { approaches: true, scaling: depths.length > 0, latency: false, interpreter: false, loadTime: true },
+            ...(depths.length > 0 ? { lengths: depths, dispatcherLengths: [1], patchModes: [], liveTc: false as const } : {}),
             progress: sink,
           });
-          const depths = o.depth > 0 ? [...new Set([1, o.depth])] : [];
           const native = await measureNativeContained(target, image, { runId, kernel: o.kernel, caseName: REPRESENTATIVE_CASE, repeat, repetitions, insertCycles: cycles, depths });
           const records = [...micro.records, native.record, ...native.chain];
           for (const r of records) await appendRecord(rawFile, r);

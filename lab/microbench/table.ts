@@ -179,12 +179,12 @@ export function costTargets(r: MicrobenchResult): string[] {
   return out.length > 0 ? ['Cost target: patched / manual ≤ 1.03 on the trio, per hop ≤ manual + 0.5 ns:', ...out] : [];
 }
 
-/** One run's medians in the breakdown's terms. */
 /** The measured rows of each patch mode's whole trio (not a chain run from a later stage on). */
 function wholePatchedRows(r: MicrobenchResult): ApproachRow[] {
   return r.approaches.filter((a) => a.variant.startsWith('patched') && !isFromStageVariant(a.variant) && a.nsPerPacket.length > 0);
 }
 
+/** One run's medians in the breakdown's terms. */
 export function breakdownInput(r: MicrobenchResult): BreakdownInput {
   return {
     scaling: new Map(r.scaling.map((s) => [s.variant, s.medians])),

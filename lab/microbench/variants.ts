@@ -5,7 +5,6 @@
  */
 import type { ApproachName } from '../results/record.ts';
 
-
 /** The variant of the row that adds up the stages of a chain the kernel walks itself. */
 export const sumOfStagesVariant = (approach: ApproachName): string => `${approach}/sum-of-stages`;
 

@@ -20,7 +20,7 @@ import { HostTarget, type CommandResult, type RunOptions, type Target } from '..
 import { RawRecord } from '../../lab/results/record.ts';
 import { tcx } from '../../lab/approaches/tcx.ts';
 import { openSandbox } from '../../lab/microbench/sandbox.ts';
-import { isLiveVariant, measureTcLiveScaling, nsPerSkb, tcLiveRecords, TC_LIVE_VARIANTS, type TcLiveResult } from '../../lab/microbench/tc-live.ts';
+import { isLiveVariant, measureTcLiveScaling, nsPerSkb, tcLiveRecords, TC_LIVE_VARIANTS, type TcLiveOptions, type TcLiveResult } from '../../lab/microbench/tc-live.ts';
 import { microGroups } from '../../lab/report/micro.ts';
 import { bootVm } from '../../lab/vm/boot.ts';
 import { testKernel } from '../vm/kernels.ts';
@@ -29,6 +29,16 @@ const need = requirements('root', 'bpf', 'bpftool', 'clang', 'iperf3');
 const guest = requirements('root', 'bpf', 'clang', 'qemu', 'debootstrap');
 const PREFIX = `tl${RUN_TAG}`;
 const LENGTHS = [1, 3];
+
+/** One quick sweep at LENGTHS, one 1 s run each, in a sandbox of its own removed afterwards. */
+async function sweep(t: Target, extra: Partial<TcLiveOptions> = {}): Promise<TcLiveResult> {
+  const sb = await openSandbox(t, PREFIX);
+  try {
+    return await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv`, ...extra });
+  } finally {
+    await sb.dispose();
+  }
+}
 
 function leftovers(): string[] {
   const pins = execFileSync('ls', ['/sys/fs/bpf']).toString().split('\n').filter((n) => n.startsWith(`${PREFIX}-micro-`));
@@ -117,12 +127,7 @@ describe.skipIf(need.skip)('TC chains under live traffic on the host kernel', ()
     target = await HostTarget.create(join(dir, 'work'));
     const s = await tcx.supports(target);
     withTcx = !checkFeature('tcx', s.supported ? null : s.reason).skip;
-    const sb = await openSandbox(target, PREFIX);
-    try {
-      result = await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv`, phaseId: 'live', progress: (e) => events.push(e) });
-    } finally {
-      await sb.dispose();
-    }
+    result = await sweep(target, { phaseId: 'live', progress: (e) => events.push(e) });
   }, 600_000);
 
   it('reports progress against a total fixed from the start, one step per variant and length', () => {
@@ -153,13 +158,7 @@ describe.skipIf(need.skip)('TC chains under live traffic on the host kernel', ()
 
   it('keeps what it measured when a later run fails, and says which variants failed', async () => {
     const failing = new FailingIperf(target, 3);
-    const sb = await openSandbox(failing, PREFIX);
-    let r: TcLiveResult;
-    try {
-      r = await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv` });
-    } finally {
-      await sb.dispose();
-    }
+    const r = await sweep(failing);
     // Length 1 ran filters and one more variant before the third client failed.
     const measured = r.measurements.map((m) => [m.variant, [...m.byLength.keys()]]);
     expect(measured).toEqual([[TC_LIVE_VARIANTS.filters.variant, [1]], [withTcx ? TC_LIVE_VARIANTS.tcx.variant : TC_LIVE_VARIANTS.tail.variant, [1]]]);
@@ -175,13 +174,7 @@ describe.skipIf(need.skip)('TC chains under live traffic on the host kernel', ()
 describe.skipIf(guest.skip)('TC chains under live traffic in a Debian 6.1 guest', () => {
   it('measures filters and tail calls, and refuses tcx with the kernel\'s reason', { timeout: 1_200_000 }, async () => {
     await using vm = await bootVm({ kernel: await testKernel('6.1'), accel: 'tcg', cpus: 2, name: `xcl-test-${process.pid}-tclive` });
-    const sb = await openSandbox(vm, PREFIX);
-    let r: TcLiveResult;
-    try {
-      r = await measureTcLiveScaling(sb, { quick: true, lengths: LENGTHS, durationS: 1, repetitions: 1, envName: `${PREFIX}lv` });
-    } finally {
-      await sb.dispose();
-    }
+    const r = await sweep(vm);
     expect(r.measurements.map((m) => [m.variant, [...m.byLength.keys()]])).toEqual([
       [TC_LIVE_VARIANTS.filters.variant, LENGTHS],
       [TC_LIVE_VARIANTS.tail.variant, LENGTHS],
